@@ -1,0 +1,469 @@
+//! One frame: a JSON header, the byte `*`, then the image, little-endian.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+use crate::time::{node_unix_time, wr_unix_time};
+use crate::{DataProduct, Error, ImageKind, Result};
+
+/// Headers are a few hundred bytes; anything this long without the end
+/// marker is not a PFF header, and searching on would only waste time.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The header's end: a blank line, then the image marker.
+const HEADER_END: &[u8] = b"\n\n*";
+
+/// One quabo's packet stamps, as Hashpipe writes them in every header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Quabo {
+    /// Packet counter of the quabo.
+    pub pkt_num: u32,
+    /// Low 10 bits of White Rabbit TAI seconds.
+    pub pkt_tai: u32,
+    /// White Rabbit nanoseconds.
+    pub pkt_nsec: u32,
+    /// DAQ node seconds (Unix).
+    pub tv_sec: i64,
+    /// DAQ node microseconds.
+    pub tv_usec: u32,
+}
+
+impl Quabo {
+    /// The DAQ node's arrival time, Unix seconds.
+    pub fn node_time(&self) -> f64 {
+        node_unix_time(self.tv_sec, self.tv_usec)
+    }
+
+    /// The White Rabbit time as Unix `(seconds, nanoseconds)`.
+    pub fn wr_time(&self) -> Result<(i64, u32)> {
+        wr_unix_time(self.pkt_tai, self.pkt_nsec, self.tv_sec)
+    }
+
+    /// Appends the fields with Hashpipe's fixed widths.
+    fn write_fields(&self, out: &mut String) {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "\"pkt_num\": {:10}, \"pkt_tai\": {:4}, \"pkt_nsec\": {:9}, \"tv_sec\": {:10}, \"tv_usec\": {:6}}}",
+            self.pkt_num, self.pkt_tai, self.pkt_nsec, self.tv_sec, self.tv_usec
+        );
+    }
+}
+
+/// The typed fields of any header layout; unknown fields are ignored.
+#[derive(Deserialize)]
+struct HeaderFields {
+    quabo_num: Option<u8>,
+    pkt_num: Option<u32>,
+    pkt_tai: Option<u32>,
+    pkt_nsec: Option<u32>,
+    tv_sec: Option<i64>,
+    tv_usec: Option<u32>,
+    quabo_0: Option<Quabo>,
+    quabo_1: Option<Quabo>,
+    quabo_2: Option<Quabo>,
+    quabo_3: Option<Quabo>,
+}
+
+/// A frame header: its text as written, and its quabo stamps.
+///
+/// Movie and ph1024 headers hold `quabo_0`..`quabo_3`; a ph256 header holds
+/// one quabo's fields flat, with `quabo_num` saying which.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    text: String,
+    quabo_num: Option<u8>,
+    quabos: [Option<Quabo>; 4],
+}
+
+impl Header {
+    /// Parses header text (without the trailing blank line and `*`).
+    pub fn parse(text: &str) -> Result<Self> {
+        let f: HeaderFields = serde_json::from_str(text)
+            .map_err(|e| Error::format(0, format!("header is not the expected JSON: {e}")))?;
+        let mut quabos = [f.quabo_0, f.quabo_1, f.quabo_2, f.quabo_3];
+        let mut quabo_num = None;
+        if quabos.iter().all(Option::is_none) {
+            let flat = (f.pkt_num, f.pkt_tai, f.pkt_nsec, f.tv_sec, f.tv_usec);
+            let (Some(pkt_num), Some(pkt_tai), Some(pkt_nsec), Some(tv_sec), Some(tv_usec)) = flat
+            else {
+                return Err(Error::format(
+                    0,
+                    "header has neither quabo_0..quabo_3 nor pkt_num, pkt_tai, pkt_nsec, tv_sec, tv_usec",
+                ));
+            };
+            let n = f.quabo_num.unwrap_or(0);
+            let slot = quabos
+                .get_mut(usize::from(n))
+                .ok_or_else(|| Error::format(0, format!("quabo_num {n} is not 0..3")))?;
+            *slot = Some(Quabo {
+                pkt_num,
+                pkt_tai,
+                pkt_nsec,
+                tv_sec,
+                tv_usec,
+            });
+            quabo_num = Some(n);
+        }
+        Ok(Header {
+            text: text.to_string(),
+            quabo_num,
+            quabos,
+        })
+    }
+
+    /// A movie (or ph1024) header, formatted exactly as Hashpipe does.
+    pub fn new_module(quabos: [Quabo; 4]) -> Self {
+        let mut text = String::with_capacity(490);
+        text.push_str("{\n");
+        for (i, q) in quabos.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", \n");
+            }
+            let _ = write!(text, "   \"quabo_{i}\": {{ ");
+            q.write_fields(&mut text);
+        }
+        text.push_str("\n}");
+        Header {
+            text,
+            quabo_num: None,
+            quabos: quabos.map(Some),
+        }
+    }
+
+    /// A ph256 header for one quabo, formatted exactly as Hashpipe does.
+    pub fn new_quabo(quabo_num: u8, quabo: Quabo) -> Self {
+        let mut text = String::with_capacity(122);
+        let _ = write!(text, "{{ \"quabo_num\": {quabo_num}, ");
+        quabo.write_fields(&mut text);
+        let mut quabos = [None; 4];
+        quabos[usize::from(quabo_num & 3)] = Some(quabo);
+        Header {
+            text,
+            quabo_num: Some(quabo_num),
+            quabos,
+        }
+    }
+
+    /// The same layout with every quabo's stamps changed by `f`; the widths
+    /// stay fixed, so the frame keeps its size.
+    pub fn map_quabos(&self, mut f: impl FnMut(Quabo) -> Quabo) -> Self {
+        match self.quabo_num() {
+            Some(n) => Header::new_quabo(n, f(self.quabos[usize::from(n & 3)].unwrap_or_default())),
+            None => Header::new_module(self.quabos.map(|q| f(q.unwrap_or_default()))),
+        }
+    }
+
+    /// The text as written in the file.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The header as a JSON value (what the gRPC `header` Struct carries).
+    pub fn to_json(&self) -> serde_json::Value {
+        // The text parsed as JSON in `parse` (or was made here), so this
+        // cannot fail; Null is only a guard.
+        serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Quabo `n` (0..3), where the header has it.
+    pub fn quabo(&self, n: usize) -> Option<&Quabo> {
+        self.quabos.get(n).and_then(Option::as_ref)
+    }
+
+    /// For a single-quabo (ph256) header, which quabo it is.
+    pub fn quabo_num(&self) -> Option<u8> {
+        self.quabo_num
+    }
+
+    /// The first quabo present: the one whose time stamps the frame
+    /// (`quabo_0` for movie frames).
+    pub fn first_quabo(&self) -> Option<&Quabo> {
+        self.quabos.iter().flatten().next()
+    }
+}
+
+/// An image's pixels, typed as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pixels {
+    /// img8.
+    U8(Vec<u8>),
+    /// img16.
+    U16(Vec<u16>),
+    /// ph256, ph1024 (baseline-subtracted, so signed).
+    I16(Vec<i16>),
+}
+
+impl Pixels {
+    /// Decodes a little-endian image of `dp`. `bytes` must be exactly
+    /// `dp.image_bytes()` long.
+    pub fn from_le_bytes(dp: DataProduct, bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != dp.image_bytes() {
+            return Err(Error::format(
+                0,
+                format!(
+                    "{dp} image needs {} bytes, got {}",
+                    dp.image_bytes(),
+                    bytes.len()
+                ),
+            ));
+        }
+        let pairs = bytes.chunks_exact(2).map(|b| [b[0], b[1]]);
+        Ok(match dp {
+            DataProduct::Img8 => Pixels::U8(bytes.to_vec()),
+            DataProduct::Img16 => Pixels::U16(pairs.map(u16::from_le_bytes).collect()),
+            DataProduct::Ph256 | DataProduct::Ph1024 => {
+                Pixels::I16(pairs.map(i16::from_le_bytes).collect())
+            }
+        })
+    }
+
+    /// The image as stored in a file.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match self {
+            Pixels::U8(v) => v.clone(),
+            Pixels::U16(v) => v.iter().flat_map(|p| p.to_le_bytes()).collect(),
+            Pixels::I16(v) => v.iter().flat_map(|p| p.to_le_bytes()).collect(),
+        }
+    }
+
+    /// Number of pixels.
+    pub fn len(&self) -> usize {
+        match self {
+            Pixels::U8(v) => v.len(),
+            Pixels::U16(v) => v.len(),
+            Pixels::I16(v) => v.len(),
+        }
+    }
+
+    /// True for an image with no pixels.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pixel `i` as a number, for statistics and display.
+    pub fn value(&self, i: usize) -> Option<f64> {
+        match self {
+            Pixels::U8(v) => v.get(i).map(|&p| f64::from(p)),
+            Pixels::U16(v) => v.get(i).map(|&p| f64::from(p)),
+            Pixels::I16(v) => v.get(i).map(|&p| f64::from(p)),
+        }
+    }
+
+    /// All pixels as numbers.
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..self.len()).filter_map(|i| self.value(i))
+    }
+}
+
+/// Bytes of one frame, checked to be whole and aligned but not parsed.
+///
+/// This is what a tracker reads and passes on: checking costs a few byte
+/// compares, and parsing can wait until someone wants the pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    bytes: Vec<u8>,
+    header_len: usize,
+    dp: DataProduct,
+}
+
+impl RawFrame {
+    /// Checks that `bytes` is exactly one frame of `dp`: a `{`, a header
+    /// ending in a blank line and `*`, then one image.
+    pub fn new(bytes: Vec<u8>, dp: DataProduct) -> Result<Self> {
+        let header_len = header_len(&bytes)?;
+        let want = header_len + dp.image_bytes();
+        if bytes.len() != want {
+            return Err(Error::format(
+                bytes.len().min(want) as u64,
+                format!(
+                    "{dp} frame with a {header_len}-byte header is {want} bytes, got {}",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(RawFrame {
+            bytes,
+            header_len,
+            dp,
+        })
+    }
+
+    /// Like [`RawFrame::new`] for a frame whose header length is already
+    /// known (all frames of a file share it): a torn or misaligned frame
+    /// fails here, without a search.
+    pub fn with_header_len(bytes: Vec<u8>, dp: DataProduct, header_len: usize) -> Result<Self> {
+        let ok = bytes.len() == header_len + dp.image_bytes()
+            && header_len >= HEADER_END.len() + 2
+            && bytes.first() == Some(&b'{')
+            && bytes.get(header_len - HEADER_END.len()..header_len) == Some(HEADER_END);
+        if !ok {
+            return Err(Error::format(
+                0,
+                format!(
+                    "not a whole {dp} frame with a {header_len}-byte header (torn, or misaligned)"
+                ),
+            ));
+        }
+        Ok(RawFrame {
+            bytes,
+            header_len,
+            dp,
+        })
+    }
+
+    /// The data product.
+    pub fn data_product(&self) -> DataProduct {
+        self.dp
+    }
+
+    /// The whole frame as in the file.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Header bytes including the blank line and `*`.
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// The header text, without the blank line and `*`.
+    pub fn header_text(&self) -> Result<&str> {
+        let raw = &self.bytes[..self.header_len - HEADER_END.len()];
+        std::str::from_utf8(raw)
+            .map_err(|e| Error::format(e.valid_up_to() as u64, "header is not UTF-8 text"))
+    }
+
+    /// The image bytes, little-endian.
+    pub fn image(&self) -> &[u8] {
+        &self.bytes[self.header_len..]
+    }
+
+    /// Parses header and pixels.
+    pub fn parse(&self) -> Result<Frame> {
+        Ok(Frame {
+            header: Header::parse(self.header_text()?)?,
+            pixels: Pixels::from_le_bytes(self.dp, self.image())?,
+        })
+    }
+}
+
+/// Length of the header at the start of `bytes`, up to and including `*`.
+pub fn header_len(bytes: &[u8]) -> Result<usize> {
+    match bytes.first() {
+        Some(b'{') => {}
+        Some(b) => {
+            return Err(Error::format(
+                0,
+                format!("expected '{{' to open a header, found byte {b:#04x}"),
+            ))
+        }
+        None => return Err(Error::format(0, "expected a header, found no bytes")),
+    }
+    let window = &bytes[..bytes.len().min(MAX_HEADER_BYTES)];
+    match window
+        .windows(HEADER_END.len())
+        .position(|w| w == HEADER_END)
+    {
+        Some(pos) => Ok(pos + HEADER_END.len()),
+        None if bytes.len() >= MAX_HEADER_BYTES => Err(Error::format(
+            0,
+            format!("no blank line and '*' ending the header within {MAX_HEADER_BYTES} bytes"),
+        )),
+        None => Err(Error::format(
+            bytes.len() as u64,
+            "header ends before its blank line and '*' (torn frame)",
+        )),
+    }
+}
+
+/// A parsed frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The JSON header.
+    pub header: Header,
+    /// The image.
+    pub pixels: Pixels,
+}
+
+impl Frame {
+    /// Parses the frame at the start of `bytes`; returns it and its length.
+    pub fn parse(bytes: &[u8], dp: DataProduct) -> Result<(Frame, usize)> {
+        let hlen = header_len(bytes)?;
+        let len = hlen + dp.image_bytes();
+        let Some(frame) = bytes.get(..len) else {
+            return Err(Error::format(
+                bytes.len() as u64,
+                format!(
+                    "{dp} frame needs {len} bytes, only {} left (torn frame)",
+                    bytes.len()
+                ),
+            ));
+        };
+        let text = std::str::from_utf8(&frame[..hlen - HEADER_END.len()])
+            .map_err(|e| Error::format(e.valid_up_to() as u64, "header is not UTF-8 text"))?;
+        let header = Header::parse(text)?;
+        let pixels = Pixels::from_le_bytes(dp, &frame[hlen..])?;
+        Ok((Frame { header, pixels }, len))
+    }
+
+    /// The frame's bytes as Hashpipe writes them.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.header.text.len() + 3 + self.pixels.len() * 2);
+        out.extend_from_slice(self.header.text.as_bytes());
+        out.extend_from_slice(HEADER_END);
+        out.extend_from_slice(&self.pixels.to_le_bytes());
+        out
+    }
+
+    /// Movie or pulse height, from the pixel type and the header layout.
+    pub fn kind(&self) -> ImageKind {
+        match self.pixels {
+            Pixels::I16(_) => ImageKind::PulseHeight,
+            _ => ImageKind::Movie,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PH: &str = r#"{ "quabo_num": 0, "pkt_num":       3444, "pkt_tai":  531, "pkt_nsec": 288621037, "tv_sec": 1721882094, "tv_usec": 288954}"#;
+
+    #[test]
+    fn a_ph256_header_reformats_to_the_same_text() {
+        let h = Header::parse(PH).unwrap();
+        assert_eq!(h.quabo_num(), Some(0));
+        let q = *h.quabo(0).unwrap();
+        assert_eq!(q.pkt_num, 3444);
+        assert_eq!(Header::new_quabo(0, q).text(), PH);
+    }
+
+    #[test]
+    fn headers_that_are_not_pff_are_errors() {
+        assert!(Header::parse("{}").is_err());
+        assert!(Header::parse("not json").is_err());
+        assert!(Header::parse(
+            r#"{"quabo_num": 9, "pkt_num":1,"pkt_tai":1,"pkt_nsec":1,"tv_sec":1,"tv_usec":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_torn_frame_is_an_error_with_its_offset() {
+        let mut bytes = PH.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\n\n*");
+        bytes.extend_from_slice(&[0; 100]);
+        let err = Frame::parse(&bytes, DataProduct::Ph256).unwrap_err();
+        assert!(err.to_string().contains("torn"), "{err}");
+        bytes.extend_from_slice(&[0; 412]);
+        let (frame, len) = Frame::parse(&bytes, DataProduct::Ph256).unwrap();
+        assert_eq!(len, bytes.len());
+        assert_eq!(frame.to_bytes(), bytes);
+        assert!(
+            RawFrame::with_header_len(bytes[1..].to_vec(), DataProduct::Ph256, len - 512).is_err()
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The two clocks of a frame.
+//!
+//! `tv_sec`/`tv_usec` is the DAQ node's clock when the packet arrived.
+//! `pkt_tai`/`pkt_nsec` is the quabo's White Rabbit time, but only the low 10
+//! bits of the TAI seconds, so the full second must be recovered from the
+//! node's clock: the two agree to within a second when all is well.
+
+use crate::{Error, Result};
+
+/// TAI - UTC since 2017.
+const TAI_MINUS_UTC: i64 = 37;
+
+/// The node's clock as Unix seconds (float, microsecond precision).
+pub fn node_unix_time(tv_sec: i64, tv_usec: u32) -> f64 {
+    tv_sec as f64 + f64::from(tv_usec) * 1e-6
+}
+
+/// White Rabbit time as Unix `(seconds, nanoseconds)`.
+///
+/// `d = (tv_sec - pkt_tai + 37) mod 1024` says how the node's second and the
+/// quabo's differ: 0 the same second, 1 the node is a second ahead, 1023 a
+/// second behind; anything else means the clocks disagree by over a second,
+/// and the WR seconds cannot be recovered.
+pub fn wr_unix_time(pkt_tai: u32, pkt_nsec: u32, tv_sec: i64) -> Result<(i64, u32)> {
+    let d = (tv_sec - i64::from(pkt_tai) + TAI_MINUS_UTC).rem_euclid(1024);
+    let secs = match d {
+        0 => tv_sec,
+        1 => tv_sec - 1,
+        1023 => tv_sec + 1,
+        _ => return Err(Error::ClockMismatch { pkt_tai, tv_sec }),
+    };
+    Ok((secs, pkt_nsec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wr_seconds_follow_the_plus_minus_one_rule() {
+        // From the Lick img16 sample: pkt_tai 529 at tv_sec 1721882092.
+        let tv_sec = 1_721_882_092;
+        assert_eq!(
+            wr_unix_time(529, 691_007_488, tv_sec).unwrap(),
+            (tv_sec, 691_007_488)
+        );
+        assert_eq!(
+            wr_unix_time(528, 999_999_000, tv_sec).unwrap().0,
+            tv_sec - 1
+        );
+        assert_eq!(wr_unix_time(530, 10, tv_sec).unwrap().0, tv_sec + 1);
+        assert!(matches!(
+            wr_unix_time(600, 0, tv_sec),
+            Err(Error::ClockMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn wr_seconds_wrap_at_1024() {
+        // tv_sec + 37 = 1024 * k + 1023 -> pkt_tai 1023; next second wraps to 0.
+        let tv_sec = 1024 * 1_700_000 + 1023 - 37;
+        assert_eq!(wr_unix_time(1023, 0, tv_sec).unwrap().0, tv_sec);
+        assert_eq!(wr_unix_time(0, 0, tv_sec).unwrap().0, tv_sec + 1);
+        assert_eq!(wr_unix_time(0, 0, tv_sec + 1).unwrap().0, tv_sec + 1);
+    }
+
+    #[test]
+    fn node_time_adds_microseconds() {
+        assert!((node_unix_time(10, 500_000) - 10.5).abs() < 1e-9);
+    }
+}
