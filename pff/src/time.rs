@@ -5,7 +5,7 @@
 //! bits of the TAI seconds, so the full second must be recovered from the
 //! node's clock: the two agree to within a second when all is well.
 
-use crate::{Error, Result};
+use crate::{Error, Result, StartTime};
 
 /// TAI - UTC since 2017.
 const TAI_MINUS_UTC: i64 = 37;
@@ -13,6 +13,19 @@ const TAI_MINUS_UTC: i64 = 37;
 /// The node's clock as Unix seconds (float, microsecond precision).
 pub fn node_unix_time(tv_sec: i64, tv_usec: u32) -> f64 {
     tv_sec as f64 + f64::from(tv_usec) * 1e-6
+}
+
+/// The node's clock as ISO 8601 UTC with microseconds,
+/// `2024-07-25T04:34:52.691344Z`: what a person compares with logs, while
+/// the float of [`node_unix_time`] is what programs compare.
+pub fn iso_utc(tv_sec: i64, tv_usec: u32) -> String {
+    let secs = tv_sec.saturating_add(i64::from(tv_usec / 1_000_000));
+    let whole = StartTime::from_unix(secs);
+    format!(
+        "{}.{:06}Z",
+        whole.as_str().trim_end_matches('Z'),
+        tv_usec % 1_000_000
+    )
 }
 
 /// White Rabbit time as Unix `(seconds, nanoseconds)`.
@@ -62,6 +75,15 @@ mod tests {
         assert_eq!(wr_unix_time(1023, 0, tv_sec).unwrap().0, tv_sec);
         assert_eq!(wr_unix_time(0, 0, tv_sec).unwrap().0, tv_sec + 1);
         assert_eq!(wr_unix_time(0, 0, tv_sec + 1).unwrap().0, tv_sec + 1);
+    }
+
+    #[test]
+    fn iso_time_keeps_microseconds() {
+        assert_eq!(
+            iso_utc(1_721_882_092, 691_344),
+            "2024-07-25T04:34:52.691344Z"
+        );
+        assert_eq!(iso_utc(0, 1_000_001), "1970-01-01T00:00:01.000001Z");
     }
 
     #[test]
