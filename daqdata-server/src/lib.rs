@@ -1,1 +1,214 @@
-//! placeholder
+//! The DaqData gRPC server: one per DAQ node, it streams the newest
+//! PANOSETI frames of the live run to any number of viewers.
+//!
+//! # Brief overview
+//!
+//! Data flows one way: an `hpio::Tracker` reads the newest complete frame
+//! of each (module, data product) and publishes it into a `Broadcast`
+//! slot; each StreamImages call watches the slots it wants and, when its
+//! interval allows, sends the newest frame, encoded once for all streams.
+//! InitHpIo swaps the tracker (and, for `simulate_daq`, a `daqsim` replay
+//! into a private directory); UploadImages publishes into the same slots.
+//!
+//! - [`Config`]: what to listen on and the limits (TOML, or the Python
+//!   server's JSON).
+//! - [`Server::start`] binds every listener and serves until
+//!   [`Server::shutdown`].
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = daqdata_server::Config {
+//!     listen: vec!["unix:///tmp/daq_data_example.sock".into()],
+//!     ..Default::default()
+//! };
+//! let server = daqdata_server::Server::start(config, Some(daqdata_server::InitOnStart::Simulate)).await?;
+//! server.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod broadcast;
+mod config;
+mod hp_io;
+mod listen;
+mod service;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use daqdata_proto::daqdata::InitHpIoRequest;
+use tokio::task::JoinSet;
+
+pub use config::{Config, HpIoConfigFile, SimulateConfig};
+pub use listen::Listening;
+
+use service::{DaqDataService, State};
+
+/// How the server initializes hp_io before serving.
+#[derive(Clone, Debug)]
+pub enum InitOnStart {
+    /// Replay the fixtures (`simulate_daq=true`), as `--init-sim` does.
+    Simulate,
+    /// Apply an `hp_io_config.json`'s settings.
+    Config(HpIoConfigFile),
+}
+
+/// A running server.
+pub struct Server {
+    state: Arc<State>,
+    listening: Vec<Listening>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Binds every address of `config.listen`, applies `init` (or the
+    /// config's `init_hp_io_config`), and serves in the background.
+    pub async fn start(config: Config, init: Option<InitOnStart>) -> anyhow::Result<Server> {
+        config.validate()?;
+        let fixtures = match &config.simulate.fixtures_dir {
+            Some(dir) => daqsim::Fixtures::load(dir)
+                .with_context(|| format!("loading simulation fixtures from {}", dir.display()))?,
+            None => daqsim::Fixtures::embedded(),
+        };
+        let init = match (init, &config.init_hp_io_config) {
+            (Some(init), _) => Some(init),
+            (None, Some(path)) => Some(InitOnStart::Config(HpIoConfigFile::load(path)?)),
+            (None, None) => None,
+        };
+        let state = Arc::new(State::new(config, fixtures));
+        if let Some(init) = init {
+            initialize(&state, init).await?;
+        }
+
+        let mut listening = Vec::new();
+        let mut tasks = JoinSet::new();
+        for addr in &state.config.listen {
+            let (bound, incoming) = listen::bind(addr).await?;
+            tracing::info!("listening on {bound}");
+            let router = router(state.clone())?;
+            let shutdown = state.shutdown.clone();
+            let name = bound.to_string();
+            tasks.spawn(async move {
+                let served = match incoming {
+                    listen::Incoming::Tcp(i) => {
+                        router
+                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
+                            .await
+                    }
+                    listen::Incoming::Unix(i) => {
+                        router
+                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
+                            .await
+                    }
+                };
+                served.with_context(|| format!("serving on {name}"))
+            });
+            listening.push(bound);
+        }
+        Ok(Server {
+            state,
+            listening,
+            tasks,
+        })
+    }
+
+    /// Where it listens (with the real port when `:0` was asked for).
+    pub fn listening(&self) -> &[Listening] {
+        &self.listening
+    }
+
+    /// Ends every stream (UNAVAILABLE: shutting down), stops accepting,
+    /// waits up to the grace period for connections to close, stops hp_io
+    /// and removes the unix socket files.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.state.shutdown.cancel();
+        let grace = Duration::from_secs_f64(self.state.config.shutdown_grace_period_seconds);
+        let drained = tokio::time::timeout(grace, async {
+            let mut first_error = Ok(());
+            while let Some(joined) = self.tasks.join_next().await {
+                let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+                if let Err(e) = result {
+                    tracing::warn!("{e:#}");
+                    first_error = first_error.and(Err(e));
+                }
+            }
+            first_error
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("connections still open after the {grace:?} grace period; closing them");
+            self.tasks.abort_all();
+        }
+        if let Some(hp_io) = self.state.take_hp_io().await {
+            tokio::task::spawn_blocking(move || hp_io.stop()).await?;
+        }
+        for l in &self.listening {
+            l.remove_socket_file();
+        }
+        drained.unwrap_or(Ok(()))
+    }
+
+    /// Serves until one listener fails (a normal exit is by `shutdown`).
+    pub async fn wait_for_error(&mut self) -> anyhow::Result<()> {
+        match self.tasks.join_next().await {
+            Some(joined) => joined?,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+async fn initialize(state: &State, init: InitOnStart) -> anyhow::Result<()> {
+    let request = match init {
+        InitOnStart::Simulate => InitHpIoRequest {
+            simulate_daq: true,
+            update_interval_seconds: 0.1f64.max(state.config.min_hp_io_update_interval_seconds),
+            force: true,
+            ..Default::default()
+        },
+        InitOnStart::Config(c) => InitHpIoRequest {
+            data_dir: c.data_dir,
+            update_interval_seconds: c.update_interval_seconds,
+            force: true,
+            simulate_daq: c.simulate_daq,
+            module_ids: c.module_ids,
+        },
+    };
+    let reply = state
+        .init_hp_io(&request)
+        .await
+        .map_err(|s| anyhow::anyhow!("initializing hp_io at start: {}", s.message()))?;
+    anyhow::ensure!(
+        reply.success,
+        "initializing hp_io at start: {}",
+        reply.error_message
+    );
+    Ok(())
+}
+
+fn router(state: Arc<State>) -> anyhow::Result<tonic::transport::server::Router> {
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the gRPC reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the gRPC reflection service")?;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    // Serving from the start: hp_io being uninitialized is answered per RPC.
+    tokio::spawn(async move {
+        health_reporter
+            .set_service_status(daqdata_proto::SERVICE, tonic_health::ServingStatus::Serving)
+            .await;
+    });
+    Ok(tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(daqdata_proto::server::DaqDataServer::new(DaqDataService {
+            state,
+        }))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(health))
+}

@@ -1,0 +1,253 @@
+//! The newest frame of each (module, data product), shared by every stream.
+//!
+//! The tracker (or an upload) publishes a frame into its slot; streams
+//! watch the slots they want and take the newest frame when their pace
+//! allows. A frame is encoded to protobuf at most once, by the first stream
+//! that takes it, and every other stream sends the same bytes. A slow
+//! stream never holds anything up: a slot keeps only the newest frame.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
+use daqdata_proto::daqdata::{pano_image, PanoImage};
+use pff::{DataProduct, ImageKind, RawFrame};
+use tokio::sync::watch;
+
+/// A slot: one module's one data product.
+pub(crate) type Key = (u32, DataProduct);
+
+/// What a slot holds: the newest frame, or nothing yet.
+pub(crate) type Slot = Option<Arc<SharedFrame>>;
+
+/// Where a frame came from.
+enum Source {
+    /// Read from a PFF file by hp_io.
+    Tracked {
+        frame: RawFrame,
+        file: Arc<str>,
+        index: u64,
+    },
+    /// Sent by a client through UploadImages (already validated).
+    Uploaded(PanoImage),
+}
+
+/// One frame, as every stream will send it.
+pub(crate) struct SharedFrame {
+    module: u32,
+    source: Source,
+    encoded: OnceLock<Option<Bytes>>,
+}
+
+impl SharedFrame {
+    /// The encoded `PanoImage`; `None` if the frame's header is not JSON
+    /// (such a frame is skipped, and logged once, by the first taker).
+    pub(crate) fn encoded(&self) -> Option<&Bytes> {
+        self.encoded
+            .get_or_init(|| match &self.source {
+                Source::Uploaded(image) => Some(daqdata_proto::encode_pano_image(image)),
+                Source::Tracked { frame, file, index } => {
+                    match pano_image_of(self.module, frame, file, *index) {
+                        Ok(image) => Some(daqdata_proto::encode_pano_image(&image)),
+                        Err(e) => {
+                            tracing::warn!("skipping frame {index} of {file}: {e}");
+                            None
+                        }
+                    }
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// The frame as the Python server sends it: header as a `Struct`, pixels
+/// as u32 (i16 pulse heights as their u16 bit pattern).
+fn pano_image_of(
+    module: u32,
+    frame: &RawFrame,
+    file: &str,
+    index: u64,
+) -> anyhow::Result<PanoImage> {
+    let dp = frame.data_product();
+    let header: serde_json::Value = serde_json::from_str(frame.header_text()?)?;
+    let image = frame.image();
+    let image_array: Vec<u32> = match dp.bytes_per_pixel() {
+        1 => image.iter().map(|&p| u32::from(p)).collect(),
+        _ => image
+            .chunks_exact(2)
+            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+    };
+    Ok(PanoImage {
+        r#type: image_type(dp.kind()) as i32,
+        header: Some(struct_of(header)),
+        image_array,
+        shape: dp.shape().map(|n| n as u32).to_vec(),
+        bytes_per_pixel: dp.bytes_per_pixel() as i32,
+        file: file.to_string(),
+        frame_number: u32::try_from(index).unwrap_or(u32::MAX),
+        module_id: module,
+    })
+}
+
+pub(crate) fn image_type(kind: ImageKind) -> pano_image::Type {
+    match kind {
+        ImageKind::Movie => pano_image::Type::Movie,
+        ImageKind::PulseHeight => pano_image::Type::PulseHeight,
+    }
+}
+
+/// JSON object to `google.protobuf.Struct` (numbers become doubles, as
+/// protobuf's own JSON mapping does).
+fn struct_of(json: serde_json::Value) -> prost_types::Struct {
+    match value_of(json).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => s,
+        _ => prost_types::Struct::default(),
+    }
+}
+
+fn value_of(json: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match json {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(value_of).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+            fields: o.into_iter().map(|(k, v)| (k, value_of(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// All slots of one hp_io configuration.
+pub(crate) struct Broadcast {
+    slots: RwLock<HashMap<Key, Arc<watch::Sender<Slot>>>>,
+    /// Bumped whenever a slot is added, so streams can subscribe to it.
+    keys: watch::Sender<u64>,
+}
+
+impl Broadcast {
+    pub(crate) fn new() -> Self {
+        Broadcast {
+            slots: RwLock::new(HashMap::new()),
+            keys: watch::Sender::new(0),
+        }
+    }
+
+    /// A frame read by hp_io.
+    pub(crate) fn publish_tracked(&self, event: hpio::FrameEvent) {
+        let frame = SharedFrame {
+            module: event.module,
+            source: Source::Tracked {
+                frame: event.frame,
+                file: event.file,
+                index: event.frame_index,
+            },
+            encoded: OnceLock::new(),
+        };
+        self.publish((event.module, event.dp), frame);
+    }
+
+    /// An uploaded image of product `dp`.
+    pub(crate) fn publish_uploaded(&self, dp: DataProduct, image: PanoImage) {
+        let module = image.module_id;
+        let frame = SharedFrame {
+            module,
+            source: Source::Uploaded(image),
+            encoded: OnceLock::new(),
+        };
+        self.publish((module, dp), frame);
+    }
+
+    fn publish(&self, key: Key, frame: SharedFrame) {
+        self.sender(key).send_replace(Some(Arc::new(frame)));
+    }
+
+    fn sender(&self, key: Key) -> Arc<watch::Sender<Slot>> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map
+        // itself is still whole, so go on with it.
+        if let Some(s) = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return s.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let sender = slots
+            .entry(key)
+            .or_insert_with(|| Arc::new(watch::Sender::new(None)))
+            .clone();
+        drop(slots);
+        self.keys.send_modify(|n| *n += 1);
+        sender
+    }
+
+    /// Tells a stream when new slots appear.
+    pub(crate) fn watch_keys(&self) -> watch::Receiver<u64> {
+        self.keys.subscribe()
+    }
+
+    /// Receivers for the slots that `wanted` accepts and are not in `have`.
+    pub(crate) fn subscribe_new(
+        &self,
+        have: &[Key],
+        wanted: impl Fn(&Key) -> bool,
+    ) -> Vec<(Key, watch::Receiver<Slot>)> {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        let mut new: Vec<_> = slots
+            .iter()
+            .filter(|(k, _)| wanted(k) && !have.contains(k))
+            .map(|(k, s)| {
+                let mut rx = s.subscribe();
+                // The frame already there is news to a new stream.
+                rx.mark_changed();
+                (*k, rx)
+            })
+            .collect();
+        new.sort_by_key(|(k, _)| *k);
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_become_structs_of_numbers() {
+        let s = struct_of(serde_json::json!({"quabo_0": {"pkt_num": 5}, "tv_sec": 7}));
+        assert_eq!(
+            s.fields["tv_sec"].kind,
+            Some(prost_types::value::Kind::NumberValue(7.0))
+        );
+        assert!(matches!(
+            s.fields["quabo_0"].kind,
+            Some(prost_types::value::Kind::StructValue(_))
+        ));
+    }
+
+    #[test]
+    fn a_new_subscriber_sees_the_frame_already_there_and_nothing_twice() {
+        let b = Broadcast::new();
+        let image = PanoImage {
+            module_id: 3,
+            ..Default::default()
+        };
+        b.publish_uploaded(DataProduct::Ph256, image);
+        let mut subs = b.subscribe_new(&[], |_| true);
+        assert_eq!(subs.len(), 1);
+        let (key, rx) = &mut subs[0];
+        assert_eq!(*key, (3, DataProduct::Ph256));
+        assert!(rx.has_changed().unwrap());
+        let frame = rx.borrow_and_update().clone().unwrap();
+        assert!(frame.encoded().is_some());
+        assert!(!rx.has_changed().unwrap());
+        assert!(b.subscribe_new(&[*key], |_| true).is_empty());
+    }
+}

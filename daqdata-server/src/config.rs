@@ -1,0 +1,259 @@
+//! Server configuration: built-in defaults, a TOML file, or the Python
+//! server's `daq_data_server_config.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Everything the server needs to start; see SPEC §5 for the keys.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `HOST:PORT` or `unix:///abs/path.sock`.
+    pub listen: Vec<String>,
+    /// Streams and uploads at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_rpcs: usize,
+    /// Fastest hp_io update interval an InitHpIo may ask for.
+    pub min_hp_io_update_interval_seconds: f64,
+    /// Slowest update interval a stream (or InitHpIo) may ask for.
+    pub max_client_update_interval_seconds: f64,
+    /// How long streams get to end on SIGINT/SIGTERM before the exit.
+    pub shutdown_grace_period_seconds: f64,
+    /// A run counts as active if its PFF files grew this recently.
+    pub active_run_idle_seconds: f64,
+    /// InitHpIo may only track data directories under these (empty = any).
+    pub allowed_data_roots: Vec<PathBuf>,
+    /// An `hp_io_config.json` applied at start.
+    pub init_hp_io_config: Option<PathBuf>,
+    /// What `simulate_daq` replays.
+    pub simulate: SimulateConfig,
+}
+
+/// The `[simulate]` table: how `simulate_daq=true` replays fixtures.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulateConfig {
+    /// Fixture directory; when unset, the fixtures built into the binary.
+    pub fixtures_dir: Option<PathBuf>,
+    /// Output module ids; every fixture stream is replayed for each. Empty:
+    /// the fixtures' own module ids.
+    pub module_ids: Vec<u32>,
+    /// Frames per second per (module, data product); unset: the
+    /// fixture's own cadence.
+    pub frames_per_second: Option<f64>,
+    /// Rotate to the next seqno after this many frames.
+    pub frames_per_file: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec!["[::]:50051".into(), "unix:///tmp/daq_data.sock".into()],
+            max_concurrent_rpcs: 100,
+            min_hp_io_update_interval_seconds: 0.001,
+            max_client_update_interval_seconds: 60.0,
+            shutdown_grace_period_seconds: 5.0,
+            active_run_idle_seconds: 30.0,
+            allowed_data_roots: Vec::new(),
+            init_hp_io_config: None,
+            simulate: SimulateConfig::default(),
+        }
+    }
+}
+
+/// `hp_io_config.json`, unchanged from the Python project.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HpIoConfigFile {
+    /// The DAQ data directory to track.
+    pub data_dir: String,
+    /// hp_io tick.
+    pub update_interval_seconds: f64,
+    /// End active streams if needed.
+    pub force: bool,
+    /// Replay the fixtures instead of tracking `data_dir`.
+    pub simulate_daq: bool,
+    /// Modules to track (empty = all).
+    pub module_ids: Vec<u32>,
+    /// Free text.
+    pub comments: String,
+}
+
+impl HpIoConfigFile {
+    /// Reads an `hp_io_config.json`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading hp_io config {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing hp_io config {} as JSON", path.display()))
+    }
+}
+
+impl Config {
+    /// Reads a TOML file, or the Python server's JSON when the name ends in
+    /// `.json`. Relative paths inside are taken from the file's directory.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let mut config = if path.extension().is_some_and(|e| e == "json") {
+            Self::from_python_json(&text)
+                .with_context(|| format!("in Python server config {}", path.display()))?
+        } else {
+            toml::from_str(&text)
+                .with_context(|| format!("parsing TOML config {}", path.display()))?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_relative(base);
+        config
+            .validate()
+            .with_context(|| format!("in config {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn resolve_relative(&mut self, base: &Path) {
+        if let Some(p) = &mut self.init_hp_io_config {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(p) = &mut self.simulate.fixtures_dir {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Checks values a typo could make absurd.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            (
+                "min_hp_io_update_interval_seconds",
+                self.min_hp_io_update_interval_seconds,
+            ),
+            (
+                "max_client_update_interval_seconds",
+                self.max_client_update_interval_seconds,
+            ),
+            ("active_run_idle_seconds", self.active_run_idle_seconds),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{key} must be a positive number of seconds, got {v}");
+            }
+        }
+        if !(self.shutdown_grace_period_seconds.is_finite()
+            && self.shutdown_grace_period_seconds >= 0.0)
+        {
+            bail!(
+                "shutdown_grace_period_seconds must be >= 0, got {}",
+                self.shutdown_grace_period_seconds
+            );
+        }
+        if self.min_hp_io_update_interval_seconds > self.max_client_update_interval_seconds {
+            bail!("min_hp_io_update_interval_seconds is above max_client_update_interval_seconds");
+        }
+        if self.max_concurrent_rpcs == 0 {
+            bail!("max_concurrent_rpcs must be at least 1");
+        }
+        if self.listen.is_empty() {
+            bail!("listen is empty: give at least one HOST:PORT or unix:///path.sock");
+        }
+        Ok(())
+    }
+
+    /// Maps the Python server's `daq_data_server_config.json`: known keys
+    /// are taken, the rest are warned about and ignored.
+    fn from_python_json(text: &str) -> anyhow::Result<Self> {
+        let json: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+        let Some(map) = json.as_object() else {
+            bail!("expected a JSON object at the top");
+        };
+        let mut c = Config::default();
+        let mut init_from_default = false;
+        let mut default_file = None;
+        for (key, value) in map {
+            let num = || {
+                value
+                    .as_f64()
+                    .with_context(|| format!("{key} must be a number"))
+            };
+            match key.as_str() {
+                "unix_domain_socket" => match value.as_str() {
+                    Some(s) if !s.is_empty() => c.listen = vec!["[::]:50051".into(), s.to_string()],
+                    _ => c.listen = vec!["[::]:50051".into()],
+                },
+                "max_concurrent_rpcs" => c.max_concurrent_rpcs = num()? as usize,
+                "min_hp_io_update_interval_seconds" => c.min_hp_io_update_interval_seconds = num()?,
+                "max_client_update_interval_seconds" => {
+                    c.max_client_update_interval_seconds = num()?
+                }
+                "shutdown_grace_period" => c.shutdown_grace_period_seconds = num()?,
+                "init_from_default" => init_from_default = value.as_bool().unwrap_or(false),
+                "default_hp_io_config_file" => default_file = value.as_str().map(PathBuf::from),
+                "simulate_daq_cfg" => {
+                    if let Some(ids) = value.get("sim_module_ids").and_then(|v| v.as_array()) {
+                        c.simulate.module_ids = ids
+                            .iter()
+                            .filter_map(|v| v.as_u64())
+                            .filter_map(|v| u32::try_from(v).ok())
+                            .collect();
+                    }
+                    let fpp = value
+                        .pointer("/strategies/filesystem_poll/frames_per_pff")
+                        .and_then(|v| v.as_u64());
+                    c.simulate.frames_per_file = fpp;
+                    tracing::warn!(
+                        "simulate_daq_cfg: only sim_module_ids and frames_per_pff are used; the simulator replays the built-in fixtures"
+                    );
+                }
+                other => {
+                    tracing::warn!("ignoring unknown key {other:?} of the Python server config")
+                }
+            }
+        }
+        if init_from_default {
+            c.init_hp_io_config = default_file;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_where_the_python_server_does() {
+        let c = Config::default();
+        assert_eq!(c.listen, ["[::]:50051", "unix:///tmp/daq_data.sock"]);
+        assert_eq!(c.max_concurrent_rpcs, 100);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_keys_override_defaults_and_typos_are_errors() {
+        let c: Config = toml::from_str(
+            "listen = [\"127.0.0.1:6000\"]\nmax_concurrent_rpcs = 7\n[simulate]\nmodule_ids = [1, 2]\nframes_per_second = 50.0\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, ["127.0.0.1:6000"]);
+        assert_eq!(c.max_concurrent_rpcs, 7);
+        assert_eq!(c.simulate.module_ids, [1, 2]);
+        assert!(toml::from_str::<Config>("max_concurent_rpcs = 7").is_err());
+    }
+
+    #[test]
+    fn the_python_json_maps_known_keys() {
+        let json = r#"{"init_from_default": true, "default_hp_io_config_file": "hp.json",
+            "unix_domain_socket": "unix:///tmp/x.sock", "max_concurrent_rpcs": 5,
+            "shutdown_grace_period": 2, "max_read_queue_size": 50,
+            "simulate_daq_cfg": {"sim_module_ids": [224]}}"#;
+        let c = Config::from_python_json(json).unwrap();
+        assert_eq!(c.listen, ["[::]:50051", "unix:///tmp/x.sock"]);
+        assert_eq!(c.max_concurrent_rpcs, 5);
+        assert_eq!(c.shutdown_grace_period_seconds, 2.0);
+        assert_eq!(c.init_hp_io_config, Some(PathBuf::from("hp.json")));
+        assert_eq!(c.simulate.module_ids, [224]);
+    }
+}

@@ -1,0 +1,104 @@
+//! Listeners: TCP `HOST:PORT` and `unix:///abs/path.sock`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::TcpIncoming;
+
+/// An address the server is bound to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listening {
+    /// A TCP address (the real port when `:0` was asked for).
+    Tcp(SocketAddr),
+    /// A unix socket file, removed at shutdown.
+    Unix(PathBuf),
+}
+
+impl Listening {
+    pub(crate) fn remove_socket_file(&self) {
+        if let Listening::Unix(path) = self {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("removing socket file {}: {e}", path.display());
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Listening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listening::Tcp(a) => write!(f, "{a}"),
+            Listening::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+pub(crate) enum Incoming {
+    Tcp(TcpIncoming),
+    Unix(UnixListenerStream),
+}
+
+/// Binds one `listen` entry.
+pub(crate) async fn bind(addr: &str) -> anyhow::Result<(Listening, Incoming)> {
+    if let Some(path) = addr.strip_prefix("unix://") {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            bail!("unix socket address {addr:?} needs an absolute path: unix:///abs/path.sock");
+        }
+        remove_stale_socket(&path).await?;
+        let listener = UnixListener::bind(&path)
+            .with_context(|| format!("binding unix socket {}", path.display()))?;
+        return Ok((
+            Listening::Unix(path),
+            Incoming::Unix(UnixListenerStream::new(listener)),
+        ));
+    }
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        // A host without IPv6 cannot bind [::]; all IPv4 addresses are
+        // what the user meant.
+        Err(e) if addr.starts_with("[::]:") => {
+            let v4 = addr.replacen("[::]", "0.0.0.0", 1);
+            tracing::warn!("binding {addr}: {e}; trying {v4}");
+            TcpListener::bind(&v4)
+                .await
+                .with_context(|| format!("binding {v4}"))?
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("binding {addr} (expected HOST:PORT or unix:///abs/path.sock)")
+            })
+        }
+    };
+    let local = listener.local_addr().context("reading the bound address")?;
+    Ok((
+        Listening::Tcp(local),
+        Incoming::Tcp(TcpIncoming::from(listener).with_nodelay(Some(true))),
+    ))
+}
+
+/// A socket file left by a server that died is replaced; one a live server
+/// answers on is not.
+async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} exists and is not a socket; not replacing it",
+            path.display()
+        );
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        bail!("another server is already listening on {}", path.display());
+    }
+    tracing::info!("replacing stale socket file {}", path.display());
+    std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))
+}

@@ -1,0 +1,75 @@
+//! `daqdata-server`: run the DaqData gRPC server on a DAQ node.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use daqdata_server::{Config, InitOnStart, Server};
+
+/// Streams the newest PANOSETI frames of the live DAQ run to any number of
+/// viewers over gRPC (a drop-in for panoseti-grpc's Python server).
+///
+/// With no options it listens on [::]:50051 and unix:///tmp/daq_data.sock
+/// and waits for a client to call InitHpIo (`daqdata --init CONFIG` or
+/// `daqdata --init-sim`). With --init-sim it starts on simulated data at
+/// once.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Configuration file: TOML, or the Python server's
+    /// daq_data_server_config.json (name ending in .json).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT or unix:///abs/path.sock; repeat for
+    /// several. Replaces the configured list.
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Start tracking a simulated DAQ run (the built-in fixtures) at once.
+    #[arg(long, conflicts_with = "init")]
+    init_sim: bool,
+    /// Apply this hp_io_config.json at start (data_dir, update_interval_seconds, ...).
+    #[arg(long, value_name = "HP_IO_CONFIG")]
+    init: Option<PathBuf>,
+    /// Log level or filter: error, warn, info, debug, trace, or e.g.
+    /// "daqdata_server=debug,hpio=info".
+    #[arg(long, default_value = "info", env = "DAQDATA_LOG")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level {:?} is not a level or filter", args.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.listen = args.listen.clone();
+    }
+    let init = if args.init_sim {
+        Some(InitOnStart::Simulate)
+    } else if let Some(path) = &args.init {
+        Some(InitOnStart::Config(daqdata_server::HpIoConfigFile::load(
+            path,
+        )?))
+    } else {
+        None
+    };
+    let mut server = Server::start(config, init).await?;
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; tracing::info!("SIGINT: shutting down"); }
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        r = server.wait_for_error() => { r?; }
+    }
+    server.shutdown().await
+}

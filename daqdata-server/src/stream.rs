@@ -1,0 +1,242 @@
+//! One StreamImages call: which slots it wants and when it may send.
+//!
+//! Pacing is per (module, data product): a slot is *due* once the stream's
+//! interval has passed since it last sent that slot. A due slot with a
+//! frame this stream has not sent goes out at once; a due slot with
+//! nothing new is watched, and its next frame goes out the moment it
+//! arrives. Slots that are not due are left alone until they are, so an
+//! idle stream costs nothing between its sends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use daqdata_proto::SharedStreamImagesResponse;
+use futures::future::{pending, select_all};
+use pff::ImageKind;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::broadcast::{Broadcast, Key, Slot};
+
+/// What a stream asked for.
+#[derive(Clone, Debug)]
+pub(crate) struct Filter {
+    pub movie: bool,
+    pub pulse_height: bool,
+    /// Empty: every module.
+    pub modules: Vec<u32>,
+}
+
+impl Filter {
+    fn wants(&self, (module, dp): &Key) -> bool {
+        let kind_ok = match dp.kind() {
+            ImageKind::Movie => self.movie,
+            ImageKind::PulseHeight => self.pulse_height,
+        };
+        kind_ok && (self.modules.is_empty() || self.modules.contains(module))
+    }
+}
+
+/// Holds one of `max_concurrent_rpcs` places; frees it when dropped, which
+/// tonic does the moment a client goes away.
+pub(crate) struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    /// Takes a place if fewer than `max` are taken.
+    pub(crate) fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Place(count.clone()))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a stream ends early.
+#[derive(Clone)]
+pub(crate) struct Ends {
+    /// InitHpIo with force=true replaced the configuration.
+    pub reconfigured: CancellationToken,
+    /// The server is shutting down.
+    pub shutdown: CancellationToken,
+}
+
+struct Sub {
+    key: Key,
+    rx: watch::Receiver<Slot>,
+    due: Instant,
+}
+
+/// The state of one stream between two sends.
+pub(crate) struct ImageStream {
+    host: String,
+    filter: Filter,
+    interval: Duration,
+    broadcast: Arc<Broadcast>,
+    keys: watch::Receiver<u64>,
+    subs: Vec<Sub>,
+    next: usize,
+    ends: Ends,
+    done: bool,
+    peer: String,
+    sent: u64,
+    ended_by: &'static str,
+    _places: [Place; 2],
+}
+
+type Changed<'a> = Pin<Box<dyn Future<Output = Result<(), watch::error::RecvError>> + Send + 'a>>;
+
+impl ImageStream {
+    pub(crate) fn new(
+        host: String,
+        filter: Filter,
+        interval: Duration,
+        broadcast: Arc<Broadcast>,
+        ends: Ends,
+        places: [Place; 2],
+        peer: String,
+    ) -> Self {
+        let mut keys = broadcast.watch_keys();
+        keys.mark_changed();
+        ImageStream {
+            host,
+            filter,
+            interval,
+            broadcast,
+            keys,
+            subs: Vec::new(),
+            next: 0,
+            ends,
+            done: false,
+            peer,
+            sent: 0,
+            ended_by: "the client went away",
+            _places: places,
+        }
+    }
+
+    /// Turns the state into the response stream tonic sends.
+    pub(crate) fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = Result<SharedStreamImagesResponse, Status>> + Send + 'static
+    {
+        futures::stream::unfold(
+            self,
+            |mut s| async move { s.next().await.map(|item| (item, s)) },
+        )
+    }
+
+    fn subscribe_new_slots(&mut self) {
+        let have: Vec<Key> = self.subs.iter().map(|s| s.key).collect();
+        let now = Instant::now();
+        let filter = &self.filter;
+        for (key, rx) in self.broadcast.subscribe_new(&have, |k| filter.wants(k)) {
+            self.subs.push(Sub { key, rx, due: now });
+        }
+    }
+
+    /// The next response: a due frame, or the end of the stream.
+    async fn next(&mut self) -> Option<Result<SharedStreamImagesResponse, Status>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if self.keys.has_changed().unwrap_or(false) {
+                self.keys.borrow_and_update();
+                self.subscribe_new_slots();
+            }
+            let now = Instant::now();
+            if let Some(response) = self.take_due(now) {
+                return Some(Ok(response));
+            }
+            let wake_at = self.subs.iter().map(|s| s.due).filter(|&d| d > now).min();
+            let changed: Vec<Changed<'_>> = self
+                .subs
+                .iter_mut()
+                .filter(|s| s.due <= now)
+                .map(|s| Box::pin(s.rx.changed()) as Changed<'_>)
+                .collect();
+            tokio::select! {
+                biased;
+                _ = self.ends.shutdown.cancelled() => {
+                    self.done = true;
+                    self.ended_by = "server shutdown";
+                    return Some(Err(Status::unavailable("the DaqData server is shutting down; reconnect when it is back")));
+                }
+                _ = self.ends.reconfigured.cancelled() => {
+                    self.done = true;
+                    self.ended_by = "a forced InitHpIo";
+                    return Some(Err(Status::cancelled("hp_io was reconfigured by InitHpIo (force=true); start a new stream")));
+                }
+                _ = self.keys.changed() => {}
+                _ = sleep_until(wake_at) => {}
+                _ = any_changed(changed) => {}
+            }
+        }
+    }
+
+    /// Sends the first due slot (round robin) holding a frame this stream
+    /// has not sent yet.
+    fn take_due(&mut self, now: Instant) -> Option<SharedStreamImagesResponse> {
+        let n = self.subs.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let sub = &mut self.subs[i];
+            if sub.due > now || !sub.rx.has_changed().unwrap_or(false) {
+                continue;
+            }
+            let Some(frame) = sub.rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let Some(image) = frame.encoded() else {
+                continue;
+            };
+            sub.due = now + self.interval;
+            self.next = i + 1;
+            self.sent += 1;
+            return Some(SharedStreamImagesResponse {
+                name: self.host.clone(),
+                timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
+                message: String::new(),
+                pano_image: Some(image.clone()),
+            });
+        }
+        None
+    }
+}
+
+impl Drop for ImageStream {
+    fn drop(&mut self) {
+        tracing::info!(peer = %self.peer, images = self.sent, "StreamImages ended by {}", self.ended_by);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+/// Resolves when any due slot gets a new frame. A closed slot (its hp_io
+/// configuration is gone) never resolves: the stream is ended by `Ends`.
+async fn any_changed(changed: Vec<Changed<'_>>) {
+    if changed.is_empty() {
+        return pending().await;
+    }
+    if select_all(changed).await.0.is_err() {
+        pending::<()>().await;
+    }
+}

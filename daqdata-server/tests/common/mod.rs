@@ -1,0 +1,151 @@
+//! A real server on a temp unix socket, and clients for it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
+use daqdata_proto::daqdata::{InitHpIoRequest, StreamImagesRequest, StreamImagesResponse};
+use daqdata_server::{Config, InitOnStart, Server};
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub sock: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(init: Option<InitOnStart>, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("daq_data.sock");
+        let mut config = Config {
+            listen: vec![format!("unix://{}", sock.display())],
+            shutdown_grace_period_seconds: 2.0,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let server = Server::start(config, init).await.unwrap();
+        TestServer {
+            server: Some(server),
+            sock,
+            dir,
+        }
+    }
+
+    pub async fn client(&self) -> DaqDataClient<Channel> {
+        DaqDataClient::new(unix_channel(&self.sock).await)
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub async fn unix_channel(sock: &Path) -> Channel {
+    let sock = sock.to_path_buf();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let sock = sock.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+pub fn sim_request() -> InitHpIoRequest {
+    InitHpIoRequest {
+        simulate_daq: true,
+        update_interval_seconds: 0.01,
+        force: true,
+        ..Default::default()
+    }
+}
+
+pub fn dir_request(dir: &Path) -> InitHpIoRequest {
+    InitHpIoRequest {
+        data_dir: dir.display().to_string(),
+        update_interval_seconds: 0.01,
+        force: true,
+        ..Default::default()
+    }
+}
+
+pub fn stream_request(
+    movie: bool,
+    ph: bool,
+    interval: f64,
+    modules: &[u32],
+) -> StreamImagesRequest {
+    StreamImagesRequest {
+        stream_movie_data: movie,
+        stream_pulse_height_data: ph,
+        update_interval_seconds: interval,
+        module_ids: modules.to_vec(),
+    }
+}
+
+/// Opens a stream, expecting the server to accept it.
+pub async fn open(
+    client: &mut DaqDataClient<Channel>,
+    req: StreamImagesRequest,
+) -> Streaming<StreamImagesResponse> {
+    client.stream_images(req).await.unwrap().into_inner()
+}
+
+/// The next message, or the status the stream ended with, within 10 s.
+pub async fn next(
+    stream: &mut Streaming<StreamImagesResponse>,
+) -> Result<Option<StreamImagesResponse>, Status> {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap_or_else(|_| panic!("no message within 10 s"))
+}
+
+/// Reads `n` images, failing on an error status.
+pub async fn take(
+    stream: &mut Streaming<StreamImagesResponse>,
+    n: usize,
+) -> Vec<StreamImagesResponse> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match next(stream).await {
+            Ok(Some(m)) => out.push(m),
+            Ok(None) => panic!("stream ended after {} of {n} images", out.len()),
+            Err(s) => panic!("stream failed after {} of {n} images: {s}", out.len()),
+        }
+    }
+    out
+}
+
+/// The status code of a call that must fail.
+pub fn code<T: std::fmt::Debug>(r: Result<T, Status>) -> Code {
+    match r {
+        Ok(v) => panic!("expected an error status, got {v:?}"),
+        Err(s) => s.code(),
+    }
+}
+
+/// A live fake DAQ tree in its own temp dir.
+pub fn live_tree(torn: bool, rate: f64) -> (daqsim::Replay, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = daqsim::Replay::start(
+        daqsim::Fixtures::embedded(),
+        daqsim::ReplayConfig {
+            out: dir.path().to_path_buf(),
+            rate: Some(rate),
+            torn,
+            ..daqsim::ReplayConfig::default()
+        },
+    )
+    .unwrap();
+    (replay, dir)
+}

@@ -1,0 +1,434 @@
+//! The server as a client sees it: SPEC §3's status codes, pacing,
+//! filters, fan-out, reconfiguration, disconnects, shutdown, torn writes
+//! and uploads, against a real server on a temp unix socket and a real
+//! `daqsim` tree.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use daqdata_proto::daqdata::{pano_image, PanoImage, UploadImageRequest};
+use daqdata_server::InitOnStart;
+use tonic::Code;
+
+fn seconds(ts: &prost_types::Timestamp) -> f64 {
+    ts.seconds as f64 + f64::from(ts.nanos) * 1e-9
+}
+
+// ---- SPEC §3 status table ------------------------------------------------
+
+#[tokio::test]
+async fn streams_and_uploads_before_init_are_failed_precondition() {
+    let server = TestServer::start(None, |_| {}).await;
+    let mut c = server.client().await;
+    let r = c.stream_images(stream_request(true, true, 0.1, &[])).await;
+    assert_eq!(code(r), Code::FailedPrecondition);
+    let r = c
+        .upload_images(tokio_stream::iter(Vec::<UploadImageRequest>::new()))
+        .await;
+    assert_eq!(code(r), Code::FailedPrecondition);
+    // Ping answers whatever the state.
+    c.ping(()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_asking_for_neither_type_is_invalid() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let r = c
+        .stream_images(stream_request(false, false, 0.1, &[]))
+        .await;
+    assert_eq!(code(r), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn stream_intervals_that_are_not_sane_are_invalid() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |c| {
+        c.max_client_update_interval_seconds = 10.0
+    })
+    .await;
+    let mut c = server.client().await;
+    for bad in [-0.1, f64::NAN, f64::INFINITY, 10.5] {
+        let r = c.stream_images(stream_request(true, true, bad, &[])).await;
+        assert_eq!(code(r), Code::InvalidArgument, "interval {bad}");
+    }
+    // 0 means "as fast as hp_io updates".
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut s, 3).await;
+}
+
+#[tokio::test]
+async fn more_streams_than_the_limit_are_resource_exhausted() {
+    let server =
+        TestServer::start(Some(InitOnStart::Simulate), |c| c.max_concurrent_rpcs = 2).await;
+    let mut c = server.client().await;
+    let mut a = open(&mut c, stream_request(true, true, 0.1, &[])).await;
+    let mut b = open(&mut c, stream_request(true, true, 0.1, &[])).await;
+    take(&mut a, 1).await;
+    take(&mut b, 1).await;
+    let r = c.stream_images(stream_request(true, true, 0.1, &[])).await;
+    assert_eq!(code(r), Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn init_hp_io_refuses_bad_directories_and_intervals() {
+    let allowed = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = allowed.path().to_path_buf();
+    let server = TestServer::start(None, |c| {
+        c.allowed_data_roots = vec![root];
+        c.max_client_update_interval_seconds = 10.0;
+    })
+    .await;
+    let mut c = server.client().await;
+
+    let missing = allowed.path().join("no_such_dir");
+    let status = c.init_hp_io(dir_request(&missing)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("does not exist"),
+        "{}",
+        status.message()
+    );
+
+    let r = c.init_hp_io(dir_request(outside.path())).await;
+    assert_eq!(code(r), Code::PermissionDenied);
+
+    // Inside the roots, existing, but nothing is recording there.
+    let r = c.init_hp_io(dir_request(allowed.path())).await;
+    assert_eq!(code(r), Code::FailedPrecondition);
+
+    for bad in [0.0001, 11.0, f64::NAN] {
+        let mut req = sim_request();
+        req.update_interval_seconds = bad;
+        assert_eq!(
+            code(c.init_hp_io(req).await),
+            Code::InvalidArgument,
+            "interval {bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_uploads_are_invalid() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let good = upload_image(7, pano_image::Type::PulseHeight, [16, 16], 2);
+    let bads = [
+        upload_image(7, pano_image::Type::Movie, [16, 16], 2),
+        upload_image(7, pano_image::Type::Undefined, [32, 32], 2),
+        upload_image(7, pano_image::Type::Movie, [32, 32], 4),
+        PanoImage {
+            image_array: vec![0; 10],
+            ..good.clone()
+        },
+    ];
+    for bad in bads {
+        let reqs = vec![req(good.clone()), req(bad.clone())];
+        let r = c.upload_images(tokio_stream::iter(reqs)).await;
+        assert_eq!(
+            code(r),
+            Code::InvalidArgument,
+            "{:?} {:?}",
+            bad.r#type,
+            bad.shape
+        );
+    }
+}
+
+// ---- InitHpIo and streams ------------------------------------------------
+
+#[tokio::test]
+async fn reinit_without_force_is_refused_while_streams_run_and_force_cancels_them() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    take(&mut s, 2).await;
+
+    let mut req = sim_request();
+    req.force = false;
+    let status = c.init_hp_io(req).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("1 stream"),
+        "{}",
+        status.message()
+    );
+
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let ended = loop {
+        match next(&mut s).await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(ended.unwrap_err().code(), Code::Cancelled);
+
+    // The new configuration streams.
+    let mut s2 = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    take(&mut s2, 2).await;
+}
+
+#[tokio::test]
+async fn a_failed_reinit_keeps_the_working_configuration() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        code(c.init_hp_io(dir_request(empty.path())).await),
+        Code::FailedPrecondition
+    );
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    take(&mut s, 2).await;
+}
+
+// ---- what a stream delivers --------------------------------------------
+
+#[tokio::test]
+async fn a_stream_is_paced_per_module_and_type() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.2, &[])).await;
+    let mut last: HashMap<(u32, i32), f64> = HashMap::new();
+    let mut pairs = 0;
+    for m in take(&mut s, 30).await {
+        let image = m.pano_image.unwrap();
+        let t = seconds(m.timestamp.as_ref().unwrap());
+        if let Some(prev) = last.insert((image.module_id, image.r#type), t) {
+            assert!(
+                t - prev >= 0.19,
+                "module {} type {} sent {:.3} s apart",
+                image.module_id,
+                image.r#type,
+                t - prev
+            );
+            pairs += 1;
+        }
+    }
+    assert!(pairs > 10);
+    assert!(
+        last.len() >= 2,
+        "expected several (module, type) pairs, got {last:?}"
+    );
+}
+
+#[tokio::test]
+async fn type_and_module_filters_hold() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut movie = open(&mut c, stream_request(true, false, 0.01, &[])).await;
+    for m in take(&mut movie, 20).await {
+        assert_eq!(m.pano_image.unwrap().r#type, pano_image::Type::Movie as i32);
+    }
+    let mut ph3 = open(&mut c, stream_request(false, true, 0.01, &[3])).await;
+    for m in take(&mut ph3, 20).await {
+        let image = m.pano_image.unwrap();
+        assert_eq!(image.r#type, pano_image::Type::PulseHeight as i32);
+        assert_eq!(image.module_id, 3);
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_streams_are_served_at_once() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    // Ten connections, ten streams each.
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(server.client().await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let mut c = clients[i % 10].clone();
+        let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+        tasks.push(tokio::spawn(async move { take(&mut s, 5).await.len() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 5);
+    }
+}
+
+#[tokio::test]
+async fn abrupt_disconnects_free_their_places() {
+    let server =
+        TestServer::start(Some(InitOnStart::Simulate), |c| c.max_concurrent_rpcs = 3).await;
+    for _ in 0..3 {
+        let mut c = server.client().await;
+        let mut s = open(&mut c, stream_request(true, true, 0.01, &[])).await;
+        take(&mut s, 1).await;
+        // Dropping the stream and its connection without a goodbye.
+        drop(s);
+        drop(c);
+    }
+    let mut c = server.client().await;
+    let mut accepted = Vec::new();
+    for _ in 0..50 {
+        match c.stream_images(stream_request(true, true, 0.01, &[])).await {
+            Ok(s) => {
+                let mut s = s.into_inner();
+                take(&mut s, 1).await;
+                accepted.push(s);
+                if accepted.len() == 3 {
+                    break;
+                }
+            }
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => panic!("{s}"),
+        }
+    }
+    assert_eq!(
+        accepted.len(),
+        3,
+        "the places of dropped streams were not freed"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_under_load_ends_every_stream_with_a_status() {
+    let mut server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let sock = server.sock.clone();
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut c = server.client().await;
+        let mut s = open(&mut c, stream_request(true, true, 0.01, &[])).await;
+        take(&mut s, 1).await;
+        streams.push(s);
+    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                loop {
+                    match next(&mut s).await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => return None,
+                        Err(status) => return Some(status.code()),
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown did not finish");
+    for r in readers {
+        let code = r.await.unwrap();
+        assert!(
+            matches!(code, Some(Code::Unavailable | Code::Cancelled)),
+            "a stream ended with {code:?}"
+        );
+    }
+    assert!(!sock.exists(), "the unix socket file was left behind");
+}
+
+#[tokio::test]
+async fn torn_writes_never_reach_a_client_and_pixels_equal_the_files() {
+    let (replay, tree) = live_tree(true, 200.0);
+    let server = TestServer::start(None, |_| {}).await;
+    let mut c = server.client().await;
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let images: Vec<PanoImage> = take(&mut s, 200)
+        .await
+        .into_iter()
+        .map(|m| m.pano_image.unwrap())
+        .collect();
+    drop(s);
+    replay.stop().unwrap();
+    let files: HashMap<String, std::path::PathBuf> = walk(tree.path())
+        .into_iter()
+        .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p)))
+        .collect();
+    for image in images {
+        let path = &files[&image.file];
+        let file = pff::PffFile::open(path).unwrap();
+        let frame = file.read_frame(u64::from(image.frame_number)).unwrap();
+        let want: Vec<u32> = match &frame.pixels {
+            pff::Pixels::U8(p) => p.iter().map(|&v| u32::from(v)).collect(),
+            pff::Pixels::U16(p) => p.iter().map(|&v| u32::from(v)).collect(),
+            // i16 pulse heights travel as their u16 bit pattern.
+            pff::Pixels::I16(p) => p.iter().map(|&v| u32::from(v as u16)).collect(),
+        };
+        let at = format!("{} frame {}", image.file, image.frame_number);
+        assert_eq!(image.image_array, want, "{at}");
+        assert_eq!(
+            json_of(image.header.unwrap()),
+            frame.header.to_json(),
+            "{at}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upload_comes_back_byte_exact() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[999])).await;
+    let mut image = upload_image(999, pano_image::Type::Movie, [32, 32], 2);
+    image.image_array = (0..1024).map(|i| i * 61 % 65536).collect();
+    image.file = "uploaded.pff".into();
+    image.frame_number = 42;
+    c.upload_images(tokio_stream::iter(vec![req(image.clone())]))
+        .await
+        .unwrap();
+    let got = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+    assert_eq!(got, image);
+}
+
+// ---- helpers ---------------------------------------------------------
+
+fn upload_image(module: u32, kind: pano_image::Type, shape: [u32; 2], bpp: i32) -> PanoImage {
+    PanoImage {
+        r#type: kind as i32,
+        shape: shape.to_vec(),
+        bytes_per_pixel: bpp,
+        image_array: vec![1; (shape[0] * shape[1]) as usize],
+        module_id: module,
+        ..Default::default()
+    }
+}
+
+fn req(image: PanoImage) -> UploadImageRequest {
+    UploadImageRequest {
+        pano_image: Some(image),
+    }
+}
+
+/// A header Struct back as JSON, integers as integers, to compare with the file.
+fn json_of(s: prost_types::Struct) -> serde_json::Value {
+    use prost_types::value::Kind;
+    fn value(v: prost_types::Value) -> serde_json::Value {
+        match v.kind {
+            Some(Kind::NumberValue(n)) if n.fract() == 0.0 => serde_json::json!(n as i64),
+            Some(Kind::NumberValue(n)) => serde_json::json!(n),
+            Some(Kind::StringValue(s)) => serde_json::json!(s),
+            Some(Kind::BoolValue(b)) => serde_json::json!(b),
+            Some(Kind::StructValue(s)) => json_of(s),
+            Some(Kind::ListValue(l)) => l.values.into_iter().map(value).collect(),
+            Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
+        }
+    }
+    s.fields.into_iter().map(|(k, v)| (k, value(v))).collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|e| e == "pff") {
+            out.push(p);
+        }
+    }
+    out
+}

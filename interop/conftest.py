@@ -1,0 +1,106 @@
+"""Starts the release server (and the daqsim binary) for the Python tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+SERVER = Path(os.environ.get("DAQDATA_SERVER_BIN", TARGET / "release" / "daqdata-server"))
+DAQSIM = Path(os.environ.get("DAQSIM_BIN", TARGET / "release" / "daqsim"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A daqdata-server process listening on TCP and a unix socket."""
+
+    def __init__(self, tmp: Path, *extra: str):
+        self.port = free_port()
+        self.sock = tmp / "daq_data.sock"
+        self.log = open(tmp / "server.log", "w")
+        self.proc = subprocess.Popen(
+            [str(SERVER), "--listen", f"127.0.0.1:{self.port}", "--listen", f"unix://{self.sock}", *extra],
+            stderr=self.log,
+            stdout=self.log,
+        )
+        deadline = time.time() + 30
+        while not (self.sock.exists() and self._tcp_open()):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"server did not start; see {tmp / 'server.log'}")
+            time.sleep(0.05)
+
+    def _tcp_open(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    @property
+    def tcp(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def unix(self):
+        return f"unix://{self.sock}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    made = []
+
+    def make(*extra):
+        d = tmp_path / f"server{len(made)}"
+        d.mkdir()
+        s = Server(d, *extra)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+def daq_tree(tmp_path):
+    """A live fake DAQ tree written by the daqsim binary."""
+    out = tmp_path / "daq"
+    log = open(tmp_path / "daqsim.log", "w")
+    proc = subprocess.Popen([str(DAQSIM), "--replay", str(ROOT / "fixtures"), "--out", str(out), "--rate", "100"],
+                            stdout=log, stderr=log)
+    deadline = time.time() + 30
+    while not list(out.glob("module_*/*.pffd/*.pff")):
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"daqsim did not start; see {tmp_path / 'daqsim.log'}")
+        time.sleep(0.05)
+    time.sleep(0.3)
+    yield out
+    proc.terminate()
+    proc.wait(timeout=15)
+    log.close()
