@@ -209,12 +209,11 @@ impl Pixels {
                 ),
             ));
         }
-        let pairs = bytes.chunks_exact(2).map(|b| [b[0], b[1]]);
         Ok(match dp {
             DataProduct::Img8 => Pixels::U8(bytes.to_vec()),
-            DataProduct::Img16 => Pixels::U16(pairs.map(u16::from_le_bytes).collect()),
+            DataProduct::Img16 => Pixels::U16(decode_le(bytes, u16::from_le_bytes)),
             DataProduct::Ph256 | DataProduct::Ph1024 => {
-                Pixels::I16(pairs.map(i16::from_le_bytes).collect())
+                Pixels::I16(decode_le(bytes, i16::from_le_bytes))
             }
         })
     }
@@ -255,6 +254,17 @@ impl Pixels {
     pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
         (0..self.len()).filter_map(|i| self.value(i))
     }
+}
+
+/// Decodes 2-byte little-endian values into a vector filled in place, a
+/// loop the compiler turns into vector moves (a `collect` over pairs does
+/// not, and was a quarter of a frame's parse time).
+fn decode_le<T: Copy + Default>(bytes: &[u8], from: fn([u8; 2]) -> T) -> Vec<T> {
+    let mut out = vec![T::default(); bytes.len() / 2];
+    for (value, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *value = from([pair[0], pair[1]]);
+    }
+    out
 }
 
 /// Bytes of one frame, checked to be whole and aligned but not parsed.
@@ -362,11 +372,8 @@ pub fn header_len(bytes: &[u8]) -> Result<usize> {
         None => return Err(Error::format(0, "expected a header, found no bytes")),
     }
     let window = &bytes[..bytes.len().min(MAX_HEADER_BYTES)];
-    match window
-        .windows(HEADER_END.len())
-        .position(|w| w == HEADER_END)
-    {
-        Some(pos) => Ok(pos + HEADER_END.len()),
+    match find_header_end(window) {
+        Some(end) => Ok(end),
         None if bytes.len() >= MAX_HEADER_BYTES => Err(Error::format(
             0,
             format!("no blank line and '*' ending the header within {MAX_HEADER_BYTES} bytes"),
@@ -376,6 +383,22 @@ pub fn header_len(bytes: &[u8]) -> Result<usize> {
             "header ends before its blank line and '*' (torn frame)",
         )),
     }
+}
+
+/// The end of the first `\n\n*` in `window`, just past the `*`.
+///
+/// Headers hold no `*`, so the first `*` is nearly always the marker;
+/// memchr finds it several times faster than comparing every window.
+fn find_header_end(window: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'*', &window[from..]) {
+        let star = from + i;
+        if star >= 2 && window[star - 2..star] == HEADER_END[..2] {
+            return Some(star + 1);
+        }
+        from = star + 1;
+    }
+    None
 }
 
 /// A parsed frame.
