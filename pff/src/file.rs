@@ -22,10 +22,11 @@ pub struct Layout {
 impl Layout {
     /// The layout of a file of `len` bytes with frames of `frame_size`.
     pub fn of(len: u64, frame_size: u64) -> Self {
+        // A zero size cannot come from a header; all bytes are then tail.
         Layout {
             frame_size,
-            frames: len / frame_size,
-            tail_bytes: len % frame_size,
+            frames: len.checked_div(frame_size).unwrap_or(0),
+            tail_bytes: len.checked_rem(frame_size).unwrap_or(len),
         }
     }
 }
@@ -116,10 +117,21 @@ impl PffFile {
         Ok(Layout::of(self.len()?, self.frame_size()))
     }
 
+    /// Where frame `n` starts; an index too large for any file is an error,
+    /// not an overflow.
+    fn offset_of(&self, n: u64) -> Result<u64> {
+        n.checked_mul(self.frame_size())
+            .ok_or_else(|| Error::Format {
+                path: Some(self.path.clone()),
+                offset: u64::MAX,
+                what: format!("frame {n} lies beyond any possible file length"),
+            })
+    }
+
     /// Reads frame `n` by seek, checking that it is whole and aligned.
     pub fn read_raw(&self, n: u64) -> Result<RawFrame> {
         let size = self.frame_size();
-        let offset = n * size;
+        let offset = self.offset_of(n)?;
         let mut buf = vec![0; size as usize];
         self.file
             .read_exact_at(&mut buf, offset)
@@ -133,7 +145,7 @@ impl PffFile {
 
     /// Reads and parses frame `n`.
     pub fn read_frame(&self, n: u64) -> Result<Frame> {
-        let offset = n * self.frame_size();
+        let offset = self.offset_of(n)?;
         self.read_raw(n)?
             .parse()
             .map_err(|e| e.in_file(&self.path, offset))
