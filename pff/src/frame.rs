@@ -304,7 +304,7 @@ impl RawFrame {
     /// known (all frames of a file share it): a torn or misaligned frame
     /// fails here, without a search.
     pub fn with_header_len(bytes: Vec<u8>, dp: DataProduct, header_len: usize) -> Result<Self> {
-        let ok = bytes.len() == header_len + dp.image_bytes()
+        let ok = header_len.checked_add(dp.image_bytes()) == Some(bytes.len())
             && header_len >= HEADER_END.len() + 2
             && bytes.first() == Some(&b'{')
             && bytes.get(header_len - HEADER_END.len()..header_len) == Some(HEADER_END);
