@@ -52,18 +52,18 @@ impl Quabo {
 }
 
 /// The typed fields of any header layout; unknown fields are ignored.
-#[derive(Deserialize)]
-struct HeaderFields {
-    quabo_num: Option<u8>,
-    pkt_num: Option<u32>,
-    pkt_tai: Option<u32>,
-    pkt_nsec: Option<u32>,
-    tv_sec: Option<i64>,
-    tv_usec: Option<u32>,
-    quabo_0: Option<Quabo>,
-    quabo_1: Option<Quabo>,
-    quabo_2: Option<Quabo>,
-    quabo_3: Option<Quabo>,
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
+pub(crate) struct HeaderFields {
+    pub(crate) quabo_num: Option<u8>,
+    pub(crate) pkt_num: Option<u32>,
+    pub(crate) pkt_tai: Option<u32>,
+    pub(crate) pkt_nsec: Option<u32>,
+    pub(crate) tv_sec: Option<i64>,
+    pub(crate) tv_usec: Option<u32>,
+    pub(crate) quabo_0: Option<Quabo>,
+    pub(crate) quabo_1: Option<Quabo>,
+    pub(crate) quabo_2: Option<Quabo>,
+    pub(crate) quabo_3: Option<Quabo>,
 }
 
 /// A frame header: its text as written, and its quabo stamps.
@@ -80,8 +80,11 @@ pub struct Header {
 impl Header {
     /// Parses header text (without the trailing blank line and `*`).
     pub fn parse(text: &str) -> Result<Self> {
-        let f: HeaderFields = serde_json::from_str(text)
-            .map_err(|e| Error::format(0, format!("header is not the expected JSON: {e}")))?;
+        let f = match crate::header_scan::fields(text) {
+            Some(f) => f,
+            None => serde_json::from_str(text)
+                .map_err(|e| Error::format(0, format!("header is not the expected JSON: {e}")))?,
+        };
         let mut quabos = [f.quabo_0, f.quabo_1, f.quabo_2, f.quabo_3];
         let mut quabo_num = None;
         if quabos.iter().all(Option::is_none) {

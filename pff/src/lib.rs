@@ -33,6 +33,7 @@
 mod error;
 mod file;
 mod frame;
+mod header_scan;
 mod names;
 mod product;
 pub mod time;
