@@ -18,16 +18,45 @@
 //! - [`PffName`] and [`RunName`] parse and make file and run-directory names.
 //! - [`time`] turns node and White Rabbit stamps into Unix time.
 //!
-//! ```no_run
-//! let file = pff::PffFile::open(
-//!     "start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.pff",
-//! )?;
-//! if let Some((index, raw)) = file.last_complete()? {
-//!     let frame = raw.parse()?;
-//!     let stamp = frame.header.first_quabo().map(|q| q.node_time());
-//!     println!("frame {index}: {} pixels at {stamp:?}", frame.pixels.len());
-//! }
-//! # Ok::<(), pff::Error>(())
+//! Data moves one way: bytes on disk -> [`PffFile`] (seek, check) ->
+//! [`RawFrame`] -> [`Frame`] (parse) -> the caller. Writers go the other
+//! way: [`Header`] + [`Pixels`] -> [`Frame::to_bytes`] -> a file.
+//! Nothing here blocks on anything but the file it reads, and no async
+//! runtime is needed.
+//!
+//! The crate's binary, `pff`, shows the same to a person:
+//! `cargo run -p pff -- info FILE...` (frames, torn tail, times) and
+//! `cargo run -p pff -- show FILE --frame N` (header, pixel statistics).
+//!
+//! ```
+//! use pff::{DataProduct, Frame, Header, PffFile, PffName, Pixels, Quabo, StartTime};
+//!
+//! // A pulse-height frame, stamped and formatted as Hashpipe writes one...
+//! let stamp = Quabo {
+//!     pkt_num: 3444,
+//!     pkt_tai: 531,
+//!     pkt_nsec: 288_621_037,
+//!     tv_sec: 1_721_882_094,
+//!     tv_usec: 288_954,
+//! };
+//! let frame = Frame {
+//!     header: Header::new_quabo(0, stamp),
+//!     pixels: Pixels::I16(vec![7; 256]),
+//! };
+//! // ...two and a bit of them in a file that is still being appended to...
+//! let name = PffName::new(StartTime::from_unix(1_721_882_086), DataProduct::Ph256, 1, 0);
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join(name.to_string());
+//! let bytes = frame.to_bytes();
+//! std::fs::write(&path, [&bytes[..], &bytes[..], &bytes[..100]].concat())?;
+//! // ...read back by seek: the torn third frame is never returned.
+//! let file = PffFile::open(&path)?;
+//! assert_eq!(file.layout()?.frames, 2);
+//! let (index, raw) = file.last_complete()?.expect("two complete frames");
+//! assert_eq!(index, 1);
+//! assert_eq!(raw.parse()?, frame);
+//! assert_eq!(pff::time::iso_utc(stamp.tv_sec, stamp.tv_usec), "2024-07-25T04:34:54.288954Z");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod error;
