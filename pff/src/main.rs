@@ -23,7 +23,7 @@ use pff::{time, DataProduct, Frame, Layout, PffFile, PffName, Pixels, Quabo};
         (start_TIME.dp_DP.bpp_B.module_M.seqno_S.pff); use --dp for a file that was renamed.\n\
         Files that Hashpipe is still writing are fine: only complete frames are read.",
     after_help = "Examples:\n  \
-        pff info run.pffd/*.pff\n  \
+        pff info DATA_DIR/module_1/obs_Lick.start_2024-07-25T04:34:06Z.runtype_sci-data.pffd\n  \
         pff info --json start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.pff\n  \
         pff show FILE --frame 0\n  \
         pff show FILE --frame last --pixels"
@@ -38,8 +38,9 @@ enum Command {
     /// Per file: data product, module, frame size, complete frames,
     /// torn-tail bytes, and the node time of the first and last frames.
     Info {
-        /// PFF files to describe.
-        #[arg(required = true, value_name = "FILE")]
+        /// PFF files to describe; a directory (such as a run's `.pffd`)
+        /// stands for the PFF-named files in it, in name order.
+        #[arg(required = true, value_name = "FILE|DIR")]
         files: Vec<PathBuf>,
         /// Print one JSON object per file (one per line) instead of text.
         #[arg(long)]
@@ -96,8 +97,16 @@ fn main() -> ExitCode {
             // Every file is described even if one fails: a DAQ directory
             // listing often holds a stray file, and the rest still matter.
             let mut ok = true;
-            for path in &files {
-                match info(path, dp) {
+            for path in files.iter().flat_map(expand) {
+                let path = match path {
+                    Ok(path) => path,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ok = false;
+                        continue;
+                    }
+                };
+                match info(&path, dp) {
                     Ok(info) => print_info(&info, json),
                     Err(e) => {
                         eprintln!("error: {e:#}");
@@ -129,6 +138,39 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A file stands for itself; a directory for the files in it whose names
+/// are PFF names (so `hk.pff` and `recording_ended` are left out).
+fn expand(path: &PathBuf) -> Vec<anyhow::Result<PathBuf>> {
+    if !path.is_dir() {
+        return vec![Ok(path.clone())];
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return vec![Err(
+                anyhow::Error::new(e).context(path.display().to_string())
+            )]
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| PffName::parse(n).is_ok())
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return vec![Err(anyhow::anyhow!(
+            "{}: a directory with no PFF-named files (start_TIME.dp_DP....pff)",
+            path.display()
+        ))];
+    }
+    files.into_iter().map(Ok).collect()
 }
 
 /// What `info` reports for one file.

@@ -204,3 +204,39 @@ fn info_reports_a_bad_file_by_name_and_still_describes_the_rest() {
         assert!(stdout(&out).contains("88 complete frames"));
     }
 }
+
+#[test]
+fn info_on_a_run_directory_describes_its_pff_files_and_nothing_else() {
+    let Some(dir) = samples() else {
+        return;
+    };
+    // The Lick directory also holds daq_config.json, data_config.json and
+    // recording_ended, which are not frames.
+    let lick = dir.join("lick-2024-07-25");
+    let out = pff(&["info", "--json", lick.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let objects: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<_> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["data_product"].as_str().unwrap(),
+                o["module"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("img16", 1), ("ph256", 1), ("ph256", 3)]);
+
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("hk.pff"), b"{}").unwrap();
+    let out = pff(&["info", empty.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no PFF-named files"),
+        "{}",
+        stderr(&out)
+    );
+}

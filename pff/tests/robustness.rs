@@ -86,6 +86,8 @@ fn read_every_way(bytes: &[u8]) {
         if let Ok(raw) = RawFrame::new(bytes.to_vec(), dp) {
             let _ = raw.header_text();
             let _ = raw.parse();
+            // The quick check of a known header length agrees with the search.
+            assert!(RawFrame::with_header_len(bytes.to_vec(), dp, raw.header_len()).is_ok());
         }
         for hlen in [0, 1, 4, 5, bytes.len(), usize::MAX] {
             let _ = RawFrame::with_header_len(bytes.to_vec(), dp, hlen);
@@ -307,4 +309,17 @@ fn a_frame_of_another_size_inside_a_file_is_an_error_not_a_misaligned_frame() {
     let err = file.last_complete().unwrap_err();
     assert!(err.to_string().contains("misaligned"), "{err}");
     assert!(err.to_string().contains(path.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn the_shortest_possible_header_is_checked_alike_by_both_raw_checks() {
+    // Found by the fuzzer: `{` alone as a header (not JSON, but a frame's
+    // shape) passed RawFrame::new and failed with_header_len.
+    let mut bytes = b"{\n\n*".to_vec();
+    bytes.resize(4 + DataProduct::Img8.image_bytes(), 0);
+    let raw = RawFrame::new(bytes.clone(), DataProduct::Img8).unwrap();
+    assert_eq!(raw.header_len(), 4);
+    assert!(RawFrame::with_header_len(bytes.clone(), DataProduct::Img8, 4).is_ok());
+    assert!(raw.parse().is_err());
+    assert!(Frame::parse(&bytes, DataProduct::Img8).is_err());
 }
