@@ -1,0 +1,96 @@
+//! SPEC §3 "active run": is Hashpipe recording under a data directory?
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::Error;
+
+/// Hashpipe's start script writes its process id here.
+const PID_FILE: &str = "daq_hashpipe_pid";
+
+/// Whether a run is active under `data_dir`: `daq_hashpipe_pid` names a
+/// live process, or a PFF file of a run directory (`module_*/RUN.pffd/*.pff`
+/// or `RUN.pffd/*.pff`) was written within `idle`. Returns why, for logs,
+/// or `None` when nothing is recording.
+///
+/// Stats every PFF file when no process is found, newest runs first; meant
+/// for InitHpIo, not for every tick.
+pub fn active_run(data_dir: &Path, idle: Duration) -> Result<Option<String>, Error> {
+    Error::check_data_dir(data_dir)?;
+    if let Some(pid) = live_hashpipe(data_dir) {
+        return Ok(Some(format!("{PID_FILE} names running process {pid}")));
+    }
+    let now = SystemTime::now();
+    for run in run_dirs(data_dir) {
+        let Ok(entries) = fs::read_dir(&run) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.ends_with(".pff") || name == "hk.pff" {
+                continue;
+            }
+            let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            // A clock step can put a write in the future: that is recent.
+            let age = now.duration_since(modified).unwrap_or_default();
+            if age <= idle {
+                return Ok(Some(format!(
+                    "{} was written {:.1} s ago",
+                    entry.path().display(),
+                    age.as_secs_f64()
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The process id in the pid file, if that process is alive.
+fn live_hashpipe(data_dir: &Path) -> Option<u32> {
+    let text = fs::read_to_string(data_dir.join(PID_FILE)).ok()?;
+    let pid: u32 = text.trim().parse().ok().filter(|&p| p > 0)?;
+    // Linux: a live process (zombies aside) has a /proc entry.
+    let alive = Path::new("/proc").join(pid.to_string()).exists();
+    if !alive {
+        tracing::debug!("{PID_FILE} names process {pid}, which is not running");
+    }
+    alive.then_some(pid)
+}
+
+/// Every run directory under `data_dir`, newest name first (the start time
+/// is in the name, so a recent write is usually found at once).
+fn run_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    let mut runs = Vec::new();
+    let mut locations = vec![data_dir.to_path_buf()];
+    if let Ok(entries) = fs::read_dir(data_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.starts_with("module_")) && entry.path().is_dir() {
+                locations.push(entry.path());
+            }
+        }
+    }
+    for location in locations {
+        let Ok(entries) = fs::read_dir(&location) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.ends_with(".pffd")) && entry.path().is_dir() {
+                runs.push(entry.path());
+            }
+        }
+    }
+    let start = |p: &PathBuf| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| pff::RunName::parse(n).ok())
+            .map(|r| r.start)
+    };
+    runs.sort_by_cached_key(|p| std::cmp::Reverse(start(p)));
+    runs
+}

@@ -1,0 +1,219 @@
+//! One followed PFF file: notice growth, read its newest complete frame.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Arc;
+
+use pff::{RawFrame, MAX_HEADER_BYTES};
+
+use crate::tree::PffEntry;
+use crate::warn::{Cause, Warnings};
+
+/// The open file and what its first frame told.
+struct Open {
+    file: File,
+    dev: u64,
+    ino: u64,
+    header_len: usize,
+    frame_size: u64,
+    /// Length at the last check.
+    len: u64,
+}
+
+/// What is known of a file whose first frame is not PFF: skipped until it
+/// is replaced or truncated.
+struct Bad {
+    dev: u64,
+    ino: u64,
+    len: u64,
+}
+
+/// The active file of one (module, data product).
+pub(crate) struct Followed {
+    pub entry: PffEntry,
+    open: Option<Open>,
+    bad: Option<Bad>,
+    /// Index of the last frame handed on from this file.
+    last_index: Option<u64>,
+}
+
+/// A frame read from a followed file.
+pub(crate) struct Read {
+    pub file: Arc<str>,
+    pub index: u64,
+    pub frame: RawFrame,
+}
+
+impl Followed {
+    pub(crate) fn new(entry: PffEntry) -> Self {
+        Followed {
+            entry,
+            open: None,
+            bad: None,
+            last_index: None,
+        }
+    }
+
+    /// The newest complete frame, if the file grew past the last one handed
+    /// on. One stat, and one read of one frame when there is news.
+    pub(crate) fn check(&mut self, warnings: &mut Warnings) -> Option<Read> {
+        let path = &self.entry.path;
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                let cause = if e.kind() == io::ErrorKind::NotFound {
+                    Cause::Vanished
+                } else {
+                    Cause::Unreadable
+                };
+                warnings.once(path, cause, format_args!("cannot stat PFF file: {e}"));
+                self.open = None;
+                return None;
+            }
+        };
+        let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
+        if let Some(open) = &self.open {
+            if (open.dev, open.ino) != (dev, ino) {
+                tracing::warn!(path = %path.display(), "PFF file was replaced; following the new one from its newest frame");
+                (self.open, self.last_index) = (None, None);
+            } else if len < open.len {
+                tracing::warn!(path = %path.display(), "PFF file shrank from {} to {len} bytes; following it from its newest frame", open.len);
+                (self.open, self.last_index) = (None, None);
+            }
+        }
+        if let Some(bad) = &self.bad {
+            if (bad.dev, bad.ino) == (dev, ino) && len >= bad.len {
+                return None;
+            }
+            self.bad = None;
+            warnings.recovered(path, Cause::NotPff);
+        }
+        if self.open.is_none() {
+            match open_file(&self.entry, dev, ino, len, warnings) {
+                Opened::Open(open) => self.open = Some(open),
+                Opened::NotYet => {}
+                Opened::Bad => self.bad = Some(Bad { dev, ino, len }),
+            }
+        }
+        let open = self.open.as_mut()?;
+        open.len = len;
+        let frames = len / open.frame_size;
+        let newest = frames.checked_sub(1)?;
+        if self.last_index.is_some_and(|last| last >= newest) {
+            return None;
+        }
+        let size = open.frame_size as usize;
+        let mut bytes = vec![0; size];
+        if let Err(e) = open
+            .file
+            .read_exact_at(&mut bytes, newest * open.frame_size)
+        {
+            // Shorter than its length a moment ago: it shrank, which the
+            // next check reports.
+            if e.kind() != io::ErrorKind::UnexpectedEof {
+                warnings.once(
+                    path,
+                    Cause::Unreadable,
+                    format_args!("cannot read PFF file: {e}"),
+                );
+            }
+            return None;
+        }
+        // Not retried: the next frame is read when the file grows again.
+        self.last_index = Some(newest);
+        match RawFrame::with_header_len(bytes, self.entry.name.dp, open.header_len) {
+            Ok(frame) => {
+                warnings.recovered(path, Cause::Misaligned);
+                Some(Read {
+                    file: self.entry.file_name.clone(),
+                    index: newest,
+                    frame,
+                })
+            }
+            Err(e) => {
+                warnings.once(
+                    path,
+                    Cause::Misaligned,
+                    format_args!("frame {newest} is not where the first frame's size puts it (did the frame size change inside the file?): {e}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// What opening a file found.
+enum Opened {
+    Open(Open),
+    /// The first header is still being written (or the file is empty).
+    NotYet,
+    /// Its first frame is not PFF.
+    Bad,
+}
+
+/// Opens the file and learns its frame size from the first header;
+/// `None` while that header is incomplete or when the file is bad.
+fn open_file(entry: &PffEntry, dev: u64, ino: u64, len: u64, warnings: &mut Warnings) -> Opened {
+    let path = &entry.path;
+    if len == 0 {
+        return Opened::NotYet;
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) => {
+            warnings.once(
+                path,
+                Cause::Unreadable,
+                format_args!("cannot open PFF file: {e}"),
+            );
+            return Opened::NotYet;
+        }
+    };
+    warnings.recovered(path, Cause::Unreadable);
+    let mut head = vec![0; (len as usize).min(MAX_HEADER_BYTES)];
+    if let Err(e) = file.read_exact_at(&mut head, 0) {
+        if e.kind() != io::ErrorKind::UnexpectedEof {
+            warnings.once(
+                path,
+                Cause::Unreadable,
+                format_args!("cannot read PFF file: {e}"),
+            );
+        }
+        return Opened::NotYet;
+    }
+    let first_frame = pff::header_len(&head).and_then(|header_len| {
+        // The tracker never parses the frames it hands on; one parse
+        // here keeps files that only look like PFF out.
+        let text =
+            std::str::from_utf8(&head[..header_len - 3]).map_err(|_| pff::Error::Format {
+                path: None,
+                offset: 0,
+                what: "header is not UTF-8 text".into(),
+            })?;
+        pff::Header::parse(text)?;
+        Ok(header_len)
+    });
+    match first_frame {
+        Ok(header_len) => Opened::Open(Open {
+            file,
+            dev,
+            ino,
+            header_len,
+            frame_size: (header_len + entry.name.dp.image_bytes()) as u64,
+            len,
+        }),
+        // The first header is still being written.
+        Err(_)
+            if head.first() == Some(&b'{')
+                && !head.windows(3).any(|w| w == b"\n\n*")
+                && head.len() < MAX_HEADER_BYTES =>
+        {
+            Opened::NotYet
+        }
+        Err(e) => {
+            warnings.once(path, Cause::NotPff, format_args!("not a PFF file: {e}"));
+            Opened::Bad
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Where the frames are: the module and run directories of a data
+//! directory, listed again only when they change.
+//!
+//! A DAQ node keeps every run it ever recorded, so a data directory may
+//! hold thousands of finished runs. Each tick therefore only stats the few
+//! directories that can bring news (the data directory, each module
+//! directory, the newest run directory of each) and lists one again only
+//! when its modification time changed or a notification says so.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pff::{DataProduct, PffName, RunName, StartTime};
+
+use crate::warn::{Cause, Warnings};
+
+/// Directory times come from a coarse kernel clock (a few milliseconds):
+/// an entry added in the same clock step as a listing leaves the time
+/// unchanged. A directory changed this recently is listed again next time.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// A followed stream of frames: one data product of one module.
+pub(crate) type Key = (u32, DataProduct);
+
+/// A directory's modification time when it was last listed.
+#[derive(Default)]
+struct Stamp {
+    mtime: Option<SystemTime>,
+    settled: bool,
+}
+
+impl Stamp {
+    /// Stats `dir`; true if it must be listed (again).
+    fn stale(&mut self, dir: &Path, forced: bool) -> io::Result<bool> {
+        let mtime = fs::metadata(dir)?.modified()?;
+        let stale = forced || !self.settled || self.mtime != Some(mtime);
+        if stale {
+            self.mtime = Some(mtime);
+            self.settled = SystemTime::now()
+                .duration_since(mtime)
+                .is_ok_and(|age| age > SETTLE);
+        }
+        Ok(stale)
+    }
+}
+
+/// A PFF file of a run directory, as named.
+#[derive(Clone, Debug)]
+pub(crate) struct PffEntry {
+    pub path: PathBuf,
+    /// The file name alone, shared by every event from this file.
+    pub file_name: Arc<str>,
+    pub name: PffName,
+}
+
+/// The newest run directory of a location, and its PFF files.
+struct RunDir {
+    path: PathBuf,
+    start: StartTime,
+    stamp: Stamp,
+    files: Vec<PffEntry>,
+}
+
+impl RunDir {
+    fn new(path: PathBuf, start: StartTime) -> Self {
+        RunDir {
+            path,
+            start,
+            stamp: Stamp::default(),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// A module directory (`module_M`): its runs, of which only the newest counts.
+#[derive(Default)]
+struct ModuleDir {
+    stamp: Stamp,
+    newest: Option<RunDir>,
+}
+
+/// Asks the watcher to follow or forget a directory.
+pub(crate) trait Watches {
+    fn watch(&mut self, dir: &Path);
+    fn unwatch(&mut self, dir: &Path);
+}
+
+/// The cached shape of a data directory.
+pub(crate) struct Tree {
+    data_dir: PathBuf,
+    root: Stamp,
+    /// The newest bare run, `DATA_DIR/RUN.pffd`.
+    bare: Option<RunDir>,
+    modules: BTreeMap<PathBuf, ModuleDir>,
+    /// Modules to follow; empty = all.
+    filter: Vec<u32>,
+}
+
+impl Tree {
+    pub(crate) fn new(data_dir: PathBuf, filter: Vec<u32>) -> Self {
+        Tree {
+            data_dir,
+            root: Stamp::default(),
+            bare: None,
+            modules: BTreeMap::new(),
+            filter,
+        }
+    }
+
+    /// Lists again what changed since the last call (and every directory in
+    /// `forced`, named by a notification). True if the set of PFF files in
+    /// newest runs may have changed.
+    pub(crate) fn refresh(
+        &mut self,
+        forced: &dyn Fn(&Path) -> bool,
+        watches: &mut dyn Watches,
+        warnings: &mut Warnings,
+    ) -> bool {
+        let mut changed = false;
+        match self.root.stale(&self.data_dir, forced(&self.data_dir)) {
+            Ok(false) => {}
+            Ok(true) => match list_root(&self.data_dir) {
+                Ok((module_dirs, newest_bare)) => {
+                    warnings.recovered(&self.data_dir, Cause::Unlistable);
+                    watches.watch(&self.data_dir);
+                    changed |= self.adopt_modules(module_dirs, watches);
+                    changed |= replace_run(&mut self.bare, newest_bare, watches);
+                }
+                Err(e) => self.root_failed(e, watches, warnings),
+            },
+            Err(e) => self.root_failed(e, watches, warnings),
+        }
+
+        let mut vanished = Vec::new();
+        for (dir, module) in &mut self.modules {
+            match module.stamp.stale(dir, forced(dir)) {
+                Ok(false) => {}
+                Ok(true) => match newest_run(dir) {
+                    Ok(newest) => {
+                        warnings.recovered(dir, Cause::Unlistable);
+                        changed |= replace_run(&mut module.newest, newest, watches);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => vanished.push(dir.clone()),
+                    Err(e) => warnings.once(
+                        dir,
+                        Cause::Unlistable,
+                        format_args!("cannot list module directory: {e}"),
+                    ),
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => vanished.push(dir.clone()),
+                Err(e) => warnings.once(
+                    dir,
+                    Cause::Unlistable,
+                    format_args!("cannot stat module directory: {e}"),
+                ),
+            }
+        }
+        for dir in vanished {
+            tracing::info!(dir = %dir.display(), "module directory vanished");
+            if let Some(mut module) = self.modules.remove(&dir) {
+                replace_run(&mut module.newest, None, watches);
+            }
+            watches.unwatch(&dir);
+            changed = true;
+        }
+
+        let runs = self
+            .bare
+            .iter_mut()
+            .chain(self.modules.values_mut().filter_map(|m| m.newest.as_mut()));
+        for run in runs {
+            changed |= refresh_run(run, forced(&run.path), warnings);
+        }
+        changed
+    }
+
+    fn root_failed(&mut self, e: io::Error, watches: &mut dyn Watches, warnings: &mut Warnings) {
+        let cause = if e.kind() == io::ErrorKind::NotFound {
+            Cause::Vanished
+        } else {
+            Cause::Unlistable
+        };
+        warnings.once(
+            &self.data_dir,
+            cause,
+            format_args!("cannot list the data directory: {e}"),
+        );
+        if cause == Cause::Vanished {
+            self.adopt_modules(Vec::new(), watches);
+            replace_run(&mut self.bare, None, watches);
+        }
+        self.root = Stamp::default();
+    }
+
+    /// Follows the module directories now present, forgets the others.
+    fn adopt_modules(&mut self, dirs: Vec<PathBuf>, watches: &mut dyn Watches) -> bool {
+        let mut changed = false;
+        let gone: Vec<PathBuf> = self
+            .modules
+            .keys()
+            .filter(|d| !dirs.contains(d))
+            .cloned()
+            .collect();
+        for dir in gone {
+            if let Some(mut module) = self.modules.remove(&dir) {
+                replace_run(&mut module.newest, None, watches);
+            }
+            watches.unwatch(&dir);
+            changed = true;
+        }
+        for dir in dirs {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.modules.entry(dir) {
+                tracing::debug!(dir = %slot.key().display(), "following module directory");
+                watches.watch(slot.key());
+                slot.insert(ModuleDir::default());
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The file each (module, data product) should follow: the highest
+    /// seqno in that module's newest run.
+    pub(crate) fn active_files(&self) -> HashMap<Key, &PffEntry> {
+        let runs: Vec<&RunDir> = self
+            .bare
+            .iter()
+            .chain(self.modules.values().filter_map(|m| m.newest.as_ref()))
+            .collect();
+        let wanted = |m: u32| self.filter.is_empty() || self.filter.contains(&m);
+        // A module may record into a module directory and a bare run at
+        // once; only its newest run counts.
+        let mut newest: HashMap<u32, &StartTime> = HashMap::new();
+        for run in &runs {
+            for f in run.files.iter().filter(|f| wanted(f.name.module)) {
+                let start = newest.entry(f.name.module).or_insert(&run.start);
+                if run.start > **start {
+                    *start = &run.start;
+                }
+            }
+        }
+        let mut active: HashMap<Key, &PffEntry> = HashMap::new();
+        for run in &runs {
+            for f in &run.files {
+                if newest.get(&f.name.module) != Some(&&run.start) {
+                    continue;
+                }
+                let key = (f.name.module, f.name.dp);
+                let slot = active.entry(key).or_insert(f);
+                if (f.name.seqno, &f.file_name) > (slot.name.seqno, &slot.file_name) {
+                    *slot = f;
+                }
+            }
+        }
+        active
+    }
+}
+
+/// Lists a run directory again if it changed; true if its files did.
+fn refresh_run(run: &mut RunDir, forced: bool, warnings: &mut Warnings) -> bool {
+    let listed = run.stamp.stale(&run.path, forced).and_then(|stale| {
+        if stale {
+            list_pff(&run.path).map(Some)
+        } else {
+            Ok(None)
+        }
+    });
+    match listed {
+        Ok(None) => false,
+        Ok(Some(files)) => {
+            warnings.recovered(&run.path, Cause::Unlistable);
+            let same = files.len() == run.files.len()
+                && files.iter().zip(&run.files).all(|(a, b)| a.path == b.path);
+            run.files = files;
+            !same
+        }
+        Err(e) => {
+            let cause = if e.kind() == io::ErrorKind::NotFound {
+                Cause::Vanished
+            } else {
+                Cause::Unlistable
+            };
+            warnings.once(
+                &run.path,
+                cause,
+                format_args!("cannot list run directory: {e}"),
+            );
+            run.stamp = Stamp::default();
+            let had = !run.files.is_empty();
+            if cause == Cause::Vanished {
+                run.files.clear();
+            }
+            had && cause == Cause::Vanished
+        }
+    }
+}
+
+/// Makes `newest` the followed run of a location; true if that changed.
+fn replace_run(
+    slot: &mut Option<RunDir>,
+    newest: Option<(PathBuf, StartTime)>,
+    watches: &mut dyn Watches,
+) -> bool {
+    if slot.as_ref().map(|r| &r.path) == newest.as_ref().map(|(p, _)| p) {
+        return false;
+    }
+    if let Some(old) = slot.take() {
+        watches.unwatch(&old.path);
+    }
+    if let Some((path, start)) = newest {
+        tracing::info!(run = %path.display(), "following run");
+        watches.watch(&path);
+        *slot = Some(RunDir::new(path, start));
+    }
+    true
+}
+
+fn is_dir(entry: &fs::DirEntry) -> bool {
+    match entry.file_type() {
+        Ok(t) if t.is_symlink() => entry.path().is_dir(),
+        Ok(t) => t.is_dir(),
+        Err(_) => false,
+    }
+}
+
+/// The module directories of a data directory, and its newest bare run.
+#[allow(clippy::type_complexity)]
+fn list_root(dir: &Path) -> io::Result<(Vec<PathBuf>, Option<(PathBuf, StartTime)>)> {
+    let mut modules = Vec::new();
+    let mut newest: Option<(PathBuf, StartTime)> = None;
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let module = name
+            .strip_prefix("module_")
+            .is_some_and(|m| m.parse::<u32>().is_ok());
+        if module && is_dir(&entry) {
+            modules.push(entry.path());
+        } else if name.ends_with(".pffd") && is_dir(&entry) {
+            consider_run(&mut newest, name, entry.path());
+        }
+    }
+    Ok((modules, newest))
+}
+
+/// The newest run directory in `dir`, by the start time in its name.
+fn newest_run(dir: &Path) -> io::Result<Option<(PathBuf, StartTime)>> {
+    let mut newest = None;
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".pffd") && is_dir(&entry) {
+            consider_run(&mut newest, name, entry.path());
+        }
+    }
+    Ok(newest)
+}
+
+fn consider_run(newest: &mut Option<(PathBuf, StartTime)>, name: &str, path: PathBuf) {
+    let Ok(run) = RunName::parse(name) else {
+        tracing::debug!(dir = %path.display(), "not a run directory name; ignored");
+        return;
+    };
+    // Equal start times: the later name wins, so the choice is stable.
+    let newer = newest
+        .as_ref()
+        .is_none_or(|(p, s)| (&run.start, path.as_path()) > (s, p.as_path()));
+    if newer {
+        *newest = Some((path, run.start));
+    }
+}
+
+/// The PFF files of a run directory; `hk.pff` and other names are ignored.
+fn list_pff(dir: &Path) -> io::Result<Vec<PffEntry>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.ends_with(".pff") {
+            continue;
+        }
+        if let Ok(parsed) = PffName::parse(name) {
+            files.push(PffEntry {
+                path: entry.path(),
+                file_name: Arc::from(name),
+                name: parsed,
+            });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}

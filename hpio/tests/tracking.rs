@@ -1,0 +1,283 @@
+//! What a consumer of the tracker sees while Hashpipe writes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pff::DataProduct::{Img16, Ph256};
+
+const START: i64 = 1_721_882_046;
+
+/// Real frames written in real time: each event is byte for byte the
+/// frame written at its index, and the last one written is handed on.
+fn every_event_is_a_written_frame(pace: Pace) {
+    let (Some(img), Some(ph)) = (sample_frames(Img16, 1, 300), sample_frames(Ph256, 3, 300)) else {
+        return;
+    };
+    for poll_only in MODES {
+        let daq = Daq::new();
+        let run = daq.run(Some(1), START);
+        let img_path = run.file(Img16, 1, 0);
+        let ph_path = run.file(Ph256, 1, 0);
+        let mut tracked = track(daq.path(), poll_only, vec![]);
+        let writers = [
+            write_frames(img_path.clone(), img.clone(), pace),
+            write_frames(ph_path.clone(), ph.clone(), pace),
+        ];
+        for w in writers {
+            w.join().unwrap();
+        }
+        tracked.until("the last frames", |ev| {
+            has(ev, &img_path, 299) && has(ev, &ph_path, 299)
+        });
+        tracked.stop();
+        assert_ordered(&tracked.events);
+        for (dp, written) in [(Img16, &img), (Ph256, &ph)] {
+            let events = tracked.of(1, dp);
+            // More than a handful, or the writer was not followed live.
+            assert!(
+                events.len() > 5,
+                "poll_only={poll_only}: only {} {dp} events",
+                events.len()
+            );
+            for e in events {
+                assert_eq!(
+                    e.frame.as_bytes(),
+                    &written[e.frame_index as usize][..],
+                    "poll_only={poll_only}: {dp} frame {}",
+                    e.frame_index
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_event_is_a_complete_frame_that_was_written() {
+    every_event_is_a_written_frame(Pace::Whole(Duration::from_millis(1)));
+}
+
+#[test]
+fn a_frame_written_in_two_parts_is_handed_on_only_whole() {
+    every_event_is_a_written_frame(Pace::Split(Duration::from_millis(2)));
+}
+
+#[test]
+fn at_start_the_newest_complete_frame_of_each_file_is_handed_on() {
+    let (Some(img), Some(ph)) = (sample(Img16, 1), sample(Ph256, 3)) else {
+        return;
+    };
+    let daq = Daq::new();
+    // The samples end in a torn frame, as a file being written does.
+    let run = daq.run(Some(1), START);
+    std::fs::copy(&img, run.file(Img16, 1, 0)).unwrap();
+    let run3 = daq.run(Some(3), START);
+    std::fs::copy(&ph, run3.file(Ph256, 3, 0)).unwrap();
+    for poll_only in MODES {
+        let mut tracked = track(daq.path(), poll_only, vec![]);
+        tracked.until("one frame of each", |ev| ev.len() >= 2);
+        tracked.drain(Duration::from_millis(300));
+        tracked.stop();
+        let img_event = tracked.of(1, Img16);
+        let ph_event = tracked.of(3, Ph256);
+        assert_eq!(img_event.len(), 1);
+        assert_eq!(ph_event.len(), 1);
+        assert_eq!((img_event[0].frame_index, img_event[0].seq), (4127, 1));
+        assert_eq!(ph_event[0].frame_index, 16486);
+        let on_disk = pff::PffFile::open(&img).unwrap().read_raw(4127).unwrap();
+        assert_eq!(img_event[0].frame, on_disk);
+        assert_eq!(
+            &*img_event[0].file,
+            run.file(Img16, 1, 0).file_name().unwrap().to_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_full_file_rotates_to_the_next_seqno_without_losing_its_first_frame() {
+    let Some(frames) = sample_frames(Ph256, 1, 40) else {
+        return;
+    };
+    for poll_only in MODES {
+        let daq = Daq::new();
+        let run = daq.run(Some(1), START);
+        let first = run.file(Ph256, 1, 0);
+        let second = run.file(Ph256, 1, 1);
+        append(&first, &frames[..20]);
+        let mut tracked = track(daq.path(), poll_only, vec![]);
+        tracked.until("the first file", |ev| has(ev, &first, 19));
+        // Hashpipe closes the full file and opens the next.
+        append(&second, &frames[20..21]);
+        tracked.until("frame 0 of the next file", |ev| has(ev, &second, 0));
+        append(&second, &frames[21..40]);
+        tracked.until("the end of the next file", |ev| has(ev, &second, 19));
+        tracked.stop();
+        assert_ordered(&tracked.events);
+        let e = tracked
+            .events
+            .iter()
+            .find(|e| e.frame_index == 0 && has(std::slice::from_ref(e), &second, 0))
+            .unwrap();
+        assert_eq!(e.frame.as_bytes(), &frames[20][..]);
+    }
+}
+
+#[test]
+fn a_new_run_is_followed_and_the_old_one_is_not_news() {
+    let Some(frames) = sample_frames(Img16, 1, 30) else {
+        return;
+    };
+    for poll_only in MODES {
+        let daq = Daq::new();
+        let old = daq.run(Some(1), START);
+        let old_file = old.file(Img16, 1, 0);
+        append(&old_file, &frames[..10]);
+        let mut tracked = track(daq.path(), poll_only, vec![]);
+        tracked.until("the old run", |ev| has(ev, &old_file, 9));
+
+        let new = daq.run(Some(1), START + 600);
+        let new_file = new.file(Img16, 1, 0);
+        append(&new_file, &frames[10..11]);
+        tracked.until("the new run's first frame", |ev| has(ev, &new_file, 0));
+        // Writes to the older run are never news again.
+        append(&old_file, &frames[11..20]);
+        append(&new_file, &frames[20..22]);
+        tracked.until("the new run's third frame", |ev| has(ev, &new_file, 2));
+        tracked.drain(Duration::from_millis(300));
+        tracked.stop();
+        assert_ordered(&tracked.events);
+        let old_name = old_file.file_name().unwrap().to_str().unwrap();
+        let after_switch = tracked.events.iter().skip_while(|e| &*e.file == old_name);
+        assert!(
+            after_switch.clone().all(|e| &*e.file != old_name),
+            "poll_only={poll_only}: an old-run frame came after the new run"
+        );
+    }
+}
+
+#[test]
+fn an_older_run_is_never_followed_even_when_it_is_written() {
+    let Some(frames) = sample_frames(Ph256, 1, 20) else {
+        return;
+    };
+    let daq = Daq::new();
+    let newest = daq.run(Some(1), START + 60);
+    let newest_file = newest.file(Ph256, 1, 0);
+    append(&newest_file, &frames[..2]);
+    // Hundreds of finished runs, one of them still growing.
+    let mut old_files = Vec::new();
+    for i in 0..200 {
+        let run = daq.run(Some(1), START - 60 * i);
+        let f = run.file(Ph256, 1, 0);
+        append(&f, &frames[..1]);
+        old_files.push(f);
+    }
+    let mut tracked = track(daq.path(), false, vec![]);
+    tracked.until("the newest run", |ev| has(ev, &newest_file, 1));
+    append(&old_files[3], &frames[1..10]);
+    append(&newest_file, &frames[2..3]);
+    tracked.until("the newest run's next frame", |ev| has(ev, &newest_file, 2));
+    tracked.drain(Duration::from_millis(300));
+    tracked.stop();
+    let newest_name = newest_file.file_name().unwrap().to_str().unwrap();
+    assert!(tracked.events.iter().all(|e| &*e.file == newest_name));
+}
+
+#[test]
+fn a_module_that_appears_later_is_followed_and_a_bare_run_too() {
+    let (Some(img), Some(ph)) = (sample_frames(Img16, 1, 5), sample_frames(Ph256, 3, 5)) else {
+        return;
+    };
+    for poll_only in MODES {
+        let daq = Daq::new();
+        let run1 = daq.run(Some(1), START);
+        append(&run1.file(Img16, 1, 0), &img[..2]);
+        // Not frames: ignored.
+        common::create(&run1.dir.join("hk.pff"), b"housekeeping");
+        common::create(&run1.dir.join("notes.txt"), b"notes");
+        let mut tracked = track(daq.path(), poll_only, vec![]);
+        tracked.until("module 1", |ev| ev.iter().any(|e| e.module == 1));
+
+        let run3 = daq.run(Some(3), START);
+        let f3 = run3.file(Ph256, 3, 0);
+        append(&f3, &ph[..3]);
+        tracked.until("module 3", |ev| has(ev, &f3, 2));
+
+        let bare = daq.run(None, START);
+        let f7 = bare.file(Img16, 7, 0);
+        append(&f7, &img[..4]);
+        tracked.until("module 7 in a bare run", |ev| has(ev, &f7, 3));
+        tracked.stop();
+        assert!(tracked.events.iter().all(|e| e.file.starts_with("start_")));
+        let e7 = tracked.of(7, Img16);
+        assert_eq!(e7.last().unwrap().frame.as_bytes(), &img[3][..]);
+    }
+}
+
+#[test]
+fn the_module_in_the_file_name_wins_over_the_directory() {
+    let Some(ph) = sample_frames(Ph256, 3, 3) else {
+        return;
+    };
+    let daq = Daq::new();
+    let run = daq.run(Some(2), START);
+    let f = run.file(Ph256, 3, 0);
+    append(&f, &ph);
+    let mut tracked = track(daq.path(), false, vec![]);
+    tracked.until("the file", |ev| has(ev, &f, 2));
+    tracked.stop();
+    assert!(tracked.events.iter().all(|e| e.module == 3));
+}
+
+#[test]
+fn the_modules_filter_keeps_other_modules_out() {
+    let (Some(img), Some(ph)) = (sample_frames(Img16, 1, 10), sample_frames(Ph256, 3, 10)) else {
+        return;
+    };
+    for poll_only in MODES {
+        let daq = Daq::new();
+        let run1 = daq.run(Some(1), START);
+        let run3 = daq.run(Some(3), START);
+        let f1 = run1.file(Img16, 1, 0);
+        let f3 = run3.file(Ph256, 3, 0);
+        append(&f1, &img[..5]);
+        append(&f3, &ph[..5]);
+        let mut tracked = track(daq.path(), poll_only, vec![3]);
+        tracked.until("module 3", |ev| has(ev, &f3, 4));
+        append(&f1, &img[5..10]);
+        append(&f3, &ph[5..10]);
+        tracked.until("module 3 again", |ev| has(ev, &f3, 9));
+        tracked.drain(Duration::from_millis(200));
+        tracked.stop();
+        assert!(
+            tracked.events.iter().all(|e| e.module == 3),
+            "poll_only={poll_only}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_data_directory_fails_at_once() {
+    let daq = Daq::new();
+    let missing = daq.path().join("nope");
+    let err = hpio::Tracker::spawn(hpio::TrackerConfig::new(&missing), |_| {})
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn stop_ends_the_tracker_even_with_a_long_interval() {
+    let daq = Daq::new();
+    let config = hpio::TrackerConfig {
+        interval: Duration::from_secs(3600),
+        ..hpio::TrackerConfig::new(daq.path())
+    };
+    let tracker = hpio::Tracker::spawn(config, |_| {}).unwrap();
+    // Would hang here (and the test time out) if stop waited for a tick.
+    tracker.stop();
+    let dropped = hpio::Tracker::spawn(hpio::TrackerConfig::new(daq.path()), |_| {}).unwrap();
+    drop(dropped);
+}
