@@ -1,0 +1,316 @@
+//! The client of one or more DaqData servers.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
+use daqdata_proto::daqdata::{InitHpIoRequest, PanoImage, StreamImagesRequest, UploadImageRequest};
+use futures::{Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::{Error, Host, HpIoConfig, Image};
+
+/// How long a ping may take before the host counts as down. The Python
+/// client waits 0.3 s; a DAQ node across a gateway deserves a little more.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connecting to a host that drops packets must not hang a viewer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// InitHpIo may start a simulator or scan a large data directory.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens a channel to `host` that connects on first use (and again after a
+/// server restart).
+pub fn channel(host: &Host) -> Result<Channel, Error> {
+    let bad = |e: tonic::transport::Error| Error::Host {
+        host: host.to_string(),
+        reason: e.to_string(),
+    };
+    match host {
+        Host::Tcp { .. } => Ok(Endpoint::from_shared(format!("http://{host}"))
+            .map_err(bad)?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_lazy()),
+        Host::Unix(path) => {
+            let path = path.clone();
+            // The URI is unused: the connector dials the socket.
+            Ok(Endpoint::from_static("http://localhost")
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect_with_connector_lazy(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                })))
+        }
+    }
+}
+
+/// What a [`DaqClient::stream_images`] asks each server for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamSpec {
+    /// Movie frames (img8/img16).
+    pub movie: bool,
+    /// Pulse-height events (ph256/ph1024).
+    pub pulse_height: bool,
+    /// At most one frame per (module, type) this often; 0 = as fast as the
+    /// server's tracker updates.
+    pub update_interval_seconds: f64,
+    /// Only these modules; empty = all.
+    pub module_ids: Vec<u32>,
+}
+
+impl StreamSpec {
+    fn request(&self) -> StreamImagesRequest {
+        StreamImagesRequest {
+            stream_movie_data: self.movie,
+            stream_pulse_height_data: self.pulse_height,
+            update_interval_seconds: self.update_interval_seconds,
+            module_ids: self.module_ids.clone(),
+        }
+    }
+}
+
+/// A client of one or more DaqData servers (the DAQ nodes of a run).
+///
+/// Channels are cheap to clone and connect on first use, so making a
+/// client never fails on a host that is down; the RPCs say so.
+#[derive(Clone, Debug)]
+pub struct DaqClient {
+    nodes: Vec<(Host, Channel)>,
+}
+
+impl DaqClient {
+    /// A client of `hosts` (duplicates are dropped).
+    pub fn new(hosts: impl IntoIterator<Item = Host>) -> Result<Self, Error> {
+        let mut nodes: Vec<(Host, Channel)> = Vec::new();
+        for host in hosts {
+            if nodes.iter().all(|(h, _)| *h != host) {
+                let ch = channel(&host)?;
+                nodes.push((host, ch));
+            }
+        }
+        Ok(DaqClient { nodes })
+    }
+
+    /// The configured hosts, in order.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.nodes.iter().map(|(h, _)| h)
+    }
+
+    fn stub(&self, host: &Host) -> Option<DaqDataClient<Channel>> {
+        self.nodes
+            .iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, ch)| DaqDataClient::new(ch.clone()))
+    }
+
+    fn stub_or_err(&self, host: &Host) -> Result<DaqDataClient<Channel>, Error> {
+        self.stub(host).ok_or_else(|| Error::Host {
+            host: host.to_string(),
+            reason: "not one of this client's hosts".into(),
+        })
+    }
+
+    /// Checks that `host`'s server answers.
+    pub async fn ping(&self, host: &Host) -> Result<(), Error> {
+        let mut stub = self.stub_or_err(host)?;
+        let mut req = tonic::Request::new(());
+        req.set_timeout(PING_TIMEOUT);
+        match tokio::time::timeout(PING_TIMEOUT, stub.ping(req)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(Error::rpc(host, "Ping", status)),
+            Err(_) => Err(Error::Unreachable {
+                host: host.to_string(),
+                reason: format!("no answer to Ping within {PING_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// Every host with whether it answered a ping (all pinged at once).
+    pub async fn host_status(&self) -> Vec<(Host, Result<(), Error>)> {
+        let pings = self
+            .nodes
+            .iter()
+            .map(|(h, _)| async move { (h.clone(), self.ping(h).await) });
+        futures::future::join_all(pings).await
+    }
+
+    /// The hosts whose servers answer; an error when none does.
+    pub async fn valid_hosts(&self) -> Result<Vec<Host>, Error> {
+        let mut valid = Vec::new();
+        for (host, status) in self.host_status().await {
+            match status {
+                Ok(()) => valid.push(host),
+                Err(e) => warn!("{e}"),
+            }
+        }
+        if valid.is_empty() {
+            let tried: Vec<String> = self.hosts().map(Host::to_string).collect();
+            return Err(Error::NoValidHosts(tried.join(", ")));
+        }
+        Ok(valid)
+    }
+
+    /// The services `host` offers, by gRPC server reflection.
+    pub async fn reflect_services(&self, host: &Host) -> Result<crate::ServiceListing, Error> {
+        let (_, ch) = self
+            .nodes
+            .iter()
+            .find(|(h, _)| h == host)
+            .ok_or_else(|| Error::Host {
+                host: host.to_string(),
+                reason: "not one of this client's hosts".into(),
+            })?;
+        crate::reflect::list(host, ch.clone()).await
+    }
+
+    /// Sends InitHpIo with `config` to every host at once; one result per
+    /// host, as a node that fails must not hide the others' answers.
+    pub async fn init_hp_io(&self, config: &HpIoConfig) -> Vec<(Host, Result<(), Error>)> {
+        let request = InitHpIoRequest {
+            data_dir: config.data_dir.clone(),
+            update_interval_seconds: config.update_interval_seconds,
+            force: config.force,
+            simulate_daq: config.simulate_daq,
+            module_ids: config.module_ids.clone(),
+        };
+        let calls = self.nodes.iter().map(|(host, ch)| {
+            let request = request.clone();
+            async move {
+                let mut stub = DaqDataClient::new(ch.clone());
+                let mut req = tonic::Request::new(request);
+                req.set_timeout(INIT_TIMEOUT);
+                info!(%host, "InitHpIo");
+                let result = match stub.init_hp_io(req).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        if reply.success {
+                            Ok(())
+                        } else {
+                            Err(Error::InitRefused {
+                                host: host.to_string(),
+                                message: reply.error_message,
+                            })
+                        }
+                    }
+                    Err(status) => Err(Error::rpc(host, "InitHpIo", status)),
+                };
+                (host.clone(), result)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// InitHpIo with the simulation configuration `--init-sim` sends.
+    pub async fn init_sim(&self) -> Vec<(Host, Result<(), Error>)> {
+        self.init_hp_io(&HpIoConfig::simulate()).await
+    }
+
+    /// Streams images from every host, merged in arrival order.
+    ///
+    /// Each host's part runs on its own: when one is down or its stream
+    /// ends with an error, that error is yielded (and logged) once and the
+    /// other hosts go on. The stream ends when every part has ended.
+    /// Dropping it cancels all its RPCs.
+    pub fn stream_images(&self, spec: &StreamSpec) -> ImageStream {
+        // Small: a viewer that stops reading should make servers skip
+        // frames for it, not grow a queue here.
+        let (tx, rx) = mpsc::channel(64);
+        let mut tasks = JoinSet::new();
+        for (host, ch) in &self.nodes {
+            let (host, ch, tx, request) = (host.clone(), ch.clone(), tx.clone(), spec.request());
+            tasks.spawn(async move {
+                if let Err(e) = stream_one(&host, ch, request, &tx).await {
+                    warn!("{e}");
+                    let _ = tx.send(Err(e)).await;
+                }
+            });
+        }
+        ImageStream { rx, _tasks: tasks }
+    }
+
+    /// Uploads `images` to `host` as if its tracker had read them; returns
+    /// when the server has accepted them all.
+    pub async fn upload_images<S>(&self, host: &Host, images: S) -> Result<(), Error>
+    where
+        S: Stream<Item = PanoImage> + Send + 'static,
+    {
+        let mut stub = self.stub_or_err(host)?;
+        let requests = images.map(|image| UploadImageRequest {
+            pano_image: Some(image),
+        });
+        stub.upload_images(requests)
+            .await
+            .map(|_| ())
+            .map_err(|status| Error::rpc(host, "UploadImages", status))
+    }
+}
+
+/// One host's part of a merged stream.
+async fn stream_one(
+    host: &Host,
+    ch: Channel,
+    request: StreamImagesRequest,
+    tx: &mpsc::Sender<Result<Image, Error>>,
+) -> Result<(), Error> {
+    let mut stub = DaqDataClient::new(ch);
+    let mut stream = stub
+        .stream_images(request)
+        .await
+        .map_err(|s| Error::rpc(host, "StreamImages", s))?
+        .into_inner();
+    info!(%host, "StreamImages started");
+    loop {
+        let response = match stream.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                info!(%host, "StreamImages ended by the server");
+                return Ok(());
+            }
+            Err(s) => return Err(Error::rpc(host, "StreamImages", s)),
+        };
+        if !response.message.is_empty() {
+            info!(%host, message = %response.message, "server says");
+        }
+        let Some(p) = response.pano_image else {
+            continue;
+        };
+        let server = if response.name.is_empty() {
+            host.to_string()
+        } else {
+            response.name
+        };
+        let item = Image::from_pano_image(&server, &p);
+        if let Err(e) = &item {
+            debug!("{e}");
+        }
+        if tx.send(item).await.is_err() {
+            // The viewer dropped the stream: returning drops the RPC,
+            // which cancels it on the server.
+            return Ok(());
+        }
+    }
+}
+
+/// Images merged from every host of a [`DaqClient`]; an `Err` item ends
+/// only that host's part. Dropping it cancels every RPC it runs.
+pub struct ImageStream {
+    rx: mpsc::Receiver<Result<Image, Error>>,
+    // Aborted on drop, which drops (and so cancels) each RPC.
+    _tasks: JoinSet<()>,
+}
+
+impl Stream for ImageStream {
+    type Item = Result<Image, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}

@@ -1,0 +1,139 @@
+//! What can go wrong, said so that a person knows what to do next.
+
+use std::path::PathBuf;
+
+use tonic::Code;
+
+/// Errors of the client library. Each names the file or host and request
+/// it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A configuration file was read but does not say what it should.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file (or files).
+        path: String,
+        /// What is wrong in it.
+        reason: String,
+    },
+    /// A host as typed on the command line or in a config cannot be used.
+    #[error("invalid host {host:?}: {reason} (expected HOST, HOST:PORT or unix:///path.sock)")]
+    Host {
+        /// The text given.
+        host: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server could not be reached at all.
+    #[error("{host}: cannot connect: {reason}; is a DaqData server running there (daqdata-server), and is the address right?")]
+    Unreachable {
+        /// The host.
+        host: String,
+        /// The transport's reason.
+        reason: String,
+    },
+    /// The server answered an RPC with an error status.
+    #[error("{host}: {rpc} failed with {code:?}: {message}{}", advice(*code))]
+    Rpc {
+        /// The host.
+        host: String,
+        /// The RPC.
+        rpc: &'static str,
+        /// The gRPC status code.
+        code: Code,
+        /// The server's message.
+        message: String,
+    },
+    /// InitHpIo returned `success = false`.
+    #[error("{host}: InitHpIo was refused: {message}")]
+    InitRefused {
+        /// The host.
+        host: String,
+        /// The server's error_message.
+        message: String,
+    },
+    /// A PanoImage that is not one of the four data products.
+    #[error("{host}: received an image that cannot be decoded: {reason}")]
+    BadImage {
+        /// The host it came from.
+        host: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// None of the hosts answered a ping.
+    #[error("no DAQ host answered a ping (tried {0}); is a DaqData server running, and are the hosts right?")]
+    NoValidHosts(String),
+}
+
+impl Error {
+    /// The error of an RPC to `host`, from its status.
+    pub(crate) fn rpc(host: &crate::Host, rpc: &'static str, status: tonic::Status) -> Self {
+        // A refused or failed connection surfaces as UNAVAILABLE with a
+        // transport message; say so plainly rather than as a server answer.
+        if status.code() == Code::Unavailable && status.message().contains("transport") {
+            return Error::Unreachable {
+                host: host.to_string(),
+                reason: transport_reason(&status),
+            };
+        }
+        Error::Rpc {
+            host: host.to_string(),
+            rpc,
+            code: status.code(),
+            message: status.message().to_string(),
+        }
+    }
+
+    /// The gRPC status code, when the server answered with one.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Rpc { code, .. } => Some(*code),
+            Error::Unreachable { .. } => Some(Code::Unavailable),
+            _ => None,
+        }
+    }
+}
+
+/// The innermost cause of a transport failure ("Connection refused ...").
+fn transport_reason(status: &tonic::Status) -> String {
+    let mut reason = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    reason
+}
+
+/// What the user should do about each status code the server uses (SPEC §3).
+fn advice(code: Code) -> &'static str {
+    match code {
+        Code::FailedPrecondition => {
+            " (the server is not tracking a run, or refuses while streams are active: run `daqdata --init CFG` or `daqdata --init-sim` first, with \"force\": true to end active streams)"
+        }
+        Code::Unavailable => {
+            " (the server is re-initializing or shutting down: retry in a few seconds)"
+        }
+        Code::ResourceExhausted => {
+            " (the server has too many streams open: close some viewers or raise max_concurrent_rpcs in its config)"
+        }
+        Code::InvalidArgument => {
+            " (fix the request: check data_dir exists on the DAQ node, the update interval is within the server's limits, and at least one image type is asked for)"
+        }
+        Code::PermissionDenied => {
+            " (data_dir is outside the server's allowed_data_roots: use a directory under one of them)"
+        }
+        Code::Cancelled => " (the stream was ended: the server was reconfigured or is shutting down)",
+        Code::DeadlineExceeded => " (the server did not answer in time: is it overloaded or unreachable?)",
+        Code::Unimplemented => " (the server does not offer this RPC: is it a DaqData server?)",
+        _ => "",
+    }
+}

@@ -1,0 +1,315 @@
+//! The live views: what they keep of the stream, and how they draw it.
+//!
+//! [`PlotView`] keeps the newest movie and pulse-height image of each
+//! module with colour limits over recent frames; [`PhDist`] keeps each
+//! pulse-height event's maximum pixel over rolling time windows. Both draw
+//! into a terminal (ratatui `Widget` for `&PlotView` / `&PhDist`) and into
+//! a PNG ([`PlotView::to_png`], [`PhDist::to_png`]) — the same picture, so
+//! what a test checks in one holds for the other.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use pff::ImageKind;
+
+use crate::Image;
+
+mod png;
+pub use png::save_png;
+mod tui;
+
+/// Frames per (module, type) whose pixels set the colour limits.
+pub const LIMIT_WINDOW_FRAMES: usize = 20;
+/// The lower and upper colour limits are these percentiles, so one hot
+/// pixel does not wash the image out.
+pub const LIMIT_PERCENTILES: (f64, f64) = (0.05, 0.95);
+/// Histogram windows of `--plot-phdist`, seconds (as the Python demo).
+pub const PHDIST_WINDOWS: [f64; 3] = [10.0, 60.0, 600.0];
+/// Bins of each pulse-height histogram.
+pub const PHDIST_BINS: usize = 24;
+
+/// The colour of `v` between limits `lo` and `hi` on the plasma map.
+pub fn heat_color(v: f64, lo: f64, hi: f64) -> [u8; 3] {
+    let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
+    let c = colorous::PLASMA.eval_continuous(t.clamp(0.0, 1.0));
+    [c.r, c.g, c.b]
+}
+
+/// Colour limits over the last few frames' pixels.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RollingLimits {
+    frames: VecDeque<Vec<f64>>,
+}
+
+impl RollingLimits {
+    fn push(&mut self, values: Vec<f64>) {
+        if self.frames.len() == LIMIT_WINDOW_FRAMES {
+            self.frames.pop_front();
+        }
+        self.frames.push_back(values);
+    }
+
+    /// `(lo, hi)`, with `hi > lo` so a flat image still maps to colours.
+    pub(crate) fn limits(&self) -> (f64, f64) {
+        let mut all: Vec<f64> = self
+            .frames
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        if all.is_empty() {
+            return (0.0, 1.0);
+        }
+        all.sort_by(f64::total_cmp);
+        let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+        let (lo, hi) = (at(LIMIT_PERCENTILES.0), at(LIMIT_PERCENTILES.1));
+        if hi > lo {
+            (lo, hi)
+        } else {
+            (lo, lo + 1.0)
+        }
+    }
+}
+
+/// The newest image of one (module, type), with its colour limits.
+#[derive(Clone, Debug)]
+pub(crate) struct Panel {
+    pub(crate) image: Image,
+    pub(crate) limits: RollingLimits,
+}
+
+/// One module's row: its newest pulse-height and movie images.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ModuleRow {
+    pub(crate) pulse_height: Option<Panel>,
+    pub(crate) movie: Option<Panel>,
+}
+
+/// `--plot-view`: per module, the newest pulse-height and movie image as
+/// heat maps.
+#[derive(Clone, Debug, Default)]
+pub struct PlotView {
+    pub(crate) modules: BTreeMap<u32, ModuleRow>,
+    frames: u64,
+}
+
+impl PlotView {
+    /// An empty view.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a received image.
+    pub fn update(&mut self, image: Image) {
+        self.frames += 1;
+        let row = self.modules.entry(image.module_id).or_default();
+        let slot = match image.kind() {
+            ImageKind::Movie => &mut row.movie,
+            ImageKind::PulseHeight => &mut row.pulse_height,
+        };
+        let values = image.pixels.values().collect();
+        match slot {
+            Some(panel) => {
+                panel.limits.push(values);
+                panel.image = image;
+            }
+            None => {
+                let mut limits = RollingLimits::default();
+                limits.push(values);
+                *slot = Some(Panel { image, limits });
+            }
+        }
+    }
+
+    /// Images taken so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+}
+
+/// One module's pulse-height maxima, oldest first.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Events {
+    pub(crate) events: VecDeque<(f64, f64)>,
+}
+
+/// One window's histogram.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Histogram {
+    pub(crate) window_seconds: f64,
+    pub(crate) counts: Vec<u64>,
+    pub(crate) events: u64,
+    pub(crate) rate: f64,
+}
+
+/// `--plot-phdist`: per module, histograms of each pulse-height image's
+/// maximum pixel over rolling windows ([`PHDIST_WINDOWS`]).
+#[derive(Clone, Debug, Default)]
+pub struct PhDist {
+    pub(crate) modules: BTreeMap<u32, Events>,
+    now: f64,
+    frames: u64,
+}
+
+impl PhDist {
+    /// An empty distribution.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes an image received at `now` (Unix seconds); movie frames are
+    /// ignored.
+    pub fn update(&mut self, image: &Image, now: f64) {
+        if image.kind() != ImageKind::PulseHeight {
+            return;
+        }
+        self.frames += 1;
+        let events = &mut self.modules.entry(image.module_id).or_default().events;
+        events.push_back((now, image.max_pixel()));
+        self.advance(now);
+    }
+
+    /// Moves the windows to `now`, dropping events older than the longest.
+    pub fn advance(&mut self, now: f64) {
+        self.now = self.now.max(now);
+        let oldest = self.now - PHDIST_WINDOWS[PHDIST_WINDOWS.len() - 1];
+        for m in self.modules.values_mut() {
+            while m.events.front().is_some_and(|(t, _)| *t < oldest) {
+                m.events.pop_front();
+            }
+        }
+    }
+
+    /// Pulse-height images taken so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// The bin range of a module: all its kept maxima, so every window's
+    /// histogram shares one x axis.
+    pub(crate) fn range(&self, module: u32) -> (f64, f64) {
+        let Some(m) = self.modules.get(&module) else {
+            return (0.0, 1.0);
+        };
+        let (lo, hi) = m
+            .events
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
+                (lo.min(*v), hi.max(*v))
+            });
+        if !lo.is_finite() {
+            (0.0, 1.0)
+        } else if hi > lo {
+            (lo, hi)
+        } else {
+            (lo, lo + 1.0)
+        }
+    }
+
+    pub(crate) fn histograms(&self, module: u32) -> Vec<Histogram> {
+        let (lo, hi) = self.range(module);
+        let empty = Events::default();
+        let events = self.modules.get(&module).unwrap_or(&empty);
+        PHDIST_WINDOWS
+            .iter()
+            .map(|&w| {
+                let mut counts = vec![0u64; PHDIST_BINS];
+                let mut n = 0;
+                for (_, v) in events.events.iter().filter(|(t, _)| *t >= self.now - w) {
+                    let bin = (((v - lo) / (hi - lo)) * PHDIST_BINS as f64) as usize;
+                    counts[bin.min(PHDIST_BINS - 1)] += 1;
+                    n += 1;
+                }
+                Histogram {
+                    window_seconds: w,
+                    counts,
+                    events: n,
+                    rate: n as f64 / w,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The text under an image: time, frame number, file.
+pub(crate) fn caption(image: &Image) -> [String; 3] {
+    let time = match image.stamp() {
+        Some(q) => pff::time::iso_utc(q.tv_sec, q.tv_usec),
+        None => "no time in header".to_string(),
+    };
+    [
+        time,
+        format!("{} frame {}", image.data_product, image.frame_number),
+        image.file.clone(),
+    ]
+}
+
+/// Axis-limit text: integers stay integers.
+pub(crate) fn fmt_limit(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use pff::{DataProduct, Header, Pixels, Quabo};
+
+    /// A frame of `dp` that is dark except one bright pixel at (row, col).
+    pub(crate) fn one_bright_pixel(dp: DataProduct, module: u32, row: usize, col: usize) -> Image {
+        let [_, cols] = dp.shape();
+        let i = row * cols + col;
+        let q = Quabo {
+            pkt_num: 1,
+            pkt_tai: 0,
+            pkt_nsec: 0,
+            tv_sec: 1_721_882_086,
+            tv_usec: 5,
+        };
+        let (header, pixels) = match dp {
+            DataProduct::Img16 => {
+                let mut v = vec![100u16; dp.pixels()];
+                v[i] = 4000;
+                (Header::new_module([q; 4]), Pixels::U16(v))
+            }
+            _ => {
+                let mut v = vec![0i16; dp.pixels()];
+                v[i] = 900;
+                (Header::new_quabo(0, q), Pixels::I16(v))
+            }
+        };
+        Image::from_frame(dp, &pff::Frame { header, pixels }, module, "test.pff", 7)
+    }
+
+    #[test]
+    fn one_hot_pixel_does_not_set_the_upper_limit() {
+        let mut view = PlotView::new();
+        view.update(one_bright_pixel(DataProduct::Img16, 1, 3, 4));
+        let panel = view.modules[&1].movie.as_ref().unwrap();
+        assert_eq!(panel.limits.limits(), (100.0, 101.0));
+    }
+
+    #[test]
+    fn phdist_windows_count_only_their_events() {
+        let mut dist = PhDist::new();
+        let ev = one_bright_pixel(DataProduct::Ph256, 3, 0, 0);
+        for t in [0.0, 500.0, 595.0, 599.0] {
+            dist.update(&ev, t);
+        }
+        let h = dist.histograms(3);
+        assert_eq!(
+            h.iter().map(|h| h.events).collect::<Vec<_>>(),
+            vec![2, 2, 4]
+        );
+        assert_eq!(h[0].rate, 0.2);
+        dist.advance(700.0);
+        assert_eq!(
+            dist.histograms(3)[2].events,
+            3,
+            "the event at t=0 left the 600 s window"
+        );
+    }
+}
