@@ -76,9 +76,10 @@ pub enum Error {
 impl Error {
     /// The error of an RPC to `host`, from its status.
     pub(crate) fn rpc(host: &crate::Host, rpc: &'static str, status: tonic::Status) -> Self {
-        // A refused or failed connection surfaces as UNAVAILABLE with a
-        // transport message; say so plainly rather than as a server answer.
-        if status.code() == Code::Unavailable && status.message().contains("transport") {
+        // A refused or failed connection surfaces as UNAVAILABLE carrying
+        // the transport error as its source (a server's own UNAVAILABLE
+        // has none); say so plainly rather than as a server answer.
+        if status.code() == Code::Unavailable && std::error::Error::source(&status).is_some() {
             return Error::Unreachable {
                 host: host.to_string(),
                 reason: transport_reason(&status),

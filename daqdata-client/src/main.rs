@@ -1,1 +1,440 @@
-fn main() {}
+//! `daqdata`: the DaqData command line. Accepts the Python demo client's
+//! options (`python -m panoseti_grpc.daq_data.cli`), plus `--json`,
+//! `--snapshot` and the `bench` load generator.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use daqdata_client::{hosts_from_configs, DaqClient, Host, HpIoConfig};
+use tracing::warn;
+
+mod cmd {
+    pub mod bench;
+    pub mod live;
+    pub mod logs;
+}
+
+/// See what a PANOSETI telescope sees: ping DaqData servers on the DAQ
+/// nodes, initialize their trackers, and stream the newest frames into a
+/// live view, PNG snapshots or JSON lines.
+#[derive(Debug, Parser)]
+#[command(
+    name = "daqdata",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  \
+        daqdata --host localhost --ping\n  \
+        daqdata --host localhost --init-sim --plot-view\n  \
+        daqdata daq_config.json network_config.json --init hp_io_config.json --plot-phdist --module-ids 1 3\n  \
+        daqdata --host unix:///tmp/daq_data.sock --plot-view --snapshot view.png\n  \
+        daqdata --host localhost --json | head -3\n  \
+        daqdata bench --host localhost --clients 50 --duration 20 --json"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load generator for end-to-end benchmarks: many concurrent streams
+    /// (or uploads) against one server, with latency and server CPU/RSS.
+    Bench(cmd::bench::BenchArgs),
+}
+
+/// The Python demo client's options, as its users type them.
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// The observing run's daq_config.json: its daq_nodes[].ip_addr are the
+    /// hosts (unless --host picks some of them).
+    daq_config: Option<PathBuf>,
+    /// The run's network_config.json: nodes reached through port
+    /// forwarding (port_forwarding.status = true) are dialed at gw_ip.
+    net_config: Option<PathBuf>,
+    /// DaqData server: HOST, HOST:PORT (default port 50051) or
+    /// unix:///path.sock. Repeat for several. Default: localhost:50051.
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
+    /// Check that each host's server answers.
+    #[arg(long)]
+    ping: bool,
+    /// Show every configured host and whether it answers.
+    #[arg(long)]
+    list_hosts: bool,
+    /// List the gRPC services and DaqData methods each host offers.
+    #[arg(long)]
+    reflect_services: bool,
+    /// Initialize the servers' trackers with this hp_io_config.json
+    /// (data_dir, update_interval_seconds, force, simulate_daq, module_ids).
+    #[arg(long = "init", value_name = "CFG_PATH")]
+    init: Option<PathBuf>,
+    /// Initialize the servers' trackers to replay a simulated run.
+    #[arg(long)]
+    init_sim: bool,
+    /// Live view: per module, the newest pulse-height and movie images as
+    /// heat maps (press q to quit).
+    #[arg(long)]
+    plot_view: bool,
+    /// Live histograms of each pulse-height image's maximum pixel over the
+    /// last 10 s, 60 s and 600 s, per module.
+    #[arg(long)]
+    plot_phdist: bool,
+    /// Seconds between view refreshes; also the update interval asked of
+    /// the servers for --plot-view and --json.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    refresh_period: f64,
+    /// Stream only these modules (e.g. --module-ids 1 3); none = all.
+    #[arg(long, num_args = 0.., value_name = "ID")]
+    module_ids: Vec<u32>,
+    /// How much the client logs (to stderr; in a live view, at its foot).
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+    /// Print each received image as one JSON line on stdout (for scripts).
+    #[arg(long)]
+    json: bool,
+    /// With --plot-view or --plot-phdist: draw the view into this PNG after
+    /// --snapshot-frames images and exit, instead of a live terminal view.
+    #[arg(long, value_name = "FILE.png")]
+    snapshot: Option<PathBuf>,
+    /// Images to take before a --snapshot is drawn.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    snapshot_frames: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl LogLevel {
+    fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warn",
+            LogLevel::Error | LogLevel::Critical => "error",
+        }
+    }
+}
+
+impl DemoArgs {
+    fn live_terminal(&self) -> bool {
+        (self.plot_view || self.plot_phdist) && self.snapshot.is_none() && !self.json
+    }
+
+    fn streams(&self) -> bool {
+        self.plot_view || self.plot_phdist || self.json
+    }
+
+    /// The hosts to talk to, and whether the user named them (then every
+    /// one must work; otherwise nodes that do not answer are skipped).
+    fn hosts(&self) -> anyhow::Result<(Vec<Host>, bool)> {
+        let named = self
+            .hosts
+            .iter()
+            .map(|h| h.parse::<Host>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(daq_config) = &self.daq_config else {
+            if named.is_empty() {
+                return Ok((vec!["localhost".parse()?], false));
+            }
+            return Ok((named, true));
+        };
+        let configured = hosts_from_configs(daq_config, self.net_config.as_deref())?;
+        if named.is_empty() {
+            return Ok((configured, false));
+        }
+        for host in &named {
+            if !configured.contains(host) {
+                let known: Vec<String> = configured.iter().map(Host::to_string).collect();
+                bail!(
+                    "invalid host {host}: not a DAQ node of {} (its nodes: {})",
+                    daq_config.display(),
+                    known.join(", ")
+                );
+            }
+        }
+        Ok((named, true))
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = cli.demo.log_level.filter();
+    let logs = cmd::logs::init(level, cli.command.is_none() && cli.demo.live_terminal());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Bench(args)) => cmd::bench::run(args).await,
+            None => run_demo(cli.demo, &logs).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<()> {
+    if args.init.is_some() && args.init_sim {
+        bail!("give --init CFG_PATH or --init-sim, not both");
+    }
+    if args.snapshot.is_some() && !(args.plot_view || args.plot_phdist) {
+        bail!("--snapshot draws a view: add --plot-view or --plot-phdist");
+    }
+    let (hosts, named) = args.hosts()?;
+    let all = DaqClient::new(hosts.clone())?;
+    let mut did_something = false;
+    let mut failures = 0usize;
+
+    if args.ping {
+        did_something = true;
+        for (host, status) in all.host_status().await {
+            match status {
+                Ok(()) => println!("PING {host}: success"),
+                Err(e) => {
+                    failures += 1;
+                    println!("PING {host}: failed: {e}");
+                }
+            }
+        }
+    }
+    if args.list_hosts {
+        did_something = true;
+        println!("DAQ host status (true = answers, false = does not):");
+        for (host, status) in all.host_status().await {
+            println!("  {host}: {}", status.is_ok());
+        }
+    }
+    let needs_live_hosts =
+        args.reflect_services || args.init.is_some() || args.init_sim || args.streams();
+    if !needs_live_hosts {
+        if !did_something {
+            println!(
+                "Nothing to do. Hosts: {}",
+                hosts
+                    .iter()
+                    .map(Host::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!("Try --ping, --init-sim, --plot-view or --help.");
+        }
+        return if failures > 0 {
+            bail!("{failures} host(s) did not answer")
+        } else {
+            Ok(())
+        };
+    }
+
+    // The Python client works with the nodes that answer and names the
+    // others; hosts the user typed must all answer.
+    let targets = if named {
+        hosts
+    } else {
+        let valid = all.valid_hosts().await?;
+        for h in all.hosts().filter(|h| !valid.contains(h)) {
+            warn!("skipping {h}: it does not answer");
+        }
+        valid
+    };
+    let client = DaqClient::new(targets)?;
+
+    if args.reflect_services {
+        for host in client.hosts() {
+            match client.reflect_services(host).await {
+                Ok(listing) => print!("{listing}"),
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("Error reflecting services: {e}");
+                }
+            }
+        }
+    }
+
+    let init = match (&args.init, args.init_sim) {
+        (Some(path), _) => Some(HpIoConfig::load(path)?),
+        (None, true) => Some(HpIoConfig::simulate()),
+        (None, false) => None,
+    };
+    if let Some(config) = init {
+        println!(
+            "Initializing hp_io with config: {}",
+            serde_json::to_string(&config)?
+        );
+        let mut ok = 0;
+        for (host, result) in client.init_hp_io(&config).await {
+            match result {
+                Ok(()) => {
+                    ok += 1;
+                    println!("InitHpIo {host}: success");
+                }
+                Err(e) => eprintln!("InitHpIo {host}: {e}"),
+            }
+        }
+        if ok == 0 {
+            bail!("InitHpIo failed on every host");
+        }
+    }
+
+    if args.streams() {
+        let live = cmd::live::Live {
+            plot_view: args.plot_view,
+            plot_phdist: args.plot_phdist,
+            json: args.json,
+            refresh_period: args.refresh_period,
+            module_ids: args.module_ids.clone(),
+            snapshot: args.snapshot.clone(),
+            snapshot_frames: args.snapshot_frames,
+        };
+        live.run(&client, logs).await.context("streaming images")?;
+    }
+    if failures > 0 {
+        bail!("{failures} request(s) failed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("daqdata").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn the_python_demo_commands_parse() {
+        let cli = parse(&[
+            "--host",
+            "localhost",
+            "--init-sim",
+            "--plot-view",
+            "--plot-phdist",
+            "--module-ids",
+            "1",
+            "3",
+        ]);
+        let d = &cli.demo;
+        assert!(cli.command.is_none());
+        assert_eq!(d.hosts, vec!["localhost"]);
+        assert!(d.init_sim && d.plot_view && d.plot_phdist);
+        assert_eq!(d.module_ids, vec![1, 3]);
+        assert_eq!(d.refresh_period, 1.0);
+        assert_eq!(d.log_level, LogLevel::Info);
+
+        let cli = parse(&[
+            "daq_config.json",
+            "network_config.json",
+            "--init",
+            "hp_io_config.json",
+            "--refresh-period",
+            "0.5",
+            "--log-level",
+            "debug",
+            "--reflect-services",
+            "--list-hosts",
+            "--ping",
+        ]);
+        let d = &cli.demo;
+        assert_eq!(d.daq_config, Some("daq_config.json".into()));
+        assert_eq!(d.net_config, Some("network_config.json".into()));
+        assert_eq!(d.init, Some("hp_io_config.json".into()));
+        assert_eq!(d.refresh_period, 0.5);
+        assert!(d.reflect_services && d.list_hosts && d.ping);
+        assert!(d.module_ids.is_empty());
+
+        // --module-ids with no ids (nargs="*") means all modules.
+        let cli = parse(&["--plot-phdist", "--module-ids"]);
+        assert!(cli.demo.module_ids.is_empty());
+        let cli = parse(&[
+            "--host",
+            "a",
+            "--host",
+            "unix:///tmp/daq_data.sock",
+            "--json",
+        ]);
+        assert_eq!(cli.demo.hosts.len(), 2);
+    }
+
+    #[test]
+    fn bench_is_a_subcommand_with_its_own_options() {
+        let cli = parse(&[
+            "bench",
+            "--host",
+            "localhost",
+            "--clients",
+            "50",
+            "--shared-connection",
+            "--json",
+        ]);
+        let Some(Command::Bench(b)) = cli.command else {
+            panic!("bench not parsed")
+        };
+        assert_eq!(b.clients, 50);
+        assert!(b.shared_connection && b.json);
+    }
+
+    #[test]
+    fn named_hosts_must_be_nodes_of_the_daq_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("daq_config.json");
+        std::fs::write(
+            &cfg,
+            r#"{"daq_nodes": [{"ip_addr": "daq1"}, {"ip_addr": "daq2"}]}"#,
+        )
+        .unwrap();
+        let cfg = cfg.to_str().unwrap();
+        let (hosts, named) = parse(&[cfg]).demo.hosts().unwrap();
+        assert_eq!((hosts.len(), named), (2, false));
+        let (hosts, named) = parse(&[cfg, "--host", "daq2"]).demo.hosts().unwrap();
+        assert_eq!((hosts, named), (vec!["daq2".parse().unwrap()], true));
+        let err = parse(&[cfg, "--host", "daq3"])
+            .demo
+            .hosts()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("daq3") && err.contains("daq1:50051"), "{err}");
+        let (hosts, _) = parse(&[]).demo.hosts().unwrap();
+        assert_eq!(hosts, vec!["localhost:50051".parse().unwrap()]);
+    }
+
+    #[test]
+    fn help_explains_every_option() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--host",
+            "--init",
+            "--init-sim",
+            "--plot-view",
+            "--plot-phdist",
+            "--module-ids",
+            "--snapshot",
+            "--json",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! `daqdata bench`: K concurrent streams (or uploads) against one server,
+//! measured after a warm-up: delivered images/s, frame age at receipt,
+//! per-client spread, errors by status code, and the server's CPU and RSS.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use daqdata_client::{channel, node_stamp, Host, Image};
+use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
+use daqdata_proto::daqdata::{StreamImagesRequest, UploadImageRequest};
+use serde::Serialize;
+use tokio::time::Instant as TokioInstant;
+use tonic::transport::Channel;
+
+/// Options of `daqdata bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The server: HOST, HOST:PORT or unix:///path.sock.
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+    /// Concurrent streams (or upload streams with --upload).
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// All clients share one HTTP/2 connection (default: one each).
+    #[arg(long)]
+    pub shared_connection: bool,
+    /// update_interval_seconds each stream asks for; 0 = as fast as the
+    /// server's tracker updates.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub interval: f64,
+    /// Stream movie frames (with neither --movie nor --ph: both).
+    #[arg(long)]
+    pub movie: bool,
+    /// Stream pulse-height events.
+    #[arg(long)]
+    pub ph: bool,
+    /// Only these modules; none = all.
+    #[arg(long, num_args = 0.., value_name = "ID")]
+    pub module_ids: Vec<u32>,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub duration: f64,
+    /// Seconds streamed before measuring (connections set up, queues full).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub warmup: f64,
+    /// Sample this process's CPU % (of one core) and RSS over the measured
+    /// window from /proc (the server's PID).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Upload images as fast as possible instead, and report accepted
+    /// images/s (the server must be initialized).
+    #[arg(long)]
+    pub upload: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Ages {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    samples: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerUsage {
+    pid: u32,
+    cpu_percent: f64,
+    peak_rss_kib: u64,
+    vm_hwm_kib: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    mode: &'static str,
+    host: String,
+    clients: usize,
+    shared_connection: bool,
+    interval_seconds: f64,
+    movie: bool,
+    pulse_height: bool,
+    module_ids: Vec<u32>,
+    warmup_seconds: f64,
+    duration_seconds: f64,
+    images: u64,
+    images_per_second: f64,
+    /// Receive wall time minus the header's tv_sec/tv_usec, milliseconds.
+    frame_age_ms: Ages,
+    per_client_min_images: u64,
+    per_client_max_images: u64,
+    errors: BTreeMap<String, u64>,
+    server: Option<ServerUsage>,
+}
+
+/// What one client saw in the measured window.
+#[derive(Default)]
+struct ClientResult {
+    images: u64,
+    ages_ms: Vec<f32>,
+    error: Option<String>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    if !(args.duration > 0.0 && args.warmup >= 0.0) {
+        bail!("--duration must be > 0 and --warmup >= 0 seconds");
+    }
+    let host: Host = args.host.parse()?;
+    let shared = channel(&host)?;
+    let channels: Vec<Channel> = (0..args.clients)
+        .map(|_| {
+            if args.shared_connection {
+                Ok(shared.clone())
+            } else {
+                channel(&host)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let start = TokioInstant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let measure_to = measure_from + Duration::from_secs_f64(args.duration);
+    let sampler = args
+        .server_pid
+        .map(|pid| tokio::spawn(sample_process(pid, measure_from, measure_to)));
+
+    let (movie, ph) = if args.movie || args.ph {
+        (args.movie, args.ph)
+    } else {
+        (true, true)
+    };
+    let mut tasks = Vec::new();
+    let upload_count = Arc::new(AtomicU64::new(0));
+    for (i, ch) in channels.into_iter().enumerate() {
+        if args.upload {
+            let module = args.module_ids.first().copied().unwrap_or(1);
+            tasks.push(tokio::spawn(upload_client(
+                ch,
+                module,
+                i as u32,
+                measure_from,
+                measure_to,
+                upload_count.clone(),
+            )));
+        } else {
+            let request = StreamImagesRequest {
+                stream_movie_data: movie,
+                stream_pulse_height_data: ph,
+                update_interval_seconds: args.interval,
+                module_ids: args.module_ids.clone(),
+            };
+            tasks.push(tokio::spawn(stream_client(
+                ch,
+                request,
+                measure_from,
+                measure_to,
+            )));
+        }
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.context("a bench client panicked")?);
+    }
+    let server = match sampler {
+        Some(s) => Some(s.await.context("the /proc sampler panicked")??),
+        None => None,
+    };
+
+    let mut errors = BTreeMap::new();
+    for e in results.iter().filter_map(|r| r.error.clone()) {
+        *errors.entry(e).or_insert(0) += 1;
+    }
+    let images: u64 = results.iter().map(|r| r.images).sum();
+    let mut ages: Vec<f32> = results
+        .iter()
+        .flat_map(|r| r.ages_ms.iter().copied())
+        .collect();
+    ages.sort_by(f32::total_cmp);
+    let pct = |q: f64| {
+        if ages.is_empty() {
+            0.0
+        } else {
+            f64::from(ages[((ages.len() - 1) as f64 * q).round() as usize])
+        }
+    };
+    let report = Report {
+        mode: if args.upload { "upload" } else { "stream" },
+        host: host.to_string(),
+        clients: args.clients,
+        shared_connection: args.shared_connection,
+        interval_seconds: args.interval,
+        movie,
+        pulse_height: ph,
+        module_ids: args.module_ids.clone(),
+        warmup_seconds: args.warmup,
+        duration_seconds: args.duration,
+        images,
+        images_per_second: images as f64 / args.duration,
+        frame_age_ms: Ages {
+            p50: pct(0.50),
+            p90: pct(0.90),
+            p99: pct(0.99),
+            max: pct(1.0),
+            samples: ages.len(),
+        },
+        per_client_min_images: results.iter().map(|r| r.images).min().unwrap_or(0),
+        per_client_max_images: results.iter().map(|r| r.images).max().unwrap_or(0),
+        errors,
+        server,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    if report.images == 0 && !report.errors.is_empty() {
+        bail!(
+            "no images {}",
+            if args.upload { "accepted" } else { "delivered" }
+        );
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "{} bench against {}: {} client(s){}, interval {} s, {} s measured after {} s warm-up",
+        r.mode,
+        r.host,
+        r.clients,
+        if r.shared_connection {
+            " on one connection"
+        } else {
+            ", a connection each"
+        },
+        r.interval_seconds,
+        r.duration_seconds,
+        r.warmup_seconds
+    );
+    println!("  images: {} ({:.1}/s)", r.images, r.images_per_second);
+    if r.mode == "stream" {
+        let a = &r.frame_age_ms;
+        println!(
+            "  frame age at receipt, ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} samples)",
+            a.p50, a.p90, a.p99, a.max, a.samples
+        );
+    }
+    println!(
+        "  per client: min {} max {} images",
+        r.per_client_min_images, r.per_client_max_images
+    );
+    for (code, n) in &r.errors {
+        println!("  errors: {n} x {code}");
+    }
+    if let Some(s) = &r.server {
+        println!(
+            "  server pid {}: CPU {:.1}% of one core, peak RSS {} KiB (VmHWM {:?} KiB)",
+            s.pid, s.cpu_percent, s.peak_rss_kib, s.vm_hwm_kib
+        );
+    }
+}
+
+fn code_name(status: &tonic::Status) -> String {
+    format!("{:?}", status.code())
+}
+
+async fn stream_client(
+    ch: Channel,
+    request: StreamImagesRequest,
+    from: TokioInstant,
+    to: TokioInstant,
+) -> ClientResult {
+    let mut out = ClientResult::default();
+    let mut stub = DaqDataClient::new(ch).max_decoding_message_size(16 << 20);
+    let mut stream = match tokio::time::timeout_at(to, stub.stream_images(request)).await {
+        Ok(Ok(s)) => s.into_inner(),
+        Ok(Err(status)) => {
+            out.error = Some(code_name(&status));
+            return out;
+        }
+        Err(_) => {
+            out.error = Some("no answer before the end".into());
+            return out;
+        }
+    };
+    loop {
+        let msg = match tokio::time::timeout_at(to, stream.message()).await {
+            Err(_) => break,
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => {
+                out.error = Some("stream ended by the server".into());
+                break;
+            }
+            Ok(Err(status)) => {
+                out.error = Some(code_name(&status));
+                break;
+            }
+        };
+        if TokioInstant::now() < from {
+            continue;
+        }
+        out.images += 1;
+        if let Some((sec, usec)) = msg.pano_image.as_ref().and_then(node_stamp) {
+            let age = unix_now() - (sec as f64 + f64::from(usec) * 1e-6);
+            out.ages_ms.push((age * 1e3) as f32);
+        }
+    }
+    out
+}
+
+async fn upload_client(
+    ch: Channel,
+    module: u32,
+    client: u32,
+    from: TokioInstant,
+    to: TokioInstant,
+    total: Arc<AtomicU64>,
+) -> ClientResult {
+    let mut out = ClientResult::default();
+    // A ph256 event stamped now, frame numbers counting up so each is news.
+    let template = synthetic_event(module, client);
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let requests = futures::stream::unfold(0u32, move |n| {
+        let mut image = template.clone();
+        let counter = counter.clone();
+        let total = total.clone();
+        async move {
+            let now = TokioInstant::now();
+            if now >= to {
+                return None;
+            }
+            image.frame_number = n;
+            if now >= from {
+                counter.fetch_add(1, Ordering::Relaxed);
+                total.fetch_add(1, Ordering::Relaxed);
+            }
+            Some((
+                UploadImageRequest {
+                    pano_image: Some(image),
+                },
+                n.wrapping_add(1),
+            ))
+        }
+    });
+    let mut stub = DaqDataClient::new(ch);
+    match stub.upload_images(requests).await {
+        Ok(_) => out.images = sent.load(Ordering::Relaxed),
+        Err(status) => out.error = Some(code_name(&status)),
+    }
+    out
+}
+
+fn synthetic_event(module: u32, client: u32) -> daqdata_proto::daqdata::PanoImage {
+    let now = unix_now();
+    let tv_sec = now as i64;
+    let quabo = pff::Quabo {
+        pkt_num: client,
+        pkt_tai: ((tv_sec + 37).rem_euclid(1024)) as u32,
+        pkt_nsec: 0,
+        tv_sec,
+        tv_usec: ((now.fract()) * 1e6) as u32,
+    };
+    let pixels = pff::Pixels::I16((0..256).map(|i| (i % 37) as i16 * 10).collect());
+    let frame = pff::Frame {
+        header: pff::Header::new_quabo(0, quabo),
+        pixels,
+    };
+    Image::from_frame(
+        pff::DataProduct::Ph256,
+        &frame,
+        module,
+        "bench_upload.pff",
+        0,
+    )
+    .to_pano_image()
+}
+
+/// utime + stime of `pid`, clock ticks.
+fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields after ')' do not.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11, 12.
+    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    match (get(11), get(12)) {
+        (Some(u), Some(s)) => Ok(u + s),
+        _ => Err(std::io::Error::other(format!(
+            "/proc/{pid}/stat has no utime/stime"
+        ))),
+    }
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+async fn sample_process(
+    pid: u32,
+    from: TokioInstant,
+    to: TokioInstant,
+) -> anyhow::Result<ServerUsage> {
+    let hz = clock_ticks_per_second();
+    cpu_ticks(pid).with_context(|| {
+        format!("cannot read /proc/{pid}/stat: is --server-pid the server's PID?")
+    })?;
+    tokio::time::sleep_until(from).await;
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid)?);
+    let mut peak = status_kib(pid, "VmRSS").unwrap_or(0);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while TokioInstant::now() < to {
+        tick.tick().await;
+        peak = peak.max(status_kib(pid, "VmRSS").unwrap_or(0));
+    }
+    let c1 = cpu_ticks(pid)?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(ServerUsage {
+        pid,
+        cpu_percent: (c1.saturating_sub(c0)) as f64 / hz / secs * 100.0,
+        peak_rss_kib: peak,
+        vm_hwm_kib: status_kib(pid, "VmHWM"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_sampling_reads_this_process() {
+        let me = std::process::id();
+        assert!(cpu_ticks(me).is_ok());
+        assert!(status_kib(me, "VmRSS").unwrap() > 0);
+    }
+
+    #[test]
+    fn synthetic_uploads_are_valid_ph256_events() {
+        let p = synthetic_event(7, 1);
+        let image = Image::from_pano_image("bench", &p).unwrap();
+        assert_eq!(image.data_product, pff::DataProduct::Ph256);
+        assert!(image.node_time().is_some() && image.wr_time().is_some());
+    }
+}
