@@ -98,15 +98,7 @@ fn main() -> ExitCode {
             // listing often holds a stray file, and the rest still matter.
             let mut ok = true;
             for path in files.iter().flat_map(expand) {
-                let path = match path {
-                    Ok(path) => path,
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        ok = false;
-                        continue;
-                    }
-                };
-                match info(&path, dp) {
+                match path.and_then(|path| info(&path, dp)) {
                     Ok(info) => print_info(&info, json),
                     Err(e) => {
                         eprintln!("error: {e:#}");
