@@ -1,0 +1,53 @@
+//! What can go wrong loading fixtures or replaying them.
+
+use std::path::PathBuf;
+
+/// A failure of `daqsim`, naming the file or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file or directory failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("writing", "creating the run directory").
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A fixture file is not usable PFF.
+    #[error("fixture {}: {what}", path.display())]
+    Fixture {
+        /// The fixture file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The fixture directory holds no `*.pff` file.
+    #[error("no fixture frames (*.pff) under {}", .0.display())]
+    NoFixtures(PathBuf),
+    /// The replay settings cannot work (a rate of 0, a module mapping from a
+    /// module the fixtures do not hold, ...).
+    #[error("replay settings: {0}")]
+    Config(String),
+    /// The writer thread panicked; the tree may be left mid-run.
+    #[error("the replay writer thread into {} panicked", .0.display())]
+    Panicked(PathBuf),
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn fixture(path: impl Into<PathBuf>, what: impl ToString) -> Self {
+        Error::Fixture {
+            path: path.into(),
+            what: what.to_string(),
+        }
+    }
+}
