@@ -82,6 +82,10 @@ struct DemoArgs {
     /// last 10 s, 60 s and 600 s, per module.
     #[arg(long)]
     plot_phdist: bool,
+    /// Print delivered images per second, each second (a quick speed test;
+    /// `daqdata bench` measures properly).
+    #[arg(long)]
+    plot_speed: bool,
     /// Seconds between view refreshes; also the update interval asked of
     /// the servers for --plot-view and --json.
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
@@ -130,7 +134,7 @@ impl DemoArgs {
     }
 
     fn streams(&self) -> bool {
-        self.plot_view || self.plot_phdist || self.json
+        self.plot_view || self.plot_phdist || self.plot_speed || self.json
     }
 
     /// The hosts to talk to, and whether the user named them (then every
@@ -300,6 +304,7 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
         let live = cmd::live::Live {
             plot_view: args.plot_view,
             plot_phdist: args.plot_phdist,
+            plot_speed: args.plot_speed,
             json: args.json,
             refresh_period: args.refresh_period,
             module_ids: args.module_ids.clone(),
@@ -355,13 +360,14 @@ mod tests {
             "--reflect-services",
             "--list-hosts",
             "--ping",
+            "--plot-speed",
         ]);
         let d = &cli.demo;
         assert_eq!(d.daq_config, Some("daq_config.json".into()));
         assert_eq!(d.net_config, Some("network_config.json".into()));
         assert_eq!(d.init, Some("hp_io_config.json".into()));
         assert_eq!(d.refresh_period, 0.5);
-        assert!(d.reflect_services && d.list_hosts && d.ping);
+        assert!(d.reflect_services && d.list_hosts && d.ping && d.plot_speed);
         assert!(d.module_ids.is_empty());
 
         // --module-ids with no ids (nargs="*") means all modules.

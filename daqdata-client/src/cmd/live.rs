@@ -24,6 +24,7 @@ use super::logs::LogLines;
 pub struct Live {
     pub plot_view: bool,
     pub plot_phdist: bool,
+    pub plot_speed: bool,
     pub json: bool,
     pub refresh_period: f64,
     pub module_ids: Vec<u32>,
@@ -109,6 +110,8 @@ impl Live {
         };
         if self.json {
             self.run_json(client).await
+        } else if self.plot_speed && !(self.plot_view || self.plot_phdist) {
+            self.run_speed(client).await
         } else if let Some(path) = &self.snapshot {
             self.run_snapshot(client, views, path).await
         } else {
@@ -135,6 +138,38 @@ impl Live {
                     // The reader went away (`| head`): a normal end.
                     break;
                 }
+            }
+        }
+        tally.result()
+    }
+
+    /// The Python demo's `--plot-speed`: everything, as fast as it comes.
+    async fn run_speed(&self, client: &DaqClient) -> anyhow::Result<()> {
+        let spec = StreamSpec {
+            movie: true,
+            pulse_height: true,
+            update_interval_seconds: 0.0,
+            module_ids: self.module_ids.clone(),
+        };
+        let mut stream = client.stream_images(&spec);
+        let mut tally = Tally::default();
+        let (mut count, mut since) = (0u64, std::time::Instant::now());
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = shutdown_signal() => break,
+            };
+            let Some(item) = item else { break };
+            if tally.take(item).is_some() {
+                count += 1;
+            }
+            let dt = since.elapsed().as_secs_f64();
+            if dt > 1.0 {
+                println!(
+                    "{count:>6} images / {dt:.3} s = {:.1} images/s",
+                    count as f64 / dt
+                );
+                (count, since) = (0, std::time::Instant::now());
             }
         }
         tally.result()

@@ -231,6 +231,16 @@ impl PhDist {
     }
 }
 
+/// A bar's height as a fraction of the tallest, on a log scale: pulse
+/// heights fall off steeply, and the rare bright events in the tail are
+/// what an observer looks for.
+pub(crate) fn log_height(count: u64, peak: u64) -> f64 {
+    if count == 0 {
+        return 0.0;
+    }
+    ((count as f64).ln_1p() / (peak.max(1) as f64).ln_1p()).clamp(0.0, 1.0)
+}
+
 /// The text under an image: time, frame number, file.
 pub(crate) fn caption(image: &Image) -> [String; 3] {
     let time = match image.stamp() {

@@ -6,7 +6,7 @@ use std::path::Path;
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
-use super::{caption, fmt_limit, heat_color, Panel, PhDist, PlotView, PHDIST_BINS};
+use super::{caption, fmt_limit, heat_color, log_height, Panel, PhDist, PlotView, PHDIST_BINS};
 
 /// Side of every heat map, pixels: 8 per movie pixel, 16 per pulse-height.
 pub(crate) const MAP_PX: u32 = 256;
@@ -21,7 +21,7 @@ pub(crate) const VIEW_ROW_PX: u32 = TITLE_H + MAP_PX + CAPTION_H + MARGIN;
 const HIST_W: u32 = PHDIST_BINS as u32 * 14;
 const HIST_H: u32 = 160;
 const HIST_GAP: u32 = 48;
-const PHDIST_ROW_PX: u32 = TITLE_H + HIST_H + 48 + MARGIN;
+const PHDIST_ROW_PX: u32 = TITLE_H + HIST_H + 60 + MARGIN;
 const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([20, 20, 20]);
 const GRID: Rgb<u8> = Rgb([190, 190, 190]);
@@ -135,7 +135,14 @@ impl PlotView {
                 let (x0, y0) = map_origin(row, i as u32);
                 match panel {
                     Some(p) => draw_panel(&mut img, x0, y0, p),
-                    None => text(&mut img, x0, y0, "no image yet", 2, GRID),
+                    None => {
+                        let what = if i == 0 {
+                            "no pulse-height image yet"
+                        } else {
+                            "no movie image yet"
+                        };
+                        text(&mut img, x0, y0, what, 2, GRID)
+                    }
                 }
             }
         }
@@ -162,7 +169,7 @@ impl PhDist {
         let bar = Rgb(heat_color(0.7, 0.0, 1.0));
         for (row, module) in self.modules.keys().enumerate() {
             let y_title = MARGIN + row as u32 * PHDIST_ROW_PX;
-            let title = format!("module {module}: max pixel per pulse-height image");
+            let title = format!("module {module}: max pixel per pulse-height image (log counts)");
             text(&mut img, MARGIN, y_title + 4, &title, 2, INK);
             let y0 = y_title + TITLE_H;
             let (lo, hi) = self.range(*module);
@@ -171,7 +178,7 @@ impl PhDist {
                 let peak = h.counts.iter().copied().max().unwrap_or(0).max(1);
                 let bin_w = HIST_W / PHDIST_BINS as u32;
                 for (b, &count) in h.counts.iter().enumerate() {
-                    let height = (count * u64::from(HIST_H)).div_ceil(peak) as u32;
+                    let height = (log_height(count, peak) * f64::from(HIST_H)).ceil() as u32;
                     fill(
                         &mut img,
                         x0 + b as u32 * bin_w + 1,
@@ -200,11 +207,16 @@ impl PhDist {
                     1,
                     GRID,
                 );
-                let counts = format!(
-                    "{:.0} s: {} ev, {:.1}/s",
-                    h.window_seconds, h.events, h.rate
+                let counts = format!("{:.0} s: {} events", h.window_seconds, h.events);
+                text(&mut img, x0, y0 + HIST_H + 18, &counts, 2, INK);
+                text(
+                    &mut img,
+                    x0,
+                    y0 + HIST_H + 38,
+                    &format!("{:.1} events/s", h.rate),
+                    2,
+                    INK,
                 );
-                text(&mut img, x0, y0 + HIST_H + 20, &counts, 2, INK);
             }
         }
         img

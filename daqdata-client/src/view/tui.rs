@@ -7,7 +7,7 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::Widget;
 
-use super::{caption, fmt_limit, heat_color, Panel, PhDist, PlotView, PHDIST_BINS};
+use super::{caption, fmt_limit, heat_color, log_height, Panel, PhDist, PlotView, PHDIST_BINS};
 
 /// Cells across (and half-cells down) of every heat map: a 32x32 movie image
 /// at one pixel per half-cell, a 16x16 pulse-height image at two.
@@ -137,7 +137,7 @@ impl Widget for &PlotView {
         for (row, (module, m)) in self.modules.iter().enumerate() {
             let row = u16::try_from(row).unwrap_or(u16::MAX);
             let (_, y_title) = map_origin(area, row, 0);
-            if y_title >= area.bottom() + 1 {
+            if y_title > area.bottom() {
                 break;
             }
             let server = [&m.pulse_height, &m.movie]
@@ -203,7 +203,7 @@ impl Widget for &PhDist {
                 area,
                 area.x,
                 y0,
-                &format!("module {module}: max pixel per pulse-height image"),
+                &format!("module {module}: max pixel per pulse-height image (log counts)"),
                 bold,
             );
             let (lo, hi) = self.range(*module);
@@ -212,7 +212,8 @@ impl Widget for &PhDist {
                 let peak = h.counts.iter().copied().max().unwrap_or(0).max(1);
                 for (b, &count) in h.counts.iter().enumerate() {
                     // Height in eighths of a cell, at least one for a non-empty bin.
-                    let eighths = (count * u64::from(HIST_ROWS) * 8).div_ceil(peak);
+                    let eighths =
+                        (log_height(count, peak) * f64::from(HIST_ROWS * 8)).ceil() as u64;
                     for r in 0..HIST_ROWS {
                         let filled = eighths.saturating_sub(u64::from(r) * 8).min(8) as usize;
                         let y = y0 + HIST_ROWS - r;
