@@ -6,14 +6,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file or directory failed.
-    #[error("{what} {}: {source}", path.display())]
+    // The reason is in the message, not a `source`, so an error chain
+    // (anyhow's "Caused by") does not print it twice.
+    #[error("{what} {}: {reason}", path.display())]
     Io {
         /// What was being done ("writing", "creating the run directory").
         what: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The operating system's reason.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// A fixture file is not usable PFF.
     #[error("fixture {}: {what}", path.display())]
@@ -36,11 +38,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, reason: std::io::Error) -> Self {
         Error::Io {
             what,
             path: path.into(),
-            source,
+            reason,
         }
     }
 

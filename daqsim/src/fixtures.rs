@@ -63,7 +63,10 @@ impl Fixtures {
         for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(dir).to_path_buf();
-                Error::io("listing", path, e.into())
+                let reason = e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("symbolic link loop"));
+                Error::io("listing", path, reason)
             })?;
             let name = entry.file_name().to_string_lossy();
             let is_config = name == "data_config.json" && entry.depth() == 1;

@@ -81,6 +81,9 @@ pub struct Stats {
     pub elapsed: Duration,
     /// Whether the writer has ended (all frames written, stopped, or failed).
     pub finished: bool,
+    /// The latest any frame was written after its scheduled time: small
+    /// when the writer keeps up, growing when the disk or CPU cannot.
+    pub worst_lag: Duration,
 }
 
 impl Stats {
@@ -99,6 +102,7 @@ impl Stats {
 struct Shared {
     frames: AtomicU64,
     bytes: AtomicU64,
+    worst_lag_nanos: AtomicU64,
     streams: usize,
     started: Instant,
     /// When the writer ended; waited on by [`Replay::wait`].
@@ -169,6 +173,7 @@ impl Replay {
         let shared = Arc::new(Shared {
             frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            worst_lag_nanos: AtomicU64::new(0),
             streams: outputs.len(),
             started: Instant::now(),
             ended: Mutex::new(None),
@@ -218,6 +223,7 @@ impl Replay {
             streams: self.shared.streams,
             elapsed: ended.unwrap_or_else(Instant::now) - self.shared.started,
             finished: self.shared.finished.load(Ordering::Relaxed),
+            worst_lag: Duration::from_nanos(self.shared.worst_lag_nanos.load(Ordering::Relaxed)),
         }
     }
 
@@ -404,9 +410,16 @@ impl Writer {
             let mut next_due: Option<Instant> = None;
             for i in 0..self.outputs.len() {
                 // Write what is due; if behind, catch up in one batch.
+                let mut lag = Duration::ZERO;
                 while !self.done(i) && self.outputs[i].due(start) <= now {
+                    let due = self.outputs[i].due(start);
+                    lag = lag.max(Instant::now().saturating_duration_since(due));
                     self.write_frame(i, torn_pause)?;
                 }
+                let lag = u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX);
+                self.shared
+                    .worst_lag_nanos
+                    .fetch_max(lag, Ordering::Relaxed);
                 if !self.done(i) {
                     let due = self.outputs[i].due(start);
                     next_due = Some(next_due.map_or(due, |n| n.min(due)));
