@@ -13,7 +13,7 @@ mod embedded {
 }
 
 /// The frames of one (module, data product), as recorded.
-#[derive(Debug, PartialEq)]
+#[derive(PartialEq)]
 pub(crate) struct Stream {
     /// Whole frames back to back, exactly as in the fixture files.
     pub bytes: Vec<u8>,
@@ -25,6 +25,17 @@ pub(crate) struct Stream {
     pub headers: Vec<Header>,
     /// Frames per second as recorded, where known.
     pub cadence: Option<f64>,
+}
+
+impl std::fmt::Debug for Stream {
+    // Megabytes of frames help no one reading a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("frames", &self.len())
+            .field("frame_size", &self.frame_size)
+            .field("cadence", &self.cadence)
+            .finish()
+    }
 }
 
 impl Stream {
