@@ -292,6 +292,39 @@ fn torn_writes_still_end_in_whole_frames() {
 }
 
 #[test]
+fn in_torn_mode_a_reader_meets_half_written_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = Replay::start(
+        fixtures(),
+        ReplayConfig {
+            rate: Some(100.0),
+            frames: Some(100),
+            torn: true,
+            modules: vec![(3, 3)],
+            ..config(dir.path())
+        },
+    )
+    .unwrap();
+    let (_, files) = run_files(dir.path(), 3);
+    let path = files[0].1.clone();
+    // Each frame stays half-written for a quarter of its period; a reader
+    // polling the size meets one long before the 100 frames are done.
+    let mut torn_seen = false;
+    while !torn_seen && !replay.is_finished() {
+        let len = std::fs::metadata(&path).unwrap().len();
+        torn_seen = len % 636 != 0;
+    }
+    replay.wait();
+    replay.stop().unwrap();
+    assert!(torn_seen, "a torn tail was visible while writing");
+    let layout = PffFile::open(&path).unwrap().layout().unwrap();
+    assert_eq!(
+        (layout.frame_size, layout.frames, layout.tail_bytes),
+        (636, 100, 0)
+    );
+}
+
+#[test]
 fn two_replays_in_one_process_do_not_interfere() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let fixtures = fixtures();
