@@ -157,6 +157,11 @@ impl Replay {
                 rate,
             });
         }
+        // Open the first files before announcing the run, so a bad
+        // directory fails here (not in the writer) and leaves no pid file.
+        for output in &mut outputs {
+            output.open()?;
+        }
         write_file(
             &out.join("daq_run_name"),
             format!("{run_name}\n").as_bytes(),
@@ -165,11 +170,6 @@ impl Replay {
             &out.join("daq_hashpipe_pid"),
             format!("{}\n", std::process::id()).as_bytes(),
         )?;
-        // Open the first files now, so a bad directory fails here, not in
-        // the writer thread.
-        for output in &mut outputs {
-            output.open()?;
-        }
         let shared = Arc::new(Shared {
             frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
