@@ -43,4 +43,4 @@ mod replay;
 
 pub use error::Error;
 pub use fixtures::Fixtures;
-pub use replay::{Replay, ReplayConfig, Stats};
+pub use replay::{Replay, ReplayConfig, Stats, LATE};

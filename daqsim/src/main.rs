@@ -212,12 +212,14 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     println!(
         "wrote {} frames ({:.1} MB) in {:.1} s: {:.0} frames/s over {} streams, \
-         worst lag behind schedule {:.1} ms; run ended in {}",
+         {} frames over {} ms late, worst {:.1} ms; run ended in {}",
         stats.frames,
         stats.bytes as f64 / 1e6,
         stats.elapsed.as_secs_f64(),
         stats.rate(),
         stats.streams,
+        stats.late_frames,
+        daqsim::LATE.as_millis(),
         stats.worst_lag.as_secs_f64() * 1e3,
         out.display()
     );

@@ -84,7 +84,12 @@ pub struct Stats {
     /// The latest any frame was written after its scheduled time: small
     /// when the writer keeps up, growing when the disk or CPU cannot.
     pub worst_lag: Duration,
+    /// Frames written more than [`LATE`] after their scheduled time.
+    pub late_frames: u64,
 }
+
+/// How far behind schedule a frame counts as late in [`Stats`].
+pub const LATE: Duration = Duration::from_millis(1);
 
 impl Stats {
     /// Frames per second achieved, all streams together.
@@ -103,6 +108,7 @@ struct Shared {
     frames: AtomicU64,
     bytes: AtomicU64,
     worst_lag_nanos: AtomicU64,
+    late_frames: AtomicU64,
     streams: usize,
     started: Instant,
     /// When the writer ended; waited on by [`Replay::wait`].
@@ -174,6 +180,7 @@ impl Replay {
             frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             worst_lag_nanos: AtomicU64::new(0),
+            late_frames: AtomicU64::new(0),
             streams: outputs.len(),
             started: Instant::now(),
             ended: Mutex::new(None),
@@ -224,6 +231,7 @@ impl Replay {
             elapsed: ended.unwrap_or_else(Instant::now) - self.shared.started,
             finished: self.shared.finished.load(Ordering::Relaxed),
             worst_lag: Duration::from_nanos(self.shared.worst_lag_nanos.load(Ordering::Relaxed)),
+            late_frames: self.shared.late_frames.load(Ordering::Relaxed),
         }
     }
 
@@ -410,16 +418,18 @@ impl Writer {
             let mut next_due: Option<Instant> = None;
             for i in 0..self.outputs.len() {
                 // Write what is due; if behind, catch up in one batch.
-                let mut lag = Duration::ZERO;
+                let (mut worst, mut late) = (Duration::ZERO, 0);
                 while !self.done(i) && self.outputs[i].due(start) <= now {
-                    let due = self.outputs[i].due(start);
-                    lag = lag.max(Instant::now().saturating_duration_since(due));
+                    let lag = Instant::now().saturating_duration_since(self.outputs[i].due(start));
+                    worst = worst.max(lag);
+                    late += u64::from(lag > LATE);
                     self.write_frame(i, torn_pause)?;
                 }
-                let lag = u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX);
+                let worst = u64::try_from(worst.as_nanos()).unwrap_or(u64::MAX);
                 self.shared
                     .worst_lag_nanos
-                    .fetch_max(lag, Ordering::Relaxed);
+                    .fetch_max(worst, Ordering::Relaxed);
+                self.shared.late_frames.fetch_add(late, Ordering::Relaxed);
                 if !self.done(i) {
                     let due = self.outputs[i].due(start);
                     next_due = Some(next_due.map_or(due, |n| n.min(due)));
