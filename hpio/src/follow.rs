@@ -36,6 +36,10 @@ pub(crate) struct Followed {
     bad: Option<Bad>,
     /// Index of the last frame handed on from this file.
     last_index: Option<u64>,
+    /// Look the path up at the next check: the file may have been replaced.
+    recheck: bool,
+    /// Checked on a notification since the last tick.
+    pub notified: bool,
 }
 
 /// A frame read from a followed file.
@@ -52,14 +56,29 @@ impl Followed {
             open: None,
             bad: None,
             last_index: None,
+            recheck: false,
+            notified: false,
         }
     }
 
+    /// The file's directory changed: it may have been replaced or removed.
+    pub(crate) fn recheck_path(&mut self) {
+        self.recheck = true;
+    }
+
     /// The newest complete frame, if the file grew past the last one handed
-    /// on. One stat, and one read of one frame when there is news.
+    /// on. One `fstat`, and one read of one frame when there is news.
     pub(crate) fn check(&mut self, warnings: &mut Warnings) -> Option<Read> {
         let path = &self.entry.path;
-        let meta = match fs::metadata(path) {
+        // The open handle answers for growth at a third of the cost of a
+        // stat by path; the path is looked up again only when the file may
+        // have been replaced (its directory changed) or was unlinked.
+        let by_handle = match &self.open {
+            Some(open) if !self.recheck => open.file.metadata().ok().filter(|m| m.nlink() > 0),
+            _ => None,
+        };
+        self.recheck = false;
+        let meta = match by_handle.map_or_else(|| fs::metadata(path), Ok) {
             Ok(meta) => meta,
             Err(e) => {
                 let cause = if e.kind() == io::ErrorKind::NotFound {
@@ -159,7 +178,7 @@ fn open_file(entry: &PffEntry, dev: u64, ino: u64, len: u64, warnings: &mut Warn
     if len == 0 {
         return Opened::NotYet;
     }
-    let file = match File::open(path) {
+    let file = match open_noatime(path) {
         Ok(file) => file,
         Err(e) => {
             warnings.once(
@@ -216,4 +235,20 @@ fn open_file(entry: &PffEntry, dev: u64, ino: u64, len: u64, warnings: &mut Warn
             Opened::Bad
         }
     }
+}
+
+/// Opens for reading without updating the access time where allowed (the
+/// file's owner, or root). A file being written always has an access time
+/// older than its modification time, so every read would otherwise write
+/// the inode back: more work for the disk than the read itself.
+fn open_noatime(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+        .or_else(|e| match e.raw_os_error() {
+            Some(libc::EPERM) => File::open(path),
+            _ => Err(e),
+        })
 }

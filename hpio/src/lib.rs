@@ -46,6 +46,7 @@ mod error;
 mod follow;
 mod tracker;
 mod tree;
+mod wake;
 mod warn;
 
 pub use active::active_run;

@@ -1,18 +1,26 @@
 //! The tracker thread: wake on a write or a tick, read what changed, emit.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use inotify::EventMask;
 
 use crate::follow::Followed;
-use crate::tree::{Key, Tree, Watches};
+use crate::tree::{Key, Tree};
+use crate::wake::{Notice, Wake, Woken};
 use crate::warn::{Cause, Warnings};
 use crate::Error;
+
+/// While every directory is watched, directory changes are notified; ticks
+/// still stat the directories this often, for file systems (NFS) whose
+/// notifications miss changes made by other machines.
+const RESCAN: Duration = Duration::from_millis(100);
 
 /// What to follow and how often to look.
 #[derive(Clone, Debug)]
@@ -67,13 +75,9 @@ pub struct FrameEvent {
 
 /// Follows a data directory on its own thread until stopped or dropped.
 pub struct Tracker {
-    stop: Sender<Msg>,
+    /// Written to (or closed) to stop the thread.
+    stop: UnixStream,
     thread: Option<JoinHandle<()>>,
-}
-
-enum Msg {
-    Stop,
-    Fs(notify::Result<notify::Event>),
 }
 
 impl Tracker {
@@ -91,38 +95,21 @@ impl Tracker {
         sink: impl FnMut(FrameEvent) + Send + 'static,
     ) -> Result<Tracker, Error> {
         Error::check_data_dir(&config.data_dir)?;
-        let (tx, rx) = mpsc::channel();
-        let watcher = if config.poll_only {
-            tracing::info!(
-                "file-system notifications off; polling every {:?}",
-                config.interval
-            );
-            None
-        } else {
-            let events = tx.clone();
-            match RecommendedWatcher::new(
-                move |event| {
-                    let _ = events.send(Msg::Fs(event));
-                },
-                notify::Config::default(),
-            ) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(
-                        "file-system notifications unavailable ({e}); polling every {:?}",
-                        config.interval
-                    );
-                    None
-                }
-            }
-        };
         let path = config.data_dir.clone();
+        let thread_error = |source| Error::Thread {
+            path: path.clone(),
+            source,
+        };
+        let (stop, stop_rx) = crate::wake::stop_pair().map_err(thread_error)?;
         let thread = std::thread::Builder::new()
             .name("hpio-tracker".into())
-            .spawn(move || Loop::new(config, watcher, sink).run(rx))
-            .map_err(|source| Error::Thread { path, source })?;
+            .spawn(move || {
+                let wake = Wake::new(stop_rx, !config.poll_only, config.interval);
+                Loop::new(config, wake, sink).run();
+            })
+            .map_err(thread_error)?;
         Ok(Tracker {
-            stop: tx,
+            stop,
             thread: Some(thread),
         })
     }
@@ -134,7 +121,8 @@ impl Tracker {
     }
 
     fn shutdown(&mut self) {
-        let _ = self.stop.send(Msg::Stop);
+        // The thread also stops if this write fails: the end is then closed.
+        let _ = self.stop.write_all(&[1]);
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the tracker thread panicked");
@@ -149,47 +137,18 @@ impl Drop for Tracker {
     }
 }
 
-/// The notification watcher, if any, and the directories it watches.
-struct DirWatches {
-    watcher: Option<RecommendedWatcher>,
-    watched: HashSet<PathBuf>,
-    failed: Vec<(PathBuf, String)>,
-}
-
-impl Watches for DirWatches {
-    fn watch(&mut self, dir: &Path) {
-        let Some(watcher) = self.watcher.as_mut() else {
-            return;
-        };
-        if self.watched.contains(dir) {
-            return;
-        }
-        match watcher.watch(dir, RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                self.watched.insert(dir.to_path_buf());
-            }
-            Err(e) => self.failed.push((dir.to_path_buf(), e.to_string())),
-        }
-    }
-
-    fn unwatch(&mut self, dir: &Path) {
-        if self.watched.remove(dir) {
-            if let Some(watcher) = self.watcher.as_mut() {
-                // Fails when the directory is gone, which also ends the watch.
-                let _ = watcher.unwatch(dir);
-            }
-        }
-    }
-}
-
 /// The state of the tracker thread.
 struct Loop<S> {
     interval: Duration,
     tree: Tree,
-    watches: DirWatches,
+    wake: Wake,
     followed: HashMap<Key, Followed>,
-    /// Path of each followed file, to route notifications.
-    by_path: HashMap<PathBuf, Key>,
+    /// Name of each followed file, to route notifications.
+    by_name: HashMap<OsString, Key>,
+    /// The kernel dropped notifications: look at everything.
+    overflowed: bool,
+    /// When directories are next stat'ed on a tick, while notified.
+    next_rescan: Instant,
     seq: HashMap<Key, u64>,
     warnings: Warnings,
     sink: S,
@@ -199,17 +158,15 @@ struct Loop<S> {
 }
 
 impl<S: FnMut(FrameEvent)> Loop<S> {
-    fn new(config: TrackerConfig, watcher: Option<RecommendedWatcher>, sink: S) -> Self {
+    fn new(config: TrackerConfig, wake: Wake, sink: S) -> Self {
         Loop {
             interval: config.interval.max(Duration::from_micros(100)),
             tree: Tree::new(config.data_dir, config.modules),
-            watches: DirWatches {
-                watcher,
-                watched: HashSet::new(),
-                failed: Vec::new(),
-            },
+            wake,
             followed: HashMap::new(),
-            by_path: HashMap::new(),
+            by_name: HashMap::new(),
+            overflowed: false,
+            next_rescan: Instant::now(),
             seq: HashMap::new(),
             warnings: Warnings::default(),
             sink,
@@ -218,7 +175,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         }
     }
 
-    fn run(mut self, rx: Receiver<Msg>) {
+    fn run(mut self) {
         let mut next_tick = Instant::now();
         loop {
             let now = Instant::now();
@@ -230,38 +187,76 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
                     next_tick = now + self.interval;
                 }
             }
-            match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Msg::Fs(event)) => {
-                    self.note(event);
-                    // Every write is a notification: take all that are
-                    // pending and check each file once.
-                    loop {
-                        match rx.try_recv() {
-                            Ok(Msg::Fs(event)) => self.note(event),
-                            Ok(Msg::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
-                            Err(mpsc::TryRecvError::Empty) => break,
-                        }
-                    }
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match self.wake.wait(timeout) {
+                Woken::Stop => return,
+                Woken::Notified => {
                     self.on_notified();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Woken::Timeout => {}
             }
         }
     }
 
     /// Everything, whether notified or not.
     fn tick(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty_dirs);
-        self.refresh_tree(&|dir| dirty.contains(dir));
-        self.dirty_files.clear();
-        let keys: Vec<Key> = self.followed.keys().copied().collect();
-        for key in keys {
+        let now = Instant::now();
+        if !self.wake.notifying() || now >= self.next_rescan || !self.dirty_dirs.is_empty() {
+            self.next_rescan = now + RESCAN;
+            let dirty = std::mem::take(&mut self.dirty_dirs);
+            self.refresh_tree(&|dir| dirty.contains(dir));
+        }
+        let mut keys = std::mem::take(&mut self.dirty_files);
+        keys.clear();
+        // A file checked on a notification since the last tick is up to
+        // date: with notifications, ticks are only the safety net.
+        for (key, followed) in &mut self.followed {
+            if !std::mem::take(&mut followed.notified) {
+                keys.push(*key);
+            }
+        }
+        for &key in &keys {
             self.check(key);
         }
+        keys.clear();
+        self.dirty_files = keys;
     }
 
-    fn on_notified(&mut self) {
+    /// Every write is a notification: take all that are pending, then
+    /// check each file once.
+    fn on_notified(&mut self) -> usize {
+        let Loop {
+            wake,
+            followed,
+            by_name,
+            overflowed,
+            dirty_files,
+            dirty_dirs,
+            ..
+        } = self;
+        let notices = wake.drain(|notice| {
+            note(
+                notice,
+                followed,
+                by_name,
+                overflowed,
+                dirty_files,
+                dirty_dirs,
+            )
+        });
+        if std::mem::take(&mut self.overflowed) {
+            tracing::debug!("file-system notifications overflowed; looking at everything");
+            self.refresh_tree(&|_| true);
+            for followed in self.followed.values_mut() {
+                followed.recheck_path();
+            }
+            self.dirty_files.clear();
+            let keys: Vec<Key> = self.followed.keys().copied().collect();
+            for key in keys {
+                self.check(key);
+            }
+            return notices;
+        }
         if !self.dirty_dirs.is_empty() {
             let dirty = std::mem::take(&mut self.dirty_dirs);
             self.refresh_tree(&|dir| dirty.contains(dir));
@@ -270,56 +265,28 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         dirty.sort_unstable();
         dirty.dedup();
         for &key in &dirty {
+            if let Some(followed) = self.followed.get_mut(&key) {
+                followed.notified = true;
+            }
             self.check(key);
         }
         dirty.clear();
         self.dirty_files = dirty;
-    }
-
-    /// Routes one notification: a write marks its file, anything else
-    /// (create, delete, rename) marks its directory for listing.
-    fn note(&mut self, event: notify::Result<notify::Event>) {
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                // Lost or overflowed notifications: the ticks still see
-                // everything; list every directory at the next one.
-                tracing::debug!("file-system notification error: {e}");
-                return;
-            }
-        };
-        use notify::event::{AccessKind, AccessMode, ModifyKind};
-        match event.kind {
-            // Our own opens and reads are notified too: not news.
-            EventKind::Modify(ModifyKind::Data(_))
-            | EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                for path in &event.paths {
-                    if let Some(&key) = self.by_path.get(path) {
-                        self.dirty_files.push(key);
-                    }
-                }
-                return;
-            }
-            EventKind::Access(_) => return,
-            _ => {}
-        }
-        // Create, delete, rename, attributes: list the directory again.
-        for path in event.paths {
-            if let Some(&key) = self.by_path.get(&path) {
-                self.dirty_files.push(key);
-            }
-            if let Some(parent) = path.parent() {
-                self.dirty_dirs.insert(parent.to_path_buf());
-            }
-            self.dirty_dirs.insert(path);
-        }
+        notices
     }
 
     fn refresh_tree(&mut self, forced: &dyn Fn(&Path) -> bool) {
+        let mut relisted = Vec::new();
         let changed = self
             .tree
-            .refresh(forced, &mut self.watches, &mut self.warnings);
-        for (dir, e) in std::mem::take(&mut self.watches.failed) {
+            .refresh(forced, &mut self.wake, &mut self.warnings, &mut relisted);
+        for followed in self.followed.values_mut() {
+            let dir = followed.entry.path.parent();
+            if dir.is_some_and(|d| relisted.iter().any(|r| r == d)) {
+                followed.recheck_path();
+            }
+        }
+        for (dir, e) in std::mem::take(&mut self.wake.failed) {
             self.warnings.once(
                 &dir,
                 Cause::Unwatched,
@@ -353,7 +320,8 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             // last frames may not have been seen yet.
             self.check(key);
             if let Some(old) = self.followed.remove(&key) {
-                self.by_path.remove(&old.entry.path);
+                self.by_name
+                    .remove(std::ffi::OsStr::new(&*old.entry.file_name));
                 tracing::debug!(file = %old.entry.path.display(), "no longer the active file");
             }
         }
@@ -363,7 +331,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
                 continue;
             }
             tracing::info!(module = key.0, dp = %key.1, file = %entry.path.display(), "following file");
-            self.by_path.insert(entry.path.clone(), key);
+            self.by_name.insert(OsString::from(&*entry.file_name), key);
             self.followed.insert(key, Followed::new(entry));
             added.push(key);
         }
@@ -391,5 +359,59 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             frame: read.frame,
             read_at: Instant::now(),
         });
+    }
+}
+
+/// Routes one notification: a write marks its file, anything else
+/// (create, delete, rename, attributes) marks its directory for listing.
+fn note(
+    notice: Notice<'_>,
+    followed: &mut HashMap<Key, Followed>,
+    by_name: &HashMap<OsString, Key>,
+    overflowed: &mut bool,
+    dirty_files: &mut Vec<Key>,
+    dirty_dirs: &mut HashSet<PathBuf>,
+) {
+    let Some(dir) = notice.dir else {
+        *overflowed = true;
+        return;
+    };
+    let file = notice.name.and_then(|name| {
+        let key = *by_name.get(name)?;
+        let in_dir = followed
+            .get(&key)?
+            .entry
+            .path
+            .parent()
+            .is_some_and(|p| p.as_os_str() == dir.as_os_str());
+        in_dir.then_some(key)
+    });
+    if notice
+        .mask
+        .intersects(EventMask::MODIFY | EventMask::CLOSE_WRITE)
+    {
+        if let Some(key) = file {
+            dirty_files.push(key);
+        }
+        return;
+    }
+    if let Some(key) = file {
+        dirty_files.push(key);
+        if let Some(f) = followed.get_mut(&key) {
+            f.recheck_path();
+        }
+    }
+    dirty_dirs.insert(dir.to_path_buf());
+    match notice.name {
+        // A new or removed entry: perhaps a module or run directory.
+        Some(name) => {
+            dirty_dirs.insert(dir.join(name));
+        }
+        // The watched directory itself went: its parent changed.
+        None => {
+            if let Some(parent) = dir.parent() {
+                dirty_dirs.insert(parent.to_path_buf());
+            }
+        }
     }
 }

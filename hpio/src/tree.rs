@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,14 +30,44 @@ pub(crate) type Key = (u32, DataProduct);
 /// A directory's modification time when it was last listed.
 #[derive(Default)]
 struct Stamp {
+    /// Kept open so that each check is an `fstat`, a third of the cost of
+    /// a `stat` by path. A directory replaced under the same name is found
+    /// when its parent is listed again, which resets this stamp.
+    dir: Option<fs::File>,
     mtime: Option<SystemTime>,
     settled: bool,
 }
 
 impl Stamp {
-    /// Stats `dir`; true if it must be listed (again).
+    /// Stats `dir` by its open handle; true if it must be listed (again).
     fn stale(&mut self, dir: &Path, forced: bool) -> io::Result<bool> {
-        let mtime = fs::metadata(dir)?.modified()?;
+        let meta = match &self.dir {
+            Some(open) => open.metadata()?,
+            None => {
+                let open = fs::File::open(dir)?;
+                let meta = open.metadata()?;
+                self.dir = Some(open);
+                meta
+            }
+        };
+        if meta.nlink() == 0 {
+            self.dir = None;
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "directory was removed",
+            ));
+        }
+        self.judge(&meta, forced)
+    }
+
+    /// Like [`Stamp::stale`], by path: for the data directory, which has no
+    /// parent here to notice that it was replaced.
+    fn stale_by_path(&mut self, dir: &Path, forced: bool) -> io::Result<bool> {
+        self.judge(&fs::metadata(dir)?, forced)
+    }
+
+    fn judge(&mut self, meta: &fs::Metadata, forced: bool) -> io::Result<bool> {
+        let mtime = meta.modified()?;
         let stale = forced || !self.settled || self.mtime != Some(mtime);
         if stale {
             self.mtime = Some(mtime);
@@ -45,6 +76,12 @@ impl Stamp {
                 .is_ok_and(|age| age > SETTLE);
         }
         Ok(stale)
+    }
+
+    /// Forgets the open directory and its time: the next check opens the
+    /// path again and lists it.
+    fn reset(&mut self) {
+        *self = Stamp::default();
     }
 }
 
@@ -113,20 +150,29 @@ impl Tree {
 
     /// Lists again what changed since the last call (and every directory in
     /// `forced`, named by a notification). True if the set of PFF files in
-    /// newest runs may have changed.
+    /// newest runs may have changed. Run directories listed again are added
+    /// to `relisted`: a file in them may have been replaced.
     pub(crate) fn refresh(
         &mut self,
         forced: &dyn Fn(&Path) -> bool,
         watches: &mut dyn Watches,
         warnings: &mut Warnings,
+        relisted: &mut Vec<PathBuf>,
     ) -> bool {
         let mut changed = false;
-        match self.root.stale(&self.data_dir, forced(&self.data_dir)) {
+        match self
+            .root
+            .stale_by_path(&self.data_dir, forced(&self.data_dir))
+        {
             Ok(false) => {}
             Ok(true) => match list_root(&self.data_dir) {
                 Ok((module_dirs, newest_bare)) => {
                     warnings.recovered(&self.data_dir, Cause::Unlistable);
                     watches.watch(&self.data_dir);
+                    // A child may have been replaced under the same name.
+                    for module in self.modules.values_mut() {
+                        module.stamp.reset();
+                    }
                     changed |= self.adopt_modules(module_dirs, watches);
                     changed |= replace_run(&mut self.bare, newest_bare, watches);
                 }
@@ -173,7 +219,11 @@ impl Tree {
             .iter_mut()
             .chain(self.modules.values_mut().filter_map(|m| m.newest.as_mut()));
         for run in runs {
-            changed |= refresh_run(run, forced(&run.path), warnings);
+            let (files_changed, listed) = refresh_run(run, forced(&run.path), warnings);
+            changed |= files_changed;
+            if listed {
+                relisted.push(run.path.clone());
+            }
         }
         changed
     }
@@ -260,8 +310,9 @@ impl Tree {
     }
 }
 
-/// Lists a run directory again if it changed; true if its files did.
-fn refresh_run(run: &mut RunDir, forced: bool, warnings: &mut Warnings) -> bool {
+/// Lists a run directory again if it changed; whether its files changed,
+/// and whether it was listed.
+fn refresh_run(run: &mut RunDir, forced: bool, warnings: &mut Warnings) -> (bool, bool) {
     let listed = run.stamp.stale(&run.path, forced).and_then(|stale| {
         if stale {
             list_pff(&run.path).map(Some)
@@ -270,13 +321,13 @@ fn refresh_run(run: &mut RunDir, forced: bool, warnings: &mut Warnings) -> bool 
         }
     });
     match listed {
-        Ok(None) => false,
+        Ok(None) => (false, false),
         Ok(Some(files)) => {
             warnings.recovered(&run.path, Cause::Unlistable);
             let same = files.len() == run.files.len()
                 && files.iter().zip(&run.files).all(|(a, b)| a.path == b.path);
             run.files = files;
-            !same
+            (!same, true)
         }
         Err(e) => {
             let cause = if e.kind() == io::ErrorKind::NotFound {
@@ -294,7 +345,7 @@ fn refresh_run(run: &mut RunDir, forced: bool, warnings: &mut Warnings) -> bool 
             if cause == Cause::Vanished {
                 run.files.clear();
             }
-            had && cause == Cause::Vanished
+            (had && cause == Cause::Vanished, false)
         }
     }
 }
@@ -306,6 +357,10 @@ fn replace_run(
     watches: &mut dyn Watches,
 ) -> bool {
     if slot.as_ref().map(|r| &r.path) == newest.as_ref().map(|(p, _)| p) {
+        // The same name, but perhaps a new directory.
+        if let Some(run) = slot {
+            run.stamp.reset();
+        }
         return false;
     }
     if let Some(old) = slot.take() {

@@ -1,0 +1,334 @@
+//! How fresh are the frames a tracker hands on, and what does it cost?
+//!
+//! Writes like Hashpipe on a busy node: N modules x {img16, ph256}, each
+//! file appended by its own thread at a fixed rate (real Lick frames when
+//! the samples are present). Every write time is recorded by frame index;
+//! the sink takes the age of each frame it gets (write -> event). The
+//! tracker's CPU time is read from /proc for its thread and for the
+//! notification thread of `notify`.
+//!
+//! ```text
+//! cargo run --release -p hpio --example track_bench -- --seconds 10
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pff::{DataProduct, PffName, RunName, StartTime};
+
+#[derive(Parser)]
+#[command(about = "Frame age at emission and tracker CPU, with Hashpipe-like writers")]
+struct Args {
+    /// Seconds of writing per mode.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Frames per second written to each file.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Modules, each writing img16 and ph256.
+    #[arg(long, default_value_t = 4)]
+    modules: u32,
+    /// Finished runs (10 PFF files each) to put beside the live one, to
+    /// show that old runs cost nothing per tick.
+    #[arg(long, default_value_t = 0)]
+    old_runs: u32,
+    /// Modes to run: notify-1ms, notify-10ms, poll-1ms, poll-10ms.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "notify-1ms,notify-10ms,poll-1ms,poll-10ms"
+    )]
+    modes: Vec<String>,
+    /// Only watch an idle tree (no writers) for this long, to see the cost
+    /// of ticks alone.
+    #[arg(long)]
+    idle: bool,
+}
+
+const LICK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/pff-samples/lick-2024-07-25"
+);
+const START: i64 = 1_721_882_046;
+
+fn main() -> anyhow_free::Result {
+    let args = Args::parse();
+    println!(
+        "{} module(s) x {{img16, ph256}} at {} frames/s each, {} s per mode, {} old runs; {} CPUs",
+        args.modules,
+        args.rate,
+        args.seconds,
+        args.old_runs,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| mode | events/s | of written | age p50 | p99 | max | tracker CPU |");
+    println!("|---|---|---|---|---|---|---|");
+    for mode in &args.modes {
+        let (poll_only, interval) = match mode.as_str() {
+            "notify-1ms" => (false, 1),
+            "notify-10ms" => (false, 10),
+            "poll-1ms" => (true, 1),
+            "poll-10ms" => (true, 10),
+            other => return Err(format!("unknown mode {other}")),
+        };
+        run(&args, poll_only, Duration::from_millis(interval), mode)?;
+    }
+    Ok(())
+}
+
+/// Frames to write, per data product.
+fn frames(dp: DataProduct, n: usize) -> Vec<Vec<u8>> {
+    let sample = fs::read_dir(LICK).ok().and_then(|d| {
+        d.flatten().map(|e| e.path()).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| PffName::parse(n).ok())
+                .is_some_and(|n| n.dp == dp)
+        })
+    });
+    if let Some(path) = sample {
+        if let Ok(file) = pff::PffFile::open(&path) {
+            let got: Vec<Vec<u8>> = (0..n as u64)
+                .map_while(|i| file.read_raw(i).ok().map(|f| f.as_bytes().to_vec()))
+                .collect();
+            if !got.is_empty() {
+                return got;
+            }
+        }
+    }
+    eprintln!("no {dp} sample under {LICK}; writing made-up frames");
+    (0..n)
+        .map(|i| {
+            let q = pff::Quabo {
+                pkt_num: i as u32,
+                ..Default::default()
+            };
+            let header = match dp {
+                DataProduct::Ph256 => pff::Header::new_quabo(0, q),
+                _ => pff::Header::new_module([q; 4]),
+            };
+            let pixels = pff::Pixels::from_le_bytes(dp, &vec![i as u8; dp.image_bytes()])
+                .unwrap_or(pff::Pixels::U8(vec![]));
+            pff::Frame { header, pixels }.to_bytes()
+        })
+        .collect()
+}
+
+/// The write time of each frame of one file, by index, in ns since `base`.
+struct Written {
+    base: Instant,
+    at: Vec<AtomicU64>,
+}
+
+fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_free::Result {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let n = (args.seconds * f64::from(args.rate)) as usize;
+    let products = [DataProduct::Img16, DataProduct::Ph256];
+    let mut files = Vec::new();
+    for m in 1..=args.modules {
+        let run = dir
+            .path()
+            .join(format!("module_{m}"))
+            .join(RunName::new("BENCH", StartTime::from_unix(START), "bench").to_string());
+        fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+        for dp in products {
+            files.push((
+                m,
+                dp,
+                run.join(PffName::new(StartTime::from_unix(START), dp, m, 0).to_string()),
+            ));
+        }
+    }
+    make_old_runs(dir.path(), args.old_runs, args.modules.max(1))?;
+    let base = Instant::now();
+    // Index into `written` by (module, dp).
+    let written: Arc<Vec<Written>> = Arc::new(
+        files
+            .iter()
+            .map(|_| Written {
+                base,
+                at: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            })
+            .collect(),
+    );
+    let slot = move |module: u32, dp: DataProduct| {
+        (module as usize - 1) * 2 + usize::from(dp == DataProduct::Ph256)
+    };
+
+    let ages = Arc::new(Mutex::new(Vec::<u64>::with_capacity(n * files.len())));
+    let sink_ages = ages.clone();
+    let sink_written = written.clone();
+    let recording = Arc::new(AtomicBool::new(false));
+    let sink_recording = recording.clone();
+    let config = hpio::TrackerConfig {
+        interval,
+        poll_only,
+        ..hpio::TrackerConfig::new(dir.path())
+    };
+    let tracker = hpio::Tracker::spawn(config, move |e| {
+        let now = Instant::now();
+        if !sink_recording.load(Ordering::Relaxed) {
+            return;
+        }
+        let w = &sink_written[slot(e.module, e.dp)];
+        let Some(at) = w.at.get(e.frame_index as usize) else {
+            return;
+        };
+        let at = at.load(Ordering::Acquire);
+        if at == 0 {
+            return;
+        }
+        let age = now.duration_since(w.base).as_nanos() as u64 - at;
+        if let Ok(mut ages) = sink_ages.lock() {
+            ages.push(age);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    // Let the tracker find the (still empty) files' directories.
+    std::thread::sleep(Duration::from_millis(200));
+    let threads = tracker_threads();
+    let cpu_before: Vec<u64> = threads.iter().map(|t| cpu_ns(*t)).collect();
+    recording.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+
+    let period = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+    let writers: Vec<_> = if args.idle {
+        Vec::new()
+    } else {
+        files
+            .iter()
+            .enumerate()
+            .map(|(i, (_, dp, path))| {
+                let frames = frames(*dp, 2000);
+                let path = path.clone();
+                let written = written.clone();
+                std::thread::spawn(move || write(&path, &frames, &written[i], n, period, started))
+            })
+            .collect()
+    };
+    if args.idle {
+        std::thread::sleep(Duration::from_secs_f64(args.seconds));
+    }
+    for w in writers {
+        w.join().map_err(|_| "a writer panicked".to_string())??;
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after: Vec<u64> = threads.iter().map(|t| cpu_ns(*t)).collect();
+    let cpu: Vec<f64> = cpu_after
+        .iter()
+        .zip(&cpu_before)
+        .map(|(a, b)| 100.0 * a.saturating_sub(*b) as f64 / 1e9 / elapsed)
+        .collect();
+    recording.store(false, Ordering::Relaxed);
+    tracker.stop();
+
+    let mut ages = ages.lock().map_err(|_| "poisoned")?.clone();
+    ages.sort_unstable();
+    let pct = |p: f64| {
+        ages.get(((ages.len() as f64 - 1.0) * p) as usize)
+            .map_or(f64::NAN, |&a| a as f64 / 1e6)
+    };
+    let total_written = if args.idle { 0 } else { n * files.len() };
+    println!(
+        "| {mode}{} | {:.0} | {:.1}% | {:.3} ms | {:.3} ms | {:.3} ms | {:.2}% of a core ({}) |",
+        if args.old_runs > 0 {
+            format!(" +{} old runs", args.old_runs)
+        } else {
+            String::new()
+        },
+        ages.len() as f64 / elapsed,
+        100.0 * ages.len() as f64 / total_written.max(1) as f64,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        cpu.iter().sum::<f64>(),
+        cpu.iter()
+            .map(|c| format!("{c:.2}"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+    );
+    Ok(())
+}
+
+/// Appends `n` frames to `path`, one every `period` from `start`, noting
+/// each one's write time just before it is written.
+fn write(
+    path: &Path,
+    frames: &[Vec<u8>],
+    written: &Written,
+    n: usize,
+    period: Duration,
+    start: Instant,
+) -> anyhow_free::Result {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    for i in 0..n {
+        let due = start + period * i as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let at = Instant::now().duration_since(written.base).as_nanos() as u64;
+        written.at[i].store(at.max(1), Ordering::Release);
+        file.write_all(&frames[i % frames.len()])
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Finished runs, older than the live one, 10 small files each.
+fn make_old_runs(data_dir: &Path, runs: u32, modules: u32) -> anyhow_free::Result {
+    let frame = frames(DataProduct::Ph256, 1).remove(0);
+    for r in 0..runs {
+        let m = r % modules + 1;
+        let start = StartTime::from_unix(START - 60 * (i64::from(r) + 1));
+        let run = data_dir
+            .join(format!("module_{m}"))
+            .join(RunName::new("BENCH", start.clone(), "bench").to_string());
+        fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+        for s in 0..10 {
+            let name = PffName::new(start.clone(), DataProduct::Ph256, m, s).to_string();
+            fs::write(run.join(name), &frame).map_err(|e| e.to_string())?;
+        }
+        fs::write(run.join("recording_ended"), "").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Thread ids of the tracker and of `notify`'s event loop.
+fn tracker_threads() -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = fs::read_to_string(t.path().join("comm")).ok()?;
+            let ours = comm.starts_with("hpio-tracker") || comm.starts_with("notify-rs");
+            ours.then(|| t.file_name().to_str()?.parse().ok())?
+        })
+        .collect()
+}
+
+/// CPU time of a thread so far, in ns (schedstat: time on the CPU).
+fn cpu_ns(tid: u32) -> u64 {
+    let path = PathBuf::from(format!("/proc/self/task/{tid}/schedstat"));
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Errors as text: a benchmark only reports them.
+mod anyhow_free {
+    pub type Result<T = ()> = std::result::Result<T, String>;
+}
