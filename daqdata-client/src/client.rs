@@ -148,7 +148,7 @@ impl DaqClient {
         for (host, status) in self.host_status().await {
             match status {
                 Ok(()) => valid.push(host),
-                Err(e) => warn!("{e}"),
+                Err(e) => warn!("skipping {host}: {e}"),
             }
         }
         if valid.is_empty() {

@@ -33,7 +33,7 @@ pub enum Error {
         reason: String,
     },
     /// The server could not be reached at all.
-    #[error("{host}: cannot connect: {reason}; is a DaqData server running there (daqdata-server), and is the address right?")]
+    #[error("{host}: cannot connect (or lost the connection): {reason}; is a DaqData server running there (daqdata-server), and is the address right?")]
     Unreachable {
         /// The host.
         host: String,

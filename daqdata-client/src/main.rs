@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use daqdata_client::{hosts_from_configs, DaqClient, Host, HpIoConfig};
-use tracing::warn;
 
 mod cmd {
     pub mod bench;
@@ -255,11 +254,8 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
     let targets = if named {
         hosts
     } else {
-        let valid = all.valid_hosts().await?;
-        for h in all.hosts().filter(|h| !valid.contains(h)) {
-            warn!("skipping {h}: it does not answer");
-        }
-        valid
+        // Those that do not answer are logged (with why) and skipped.
+        all.valid_hosts().await?
     };
     let client = DaqClient::new(targets)?;
 

@@ -122,11 +122,14 @@ impl Live {
     async fn run_json(&self, client: &DaqClient) -> anyhow::Result<()> {
         let mut stream = client.stream_images(&self.spec());
         let mut tally = Tally::default();
+        // One listener for the whole run, so no signal falls between two.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
         let stdout = std::io::stdout();
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
-                _ = shutdown_signal() => break,
+                _ = &mut shutdown => break,
             };
             let Some(item) = item else { break };
             if let Some(image) = tally.take(item) {
@@ -153,11 +156,14 @@ impl Live {
         };
         let mut stream = client.stream_images(&spec);
         let mut tally = Tally::default();
+        // One listener for the whole run, so no signal falls between two.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
         let (mut count, mut since) = (0u64, std::time::Instant::now());
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
-                _ = shutdown_signal() => break,
+                _ = &mut shutdown => break,
             };
             let Some(item) = item else { break };
             if tally.take(item).is_some() {
@@ -183,6 +189,9 @@ impl Live {
     ) -> anyhow::Result<()> {
         let mut stream = client.stream_images(&self.spec());
         let mut tally = Tally::default();
+        // One listener for the whole run, so no signal falls between two.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
         info!(
             "taking {} images for {}",
             self.snapshot_frames,
@@ -191,7 +200,7 @@ impl Live {
         while views.frames() < self.snapshot_frames {
             let item = tokio::select! {
                 item = stream.next() => item,
-                _ = shutdown_signal() => break,
+                _ = &mut shutdown => break,
             };
             let Some(item) = item else { break };
             if let Some(image) = tally.take(item) {
@@ -222,9 +231,12 @@ impl Live {
     ) -> anyhow::Result<()> {
         let mut stream = client.stream_images(&self.spec());
         let mut tally = Tally::default();
-        let keys = KeyReader::start();
+        // One listener for the whole run, so no signal falls between two.
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
         let mut terminal =
             ratatui::try_init().context("cannot set up the terminal for the live view")?;
+        let keys = KeyReader::start();
         let period = Duration::from_secs_f64(self.refresh_period.max(0.05));
         let mut tick = tokio::time::interval(period);
         let mut keys_rx = keys.rx;
@@ -266,7 +278,7 @@ impl Live {
                     }
                 },
                 key = keys_rx.recv() => if key.is_none() || key == Some(Quit) { break Ok(()) },
-                _ = shutdown_signal() => break Ok(()),
+                _ = &mut shutdown => break Ok(()),
             }
         };
         keys.stop.store(true, Ordering::Relaxed);
