@@ -3,9 +3,10 @@
 //! Writes like Hashpipe on a busy node: N modules x {img16, ph256}, each
 //! file appended by its own thread at a fixed rate (real Lick frames when
 //! the samples are present). Every write time is recorded by frame index;
-//! the sink takes the age of each frame it gets (write -> event). The
-//! tracker's CPU time is read from /proc for its thread and for the
-//! notification thread of `notify`.
+//! the sink takes the age of each frame it gets (write -> event), and the
+//! news delay of each frame written (write -> the event of it or of a
+//! newer frame of its file). The tracker thread's CPU time is read from
+//! /proc.
 //!
 //! ```text
 //! cargo run --release -p hpio --example track_bench -- --seconds 10
@@ -44,8 +45,8 @@ struct Args {
         default_value = "notify-1ms,notify-10ms,poll-1ms,poll-10ms"
     )]
     modes: Vec<String>,
-    /// Only watch an idle tree (no writers) for this long, to see the cost
-    /// of ticks alone.
+    /// No writers: the files hold 10 frames each and do not grow, to see
+    /// the cost of ticks alone.
     #[arg(long)]
     idle: bool,
 }
@@ -66,8 +67,8 @@ fn main() -> anyhow_free::Result {
         args.old_runs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("| mode | events/s | of written | age p50 | p99 | max | tracker CPU |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| mode | events/s | of written | age p50 / p99 / max | news delay p50 / p99 / max | tracker CPU (one core) |");
+    println!("|---|---|---|---|---|---|");
     for mode in &args.modes {
         let (poll_only, interval) = match mode.as_str() {
             "notify-1ms" => (false, 1),
@@ -145,6 +146,12 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
         }
     }
     make_old_runs(dir.path(), args.old_runs, args.modules.max(1))?;
+    if args.idle {
+        // A run that stopped writing but is still the newest.
+        for (_, dp, path) in &files {
+            fs::write(path, frames(*dp, 10).concat()).map_err(|e| e.to_string())?;
+        }
+    }
     let base = Instant::now();
     // Index into `written` by (module, dp).
     let written: Arc<Vec<Written>> = Arc::new(
@@ -160,7 +167,10 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
         (module as usize - 1) * 2 + usize::from(dp == DataProduct::Ph256)
     };
 
-    let ages = Arc::new(Mutex::new(Vec::<u64>::with_capacity(n * files.len())));
+    // (file slot, frame index, age, emission time in ns since base).
+    let ages = Arc::new(Mutex::new(Vec::<(usize, u64, u64, u64)>::with_capacity(
+        n * files.len(),
+    )));
     let sink_ages = ages.clone();
     let sink_written = written.clone();
     let recording = Arc::new(AtomicBool::new(false));
@@ -175,7 +185,8 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
         if !sink_recording.load(Ordering::Relaxed) {
             return;
         }
-        let w = &sink_written[slot(e.module, e.dp)];
+        let k = slot(e.module, e.dp);
+        let w = &sink_written[k];
         let Some(at) = w.at.get(e.frame_index as usize) else {
             return;
         };
@@ -183,9 +194,9 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
         if at == 0 {
             return;
         }
-        let age = now.duration_since(w.base).as_nanos() as u64 - at;
+        let t = now.duration_since(w.base).as_nanos() as u64;
         if let Ok(mut ages) = sink_ages.lock() {
-            ages.push(age);
+            ages.push((k, e.frame_index, t - at, t));
         }
     })
     .map_err(|e| e.to_string())?;
@@ -228,15 +239,35 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
     recording.store(false, Ordering::Relaxed);
     tracker.stop();
 
-    let mut ages = ages.lock().map_err(|_| "poisoned")?.clone();
+    let events = ages.lock().map_err(|_| "poisoned")?.clone();
+    let mut ages: Vec<u64> = events.iter().map(|e| e.2).collect();
     ages.sort_unstable();
-    let pct = |p: f64| {
-        ages.get(((ages.len() as f64 - 1.0) * p) as usize)
+    // News delay: for each frame written, how long until it or a newer
+    // frame of its file was handed on (what a viewer waits for news).
+    let mut delays = Vec::new();
+    for (k, w) in written.iter().enumerate() {
+        let emitted: Vec<&(usize, u64, u64, u64)> = events.iter().filter(|e| e.0 == k).collect();
+        let mut j = 0;
+        for (i, at) in w.at.iter().enumerate() {
+            let at = at.load(Ordering::Acquire);
+            if at == 0 {
+                continue;
+            }
+            while j < emitted.len() && emitted[j].1 < i as u64 {
+                j += 1;
+            }
+            let Some(e) = emitted.get(j) else { break };
+            delays.push(e.3.saturating_sub(at));
+        }
+    }
+    delays.sort_unstable();
+    let pct = |v: &[u64], p: f64| {
+        v.get(((v.len() as f64 - 1.0) * p) as usize)
             .map_or(f64::NAN, |&a| a as f64 / 1e6)
     };
     let total_written = if args.idle { 0 } else { n * files.len() };
     println!(
-        "| {mode}{} | {:.0} | {:.1}% | {:.3} ms | {:.3} ms | {:.3} ms | {:.2}% of a core ({}) |",
+        "| {mode}{} | {:.0} | {:.1}% | {:.3} / {:.3} / {:.3} ms | {:.3} / {:.3} / {:.3} ms | {:.2}% |",
         if args.old_runs > 0 {
             format!(" +{} old runs", args.old_runs)
         } else {
@@ -244,14 +275,13 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
         },
         ages.len() as f64 / elapsed,
         100.0 * ages.len() as f64 / total_written.max(1) as f64,
-        pct(0.5),
-        pct(0.99),
-        pct(1.0),
+        pct(&ages, 0.5),
+        pct(&ages, 0.99),
+        pct(&ages, 1.0),
+        pct(&delays, 0.5),
+        pct(&delays, 0.99),
+        pct(&delays, 1.0),
         cpu.iter().sum::<f64>(),
-        cpu.iter()
-            .map(|c| format!("{c:.2}"))
-            .collect::<Vec<_>>()
-            .join(" + "),
     );
     Ok(())
 }
@@ -304,7 +334,7 @@ fn make_old_runs(data_dir: &Path, runs: u32, modules: u32) -> anyhow_free::Resul
     Ok(())
 }
 
-/// Thread ids of the tracker and of `notify`'s event loop.
+/// Thread ids of the tracker.
 fn tracker_threads() -> Vec<u32> {
     let Ok(tasks) = fs::read_dir("/proc/self/task") else {
         return Vec::new();
@@ -313,7 +343,7 @@ fn tracker_threads() -> Vec<u32> {
         .flatten()
         .filter_map(|t| {
             let comm = fs::read_to_string(t.path().join("comm")).ok()?;
-            let ours = comm.starts_with("hpio-tracker") || comm.starts_with("notify-rs");
+            let ours = comm.starts_with("hpio-tracker");
             ours.then(|| t.file_name().to_str()?.parse().ok())?
         })
         .collect()

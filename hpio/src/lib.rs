@@ -9,9 +9,10 @@
 //!
 //! - A [`Tracker`], started from a [`TrackerConfig`], follows that tree on
 //!   its own thread: for each (module, data product) it follows the
-//!   highest-`seqno` file of the module's newest run, wakes on each
-//!   file-system notification and on each tick of the interval, and reads
-//!   only the newest *complete* frame of a file that grew, by seek.
+//!   highest-`seqno` file of the module's newest run, wakes on each write
+//!   (inotify, read on that same thread) and on each tick of the interval
+//!   (the only wake-up when polling), and reads only the newest *complete*
+//!   frame of a file that grew, by one `fstat` and one `pread`.
 //! - Each such frame becomes a [`FrameEvent`] (module, data product, file,
 //!   index, a per-(module, data product) `seq`, the checked frame bytes)
 //!   handed to the caller's sink on the tracker thread. The server

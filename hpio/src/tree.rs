@@ -176,9 +176,9 @@ impl Tree {
                     changed |= self.adopt_modules(module_dirs, watches);
                     changed |= replace_run(&mut self.bare, newest_bare, watches);
                 }
-                Err(e) => self.root_failed(e, watches, warnings),
+                Err(e) => changed |= self.root_failed(e, watches, warnings),
             },
-            Err(e) => self.root_failed(e, watches, warnings),
+            Err(e) => changed |= self.root_failed(e, watches, warnings),
         }
 
         let mut vanished = Vec::new();
@@ -228,7 +228,14 @@ impl Tree {
         changed
     }
 
-    fn root_failed(&mut self, e: io::Error, watches: &mut dyn Watches, warnings: &mut Warnings) {
+    /// The data directory cannot be listed; if it is gone, so is everything
+    /// in it. True if that changed what is followed.
+    fn root_failed(
+        &mut self,
+        e: io::Error,
+        watches: &mut dyn Watches,
+        warnings: &mut Warnings,
+    ) -> bool {
         let cause = if e.kind() == io::ErrorKind::NotFound {
             Cause::Vanished
         } else {
@@ -239,11 +246,10 @@ impl Tree {
             cause,
             format_args!("cannot list the data directory: {e}"),
         );
-        if cause == Cause::Vanished {
-            self.adopt_modules(Vec::new(), watches);
-            replace_run(&mut self.bare, None, watches);
-        }
         self.root = Stamp::default();
+        cause == Cause::Vanished
+            && (self.adopt_modules(Vec::new(), watches)
+                | replace_run(&mut self.bare, None, watches))
     }
 
     /// Follows the module directories now present, forgets the others.
