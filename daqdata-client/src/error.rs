@@ -118,7 +118,7 @@ fn transport_reason(status: &tonic::Status) -> String {
 fn advice(code: Code) -> &'static str {
     match code {
         Code::FailedPrecondition => {
-            " (the server is not tracking a run, or refuses while streams are active: run `daqdata --init CFG` or `daqdata --init-sim` first, with \"force\": true to end active streams)"
+            " (run `daqdata --init CFG` or `daqdata --init-sim` first; to reconfigure while streams are active, set \"force\": true)"
         }
         Code::Unavailable => {
             " (the server is re-initializing or shutting down: retry in a few seconds)"

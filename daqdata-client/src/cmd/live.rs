@@ -16,7 +16,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::logs::LogLines;
 
@@ -323,7 +323,8 @@ impl Tally {
                 Some(image)
             }
             Err(e) => {
-                // Already logged where it happened; kept for the exit status.
+                // That host's part has ended; the others go on.
+                error!("{e}");
                 self.errors.push(e);
                 None
             }
@@ -333,8 +334,7 @@ impl Tally {
     /// An error when nothing arrived and hosts failed: say why.
     fn result(&self) -> anyhow::Result<()> {
         if self.images == 0 && !self.errors.is_empty() {
-            let why: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
-            bail!("no images received:\n  {}", why.join("\n  "));
+            bail!("no images received: every host's stream ended with an error (above)");
         }
         Ok(())
     }
