@@ -138,3 +138,45 @@ fn advice(code: Code) -> &'static str {
         _ => "",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(code: Code, message: &str) -> String {
+        let host: crate::Host = "daq1".parse().unwrap();
+        Error::rpc(&host, "StreamImages", tonic::Status::new(code, message)).to_string()
+    }
+
+    #[test]
+    fn each_server_status_says_what_to_do() {
+        let s = said(Code::FailedPrecondition, "hp_io is not initialized");
+        assert!(s.starts_with("daq1:50051: StreamImages"), "{s}");
+        assert!(
+            s.contains("hp_io is not initialized") && s.contains("--init-sim"),
+            "{s}"
+        );
+        assert!(said(Code::Unavailable, "re-initializing").contains("retry"));
+        assert!(said(Code::ResourceExhausted, "100 streams").contains("too many streams"));
+        assert!(said(Code::PermissionDenied, "outside").contains("allowed_data_roots"));
+        assert!(said(Code::InvalidArgument, "/x does not exist").contains("data_dir"));
+        assert!(said(Code::Cancelled, "hp_io was reconfigured").contains("reconfigured"));
+    }
+
+    #[test]
+    fn a_server_unavailable_is_not_a_connection_failure() {
+        let host: crate::Host = "daq1".parse().unwrap();
+        let e = Error::rpc(
+            &host,
+            "StreamImages",
+            tonic::Status::unavailable("shutting down"),
+        );
+        assert!(matches!(
+            e,
+            Error::Rpc {
+                code: Code::Unavailable,
+                ..
+            }
+        ));
+    }
+}
