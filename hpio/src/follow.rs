@@ -38,8 +38,8 @@ pub(crate) struct Followed {
     last_index: Option<u64>,
     /// Look the path up at the next check: the file may have been replaced.
     recheck: bool,
-    /// Checked on a notification since the last tick.
-    pub notified: bool,
+    /// When it was last checked on a notification.
+    pub notified_at: Option<std::time::Instant>,
 }
 
 /// A frame read from a followed file.
@@ -57,7 +57,7 @@ impl Followed {
             bad: None,
             last_index: None,
             recheck: false,
-            notified: false,
+            notified_at: None,
         }
     }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +18,9 @@ use crate::Error;
 
 /// While every directory is watched, directory changes are notified; ticks
 /// still stat the directories this often, for file systems (NFS) whose
-/// notifications miss changes made by other machines.
+/// notifications miss changes made by other machines. Likewise a file
+/// notified within this time is known to be notified, and ticks leave it
+/// alone: checking it on each tick too only doubled the work.
 const RESCAN: Duration = Duration::from_millis(100);
 
 /// What to follow and how often to look.
@@ -121,8 +122,9 @@ impl Tracker {
     }
 
     fn shutdown(&mut self) {
-        // The thread also stops if this write fails: the end is then closed.
-        let _ = self.stop.write_all(&[1]);
+        // The thread sees end-of-stream and returns. (A shutdown, not a
+        // write: if the thread is already gone, it cannot raise SIGPIPE.)
+        let _ = self.stop.shutdown(std::net::Shutdown::Write);
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the tracker thread panicked");
@@ -208,10 +210,13 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         }
         let mut keys = std::mem::take(&mut self.dirty_files);
         keys.clear();
-        // A file checked on a notification since the last tick is up to
-        // date: with notifications, ticks are only the safety net.
-        for (key, followed) in &mut self.followed {
-            if !std::mem::take(&mut followed.notified) {
+        // Ticks look at files that are not (or no longer) notified: idle
+        // ones, and those on file systems without notifications.
+        for (key, followed) in &self.followed {
+            let notified = followed
+                .notified_at
+                .is_some_and(|at| now.saturating_duration_since(at) < RESCAN);
+            if !notified {
                 keys.push(*key);
             }
         }
@@ -264,9 +269,10 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         let mut dirty = std::mem::take(&mut self.dirty_files);
         dirty.sort_unstable();
         dirty.dedup();
+        let now = Instant::now();
         for &key in &dirty {
             if let Some(followed) = self.followed.get_mut(&key) {
-                followed.notified = true;
+                followed.notified_at = Some(now);
             }
             self.check(key);
         }

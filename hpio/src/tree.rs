@@ -458,3 +458,65 @@ fn list_pff(dir: &Path) -> io::Result<Vec<PffEntry>> {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_run_is_chosen_by_its_start_time_not_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "obs_A.start_2025-01-01T00:00:00Z.runtype_sci.pffd",
+            "obs_B.start_2024-01-01T00_00_00Z.runtype_sci.pffd",
+            "obs_C.start_2023-06-01T00:00:00Z.runtype_sci.pffd",
+            "not_a_run.pffd",
+        ] {
+            fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        // A file is not a run directory, whatever its name.
+        fs::write(
+            dir.path()
+                .join("obs_Z.start_2030-01-01T00:00:00Z.runtype_sci.pffd"),
+            "",
+        )
+        .unwrap();
+        let (path, start) = newest_run(dir.path()).unwrap().unwrap();
+        assert!(path.ends_with("obs_A.start_2025-01-01T00:00:00Z.runtype_sci.pffd"));
+        assert_eq!(start.as_str(), "2025-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn only_pff_file_names_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "start_2024-07-25T04:34:46Z.dp_img16.bpp_2.module_1.seqno_0.pff",
+            "hk.pff",
+            "recording_ended",
+            "start_2024-07-25T04:34:46Z.dp_img32.bpp_2.module_1.seqno_0.pff",
+        ] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        let files = list_pff(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name.dp, DataProduct::Img16);
+    }
+
+    #[test]
+    fn a_directory_is_listed_again_only_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(10);
+        fs::File::open(dir.path())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut stamp = Stamp::default();
+        assert!(stamp.stale(dir.path(), false).unwrap());
+        assert!(!stamp.stale(dir.path(), false).unwrap());
+        assert!(stamp.stale(dir.path(), true).unwrap());
+        fs::write(dir.path().join("new"), "").unwrap();
+        assert!(stamp.stale(dir.path(), false).unwrap());
+        // Changed within the kernel clock's step: looked at again.
+        assert!(stamp.stale(dir.path(), false).unwrap());
+    }
+}

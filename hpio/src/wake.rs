@@ -50,7 +50,8 @@ pub(crate) struct Notice<'a> {
 }
 
 pub(crate) struct Wake {
-    /// Readable when the [`crate::Tracker`] asks to stop or is dropped.
+    /// Readable (end of stream) when the [`crate::Tracker`] asks to stop or
+    /// is dropped.
     stop: UnixStream,
     inotify: Option<Inotify>,
     dirs: HashMap<PathBuf, WatchDescriptor>,
