@@ -185,12 +185,16 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
                 self.tick();
                 next_tick += self.interval;
                 if next_tick <= now {
-                    // Fell behind (a slow sink or disk): do not catch up in a burst.
+                    // Fell behind (a slow sink or disk), or skipped ticks
+                    // with nothing to do: do not catch up in a burst.
                     next_tick = now + self.interval;
                 }
             }
-            let timeout = next_tick.saturating_duration_since(Instant::now());
-            match self.wake.wait(timeout) {
+            let wake_at = self.next_useful_tick(next_tick);
+            match self
+                .wake
+                .wait(wake_at.saturating_duration_since(Instant::now()))
+            {
                 Woken::Stop => return,
                 Woken::Notified => {
                     self.on_notified();
@@ -198,6 +202,24 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
                 Woken::Timeout => {}
             }
         }
+    }
+
+    /// The first tick, from `next_tick` on, that has something to do.
+    /// While notifications cover every followed file and directory, that is
+    /// the next safety-net look, not the next interval: a wake-up costs
+    /// more than the checks it would make.
+    fn next_useful_tick(&self, next_tick: Instant) -> Instant {
+        if !self.wake.notifying() || !self.dirty_dirs.is_empty() {
+            return next_tick;
+        }
+        let mut due = self.next_rescan;
+        for followed in self.followed.values() {
+            match followed.notified_at {
+                Some(at) => due = due.min(at + RESCAN),
+                None => return next_tick,
+            }
+        }
+        due.max(next_tick)
     }
 
     /// Everything, whether notified or not.
