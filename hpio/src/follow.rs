@@ -189,7 +189,6 @@ fn open_file(entry: &PffEntry, dev: u64, ino: u64, len: u64, warnings: &mut Warn
             return Opened::NotYet;
         }
     };
-    warnings.recovered(path, Cause::Unreadable);
     let mut head = vec![0; (len as usize).min(MAX_HEADER_BYTES)];
     if let Err(e) = file.read_exact_at(&mut head, 0) {
         if e.kind() != io::ErrorKind::UnexpectedEof {
@@ -201,6 +200,7 @@ fn open_file(entry: &PffEntry, dev: u64, ino: u64, len: u64, warnings: &mut Warn
         }
         return Opened::NotYet;
     }
+    warnings.recovered(path, Cause::Unreadable);
     let first_frame = pff::header_len(&head).and_then(|header_len| {
         // The tracker never parses the frames it hands on; one parse
         // here keeps files that only look like PFF out.

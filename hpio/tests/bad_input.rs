@@ -321,3 +321,28 @@ fn a_data_directory_that_vanishes_and_returns_is_followed_again() {
         assert!(warnings(&data, "cannot list the data directory") <= 1);
     }
 }
+
+#[test]
+fn a_pff_name_that_cannot_be_read_is_logged_once_even_as_root() {
+    let _ = log();
+    for poll_only in MODES {
+        let daq = Daq::new();
+        let Some(good) = Beside::new(&daq) else {
+            return;
+        };
+        // A directory with a PFF file's name: opens, but every read fails.
+        let f = daq.run(Some(3), START).file(Ph256, 3, 0);
+        fs::create_dir(&f).unwrap();
+        let mut tracked = track(daq.path(), poll_only, vec![]);
+        good.still_followed(&mut tracked, 2);
+        tracked.drain(Duration::from_millis(100));
+        good.still_followed(&mut tracked, 3);
+        tracked.stop();
+        assert!(tracked.of(3, Ph256).is_empty());
+        assert_eq!(
+            warnings(&f, "cannot read PFF file"),
+            1,
+            "poll_only={poll_only}"
+        );
+    }
+}
