@@ -152,8 +152,10 @@ impl ImageStream {
         if self.done {
             return None;
         }
+        let mut new_slots = false;
         loop {
-            if self.keys.has_changed().unwrap_or(false) {
+            // `changed()` below marks what it saw as seen, hence the flag.
+            if std::mem::take(&mut new_slots) || self.keys.has_changed().unwrap_or(false) {
                 self.keys.borrow_and_update();
                 self.subscribe_new_slots();
             }
@@ -162,13 +164,16 @@ impl ImageStream {
                 return Some(Ok(response));
             }
             let wake_at = self.subs.iter().map(|s| s.due).filter(|&d| d > now).min();
+            let due: Vec<usize> = (0..self.subs.len())
+                .filter(|&i| self.subs[i].due <= now)
+                .collect();
             let changed: Vec<Changed<'_>> = self
                 .subs
                 .iter_mut()
                 .filter(|s| s.due <= now)
                 .map(|s| Box::pin(s.rx.changed()) as Changed<'_>)
                 .collect();
-            tokio::select! {
+            let arrived = tokio::select! {
                 biased;
                 _ = self.ends.shutdown.cancelled() => {
                     self.done = true;
@@ -180,9 +185,17 @@ impl ImageStream {
                     self.ended_by = "a forced InitHpIo";
                     return Some(Err(Status::cancelled("hp_io was reconfigured by InitHpIo (force=true); start a new stream")));
                 }
-                _ = self.keys.changed() => {}
-                _ = sleep_until(wake_at) => {}
-                _ = any_changed(changed) => {}
+                _ = self.keys.changed() => {
+                    new_slots = true;
+                    None
+                }
+                _ = sleep_until(wake_at) => None,
+                i = any_changed(changed) => Some(i),
+            };
+            // `changed()` marks the new frame as seen; it has not been
+            // sent yet, so mark it unseen again for `take_due`.
+            if let Some(i) = arrived {
+                self.subs[due[i]].rx.mark_changed();
             }
         }
     }
@@ -230,13 +243,15 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Resolves when any due slot gets a new frame. A closed slot (its hp_io
-/// configuration is gone) never resolves: the stream is ended by `Ends`.
-async fn any_changed(changed: Vec<Changed<'_>>) {
+/// Resolves, with its index, when one of the due slots gets a new frame.
+/// A closed slot (its hp_io configuration is gone) never resolves: the
+/// stream is ended by `Ends`.
+async fn any_changed(changed: Vec<Changed<'_>>) -> usize {
     if changed.is_empty() {
         return pending().await;
     }
-    if select_all(changed).await.0.is_err() {
-        pending::<()>().await;
+    match select_all(changed).await {
+        (Ok(()), i, _) => i,
+        (Err(_), _, _) => pending().await,
     }
 }
