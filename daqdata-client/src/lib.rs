@@ -50,9 +50,9 @@ pub use hosts::{hosts_from_configs, Host, HpIoConfig, DEFAULT_PORT};
 pub use image::Image;
 pub use reflect::{Method, ServiceListing};
 
-/// The header's node time `(tv_sec, tv_usec)` of a received image, without
-/// decoding the rest: `quabo_0` for movie frames, the event's quabo for
+/// The node time `(tv_sec, tv_usec)` in an image header `Struct`, without
+/// converting the rest: `quabo_0` for movie frames, the event's quabo for
 /// pulse height. For load generators that must stay cheap.
-pub fn node_stamp(image: &daqdata_proto::daqdata::PanoImage) -> Option<(i64, u32)> {
-    image.header.as_ref().and_then(image::node_stamp_of_struct)
+pub fn node_stamp_of_header(header: &prost_types::Struct) -> Option<(i64, u32)> {
+    image::node_stamp_of_struct(header)
 }

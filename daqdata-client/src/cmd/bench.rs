@@ -9,12 +9,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use daqdata_client::{channel, node_stamp, Host, Image};
+use daqdata_client::{channel, node_stamp_of_header, Host, Image};
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{StreamImagesRequest, UploadImageRequest};
+use daqdata_proto::SharedStreamImagesResponse;
+use prost::Message as _;
 use serde::Serialize;
 use tokio::time::Instant as TokioInstant;
 use tonic::transport::Channel;
+use tonic_prost::ProstCodec;
 
 /// Options of `daqdata bench`.
 #[derive(Debug, Args)]
@@ -278,6 +281,34 @@ fn code_name(status: &tonic::Status) -> String {
     format!("{:?}", status.code())
 }
 
+/// Just the header of an encoded `PanoImage` (field 2): prost skips the
+/// pixels (one length-delimited field), which is most of the decoding cost.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PanoHeader {
+    #[prost(message, optional, tag = "2")]
+    header: Option<prost_types::Struct>,
+}
+
+/// Opens StreamImages decoding each response as
+/// [`SharedStreamImagesResponse`]: the image stays encoded bytes, so the
+/// generator stays cheap next to the server it measures.
+async fn open_stream(
+    ch: Channel,
+    request: StreamImagesRequest,
+) -> Result<tonic::Streaming<SharedStreamImagesResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(ch).max_decoding_message_size(16 << 20);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/daqdata.DaqData/StreamImages");
+    let codec: ProstCodec<StreamImagesRequest, SharedStreamImagesResponse> = ProstCodec::default();
+    Ok(grpc
+        .server_streaming(tonic::Request::new(request), path, codec)
+        .await?
+        .into_inner())
+}
+
 async fn stream_client(
     ch: Channel,
     request: StreamImagesRequest,
@@ -285,9 +316,8 @@ async fn stream_client(
     to: TokioInstant,
 ) -> ClientResult {
     let mut out = ClientResult::default();
-    let mut stub = DaqDataClient::new(ch).max_decoding_message_size(16 << 20);
-    let mut stream = match tokio::time::timeout_at(to, stub.stream_images(request)).await {
-        Ok(Ok(s)) => s.into_inner(),
+    let mut stream = match tokio::time::timeout_at(to, open_stream(ch, request)).await {
+        Ok(Ok(s)) => s,
         Ok(Err(status)) => {
             out.error = Some(code_name(&status));
             return out;
@@ -314,7 +344,12 @@ async fn stream_client(
             continue;
         }
         out.images += 1;
-        if let Some((sec, usec)) = msg.pano_image.as_ref().and_then(node_stamp) {
+        let header = msg
+            .pano_image
+            .as_ref()
+            .and_then(|bytes| PanoHeader::decode(bytes.as_ref()).ok())
+            .and_then(|p| p.header);
+        if let Some((sec, usec)) = header.as_ref().and_then(node_stamp_of_header) {
             let age = unix_now() - (sec as f64 + f64::from(usec) * 1e-6);
             out.ages_ms.push((age * 1e3) as f32);
         }
