@@ -49,6 +49,7 @@ pub(crate) struct Notice<'a> {
     pub name: Option<&'a OsStr>,
 }
 
+/// The tracker thread's sleep, and the inotify watches that end it.
 pub(crate) struct Wake {
     /// Readable (end of stream) when the [`crate::Tracker`] asks to stop or
     /// is dropped.
