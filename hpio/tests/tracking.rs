@@ -185,7 +185,7 @@ fn an_older_run_is_never_followed_even_when_it_is_written() {
 }
 
 #[test]
-fn a_module_that_appears_later_is_followed_and_a_bare_run_too() {
+fn a_module_or_data_product_that_appears_later_is_followed_and_a_bare_run_too() {
     let (Some(img), Some(ph)) = (sample_frames(Img16, 1, 5), sample_frames(Ph256, 3, 5)) else {
         return;
     };
@@ -203,6 +203,11 @@ fn a_module_that_appears_later_is_followed_and_a_bare_run_too() {
         let f3 = run3.file(Ph256, 3, 0);
         append(&f3, &ph[..3]);
         tracked.until("module 3", |ev| has(ev, &f3, 2));
+
+        // A data product that starts later in the same run.
+        let ph1 = run1.file(Ph256, 1, 0);
+        append(&ph1, &ph[..2]);
+        tracked.until("module 1's ph256", |ev| has(ev, &ph1, 1));
 
         let bare = daq.run(None, START);
         let f7 = bare.file(Img16, 7, 0);
