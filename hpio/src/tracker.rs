@@ -105,6 +105,8 @@ impl Tracker {
         let thread = std::thread::Builder::new()
             .name("hpio-tracker".into())
             .spawn(move || {
+                let _span =
+                    tracing::info_span!("tracker", data_dir = %config.data_dir.display()).entered();
                 let wake = Wake::new(stop_rx, !config.poll_only, config.interval);
                 Loop::new(config, wake, sink).run();
             })
