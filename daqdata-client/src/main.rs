@@ -105,6 +105,10 @@ struct DemoArgs {
     /// Images to take before a --snapshot is drawn.
     #[arg(long, default_value_t = 100, value_name = "N")]
     snapshot_frames: u64,
+    /// Draw the --snapshot after this many seconds even if fewer images
+    /// came (fail if none did).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    snapshot_timeout: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -306,6 +310,7 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
             module_ids: args.module_ids.clone(),
             snapshot: args.snapshot.clone(),
             snapshot_frames: args.snapshot_frames,
+            snapshot_timeout: args.snapshot_timeout,
         };
         live.run(&client, logs).await.context("streaming images")?;
     }

@@ -681,3 +681,28 @@ async fn bench_upload_counts_accepted_images() {
     assert!(accepted > 0);
     assert_eq!(server.uploads.lock().unwrap().len() as u64, accepted);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_ends_when_too_few_images_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = FakeServer::new("daq1");
+    // Movie frames only: a pulse-height snapshot waits for images that never come.
+    server
+        .frames
+        .retain(|p| p.r#type() == daqdata_proto::daqdata::pano_image::Type::Movie);
+    let host = server.serve_unix(dir.path()).to_string();
+    let png = dir.path().join("phdist.png");
+    let out = tokio::task::spawn_blocking(move || {
+        daqdata()
+            .args(["--host", &host, "--plot-phdist", "--snapshot"])
+            .arg(&png)
+            .args(["--snapshot-timeout", "1"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("no images received"), "{text}");
+}

@@ -30,6 +30,7 @@ pub struct Live {
     pub module_ids: Vec<u32>,
     pub snapshot: Option<PathBuf>,
     pub snapshot_frames: u64,
+    pub snapshot_timeout: f64,
 }
 
 fn now() -> f64 {
@@ -197,10 +198,21 @@ impl Live {
             self.snapshot_frames,
             path.display()
         );
+        // A snapshot is for reports and scripts: it must end even when
+        // fewer images come than asked for.
+        let deadline = tokio::time::sleep(Duration::from_secs_f64(self.snapshot_timeout.max(0.0)));
+        tokio::pin!(deadline);
         while views.frames() < self.snapshot_frames {
             let item = tokio::select! {
                 item = stream.next() => item,
                 _ = &mut shutdown => break,
+                _ = &mut deadline => {
+                    warn!(
+                        "only {} of {} images within {} s; drawing what came",
+                        views.frames(), self.snapshot_frames, self.snapshot_timeout
+                    );
+                    break;
+                }
             };
             let Some(item) = item else { break };
             if let Some(image) = tally.take(item) {
@@ -210,7 +222,7 @@ impl Live {
         drop(stream);
         if views.frames() == 0 {
             tally.result()?;
-            bail!("no images received, so no snapshot");
+            bail!("no images received (for this view) within the snapshot time, so no snapshot");
         }
         let picture = match (&views.view, &views.phdist) {
             (Some(v), None) => v.to_png(),
