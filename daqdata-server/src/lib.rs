@@ -33,6 +33,7 @@ mod hp_io;
 mod listen;
 mod service;
 mod stream;
+mod uds_authority;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,20 +7,35 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
+
+use crate::uds_authority::AuthorityFix;
 
 /// An address the server is bound to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listening {
     /// A TCP address (the real port when `:0` was asked for).
     Tcp(SocketAddr),
-    /// A unix socket file, removed at shutdown.
-    Unix(PathBuf),
+    /// A unix socket file, removed at shutdown, and the (device, inode) it
+    /// had when bound.
+    Unix(PathBuf, (u64, u64)),
+}
+
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl Listening {
+    /// Removes the socket file, unless another server has replaced it
+    /// since (a new server on the same path must stay reachable).
     pub(crate) fn remove_socket_file(&self) {
-        if let Listening::Unix(path) = self {
+        if let Listening::Unix(path, id) = self {
+            if file_id(path).ok() != Some(*id) {
+                return;
+            }
             if let Err(e) = std::fs::remove_file(path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!("removing socket file {}: {e}", path.display());
@@ -34,14 +49,19 @@ impl fmt::Display for Listening {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Listening::Tcp(a) => write!(f, "{a}"),
-            Listening::Unix(p) => write!(f, "unix://{}", p.display()),
+            Listening::Unix(p, _) => write!(f, "unix://{}", p.display()),
         }
     }
 }
 
+/// Unix connections, each behind [`AuthorityFix`] so grpcio clients work.
+pub(crate) type UnixIncoming = std::pin::Pin<
+    Box<dyn futures::Stream<Item = std::io::Result<AuthorityFix<tokio::net::UnixStream>>> + Send>,
+>;
+
 pub(crate) enum Incoming {
     Tcp(TcpIncoming),
-    Unix(UnixListenerStream),
+    Unix(UnixIncoming),
 }
 
 /// Binds one `listen` entry.
@@ -54,9 +74,11 @@ pub(crate) async fn bind(addr: &str) -> anyhow::Result<(Listening, Incoming)> {
         remove_stale_socket(&path).await?;
         let listener = UnixListener::bind(&path)
             .with_context(|| format!("binding unix socket {}", path.display()))?;
+        let id = file_id(&path).with_context(|| format!("reading back {}", path.display()))?;
+        let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityFix::new));
         return Ok((
-            Listening::Unix(path),
-            Incoming::Unix(UnixListenerStream::new(listener)),
+            Listening::Unix(path, id),
+            Incoming::Unix(Box::pin(incoming)),
         ));
     }
     let listener = match TcpListener::bind(addr).await {

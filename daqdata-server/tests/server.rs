@@ -441,3 +441,40 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_stopping_server_leaves_a_socket_that_replaced_its_own() {
+    let mut server = TestServer::start(None, |_| {}).await;
+    std::fs::remove_file(&server.sock).unwrap();
+    let newcomer = tokio::net::UnixListener::bind(&server.sock).unwrap();
+    server.shutdown().await;
+    assert!(server.sock.exists(), "the new socket file was removed");
+    drop(newcomer);
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    // A socket file no one listens on, as a crashed server leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let listen = vec![format!("unix://{}", sock.display())];
+    let config = daqdata_server::Config {
+        listen: listen.clone(),
+        ..Default::default()
+    };
+    let server = daqdata_server::Server::start(config.clone(), None)
+        .await
+        .unwrap();
+    let mut c =
+        daqdata_proto::daqdata::daq_data_client::DaqDataClient::new(unix_channel(&sock).await);
+    c.ping(()).await.unwrap();
+    let second = daqdata_server::Server::start(config, None).await;
+    let err = second
+        .err()
+        .expect("a second server on a live socket must fail")
+        .to_string();
+    assert!(err.contains("already listening"), "{err}");
+    server.shutdown().await.unwrap();
+    assert!(!sock.exists());
+}
