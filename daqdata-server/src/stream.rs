@@ -216,7 +216,7 @@ impl ImageStream {
             let Some(image) = frame.encoded() else {
                 continue;
             };
-            sub.due = now + self.interval;
+            sub.due = next_due(sub.due, now, self.interval);
             self.next = i + 1;
             self.sent += 1;
             return Some(SharedStreamImagesResponse {
@@ -236,6 +236,20 @@ impl Drop for ImageStream {
     }
 }
 
+/// When a slot may be sent next, after a send at `now` that was due at
+/// `due`.
+///
+/// Sends keep to the schedule `due + interval`, so timer slack (tokio's
+/// timers tick in milliseconds) does not add up: a 0.05 s stream gets 20
+/// frames a second, not 19.6. A send that came late (the frame arrived
+/// after it was due) starts a new schedule, so two sends of one slot are
+/// never closer than the interval, less a tolerance of a quarter of the
+/// interval or 1 ms, whichever is smaller.
+fn next_due(due: Instant, now: Instant, interval: Duration) -> Instant {
+    let tolerance = (interval / 4).min(Duration::from_millis(1));
+    (due + interval).max(now + interval - tolerance)
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -253,5 +267,25 @@ async fn any_changed(changed: Vec<Changed<'_>>) -> usize {
     match select_all(changed).await {
         (Ok(()), i, _) => i,
         (Err(_), _, _) => pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_keep_to_the_schedule_without_coming_closer_than_the_interval() {
+        let t0 = Instant::now();
+        let i = Duration::from_millis(50);
+        // On time, or late by timer slack: the schedule holds.
+        assert_eq!(next_due(t0, t0, i), t0 + i);
+        assert_eq!(next_due(t0, t0 + Duration::from_micros(900), i), t0 + i);
+        // A frame that came 30 ms after it was due: a new schedule.
+        let late = t0 + Duration::from_millis(30);
+        assert_eq!(next_due(t0, late, i), late + Duration::from_millis(49));
+        // Short intervals: the tolerance is a quarter of the interval.
+        let i = Duration::from_millis(1);
+        assert_eq!(next_due(t0, t0 + i, i), t0 + i + Duration::from_micros(750));
     }
 }

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of the DaqData server (run through bench-e2e.sh).
+
+Starts daqsim (4 modules x {img16, ph256} at 1000 frames/s, restamped),
+the release server tracking that tree (hp_io interval 1 ms), and for each
+scenario `daqdata bench` with K streams; prints one row per scenario with
+the medians of --runs runs and their spread (min..max).
+
+Ideal images/s = clients x modules x types / interval, capped per stream by
+the write rate (1000 frames/s per module and type).
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+MODULES = [1, 2, 3, 4]
+TYPES = 2
+RATE = 1000.0
+
+SCENARIOS = [
+    # name, clients, interval
+    ("1x0.1", 1, 0.1),
+    ("10x0.01", 10, 0.01),
+    ("100x0.05", 100, 0.05),
+    ("10x0.001", 10, 0.001),
+    ("1000x0.1", 1000, 0.1),
+    ("idle", 0, None),
+    ("upload", 1, None),
+]
+
+
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def proc_rss_mib(pid, key="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_for(cond, what, timeout=30):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Rig:
+    """daqsim + server, torn down on exit."""
+
+    def __init__(self, tmp: Path, log_dir: Path):
+        self.tmp = tmp
+        self.data = tmp / "daq"
+        self.sock = tmp / "daq_data.sock"
+        self.host = f"unix://{self.sock}"
+        # Fixture module 1 holds img16 and ph256 (real Lick frames).
+        modules = ",".join(f"1:{m}" for m in MODULES)
+        self.sim = subprocess.Popen(
+            [str(BIN / "daqsim"), "--replay", str(ROOT / "fixtures"), "--out", str(self.data),
+             "--modules", modules, "--rate", str(RATE),
+             "--frames-per-file", "100000"],
+            stdout=open(log_dir / "daqsim.log", "w"), stderr=subprocess.STDOUT)
+        wait_for(lambda: len(list(self.data.glob("module_*/*.pffd/*.pff"))) >= len(MODULES) * TYPES,
+                 "daqsim to write every module")
+        self.server = subprocess.Popen(
+            [str(BIN / "daqdata-server"), "--listen", self.host, "--log-level", "warn"],
+            stdout=open(log_dir / "server.log", "w"), stderr=subprocess.STDOUT)
+        wait_for(self.sock.exists, "the server socket")
+        cfg = tmp / "hp_io_config.json"
+        cfg.write_text(json.dumps({"data_dir": str(self.data), "update_interval_seconds": 0.001,
+                                   "force": True, "simulate_daq": False, "module_ids": []}))
+        subprocess.run([str(BIN / "daqdata"), "--host", self.host, "--init", str(cfg)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def close(self):
+        for p in (self.server, self.sim):
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in (self.server, self.sim):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def bench(rig, clients, interval, duration, warmup, upload=False):
+    cmd = [str(BIN / "daqdata"), "bench", "--host", rig.host, "--clients", str(clients),
+           "--duration", str(duration), "--warmup", str(warmup), "--server-pid", str(rig.server.pid), "--json"]
+    if upload:
+        cmd += ["--upload"]
+    else:
+        cmd += ["--interval", str(interval)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + warmup + 120)
+    raw = json.loads(out.stdout.strip().splitlines()[-1])
+    server = raw.get("server") or {}
+    return {
+        "images_per_s": raw["images_per_second"],
+        "age_ms": raw["frame_age_ms"] if raw["frame_age_ms"]["samples"] else {},
+        "cpu_percent": server.get("cpu_percent"),
+        "peak_rss_mib": server["peak_rss_kib"] / 1024 if "peak_rss_kib" in server else None,
+        "errors": sum(raw["errors"].values()),
+        "per_client": [raw["per_client_min_images"], raw["per_client_max_images"]],
+    }
+
+
+def idle(rig, duration):
+    pid = rig.server.pid
+    time.sleep(1)
+    c0, t0 = proc_cpu_seconds(pid), time.time()
+    time.sleep(duration)
+    c1, t1 = proc_cpu_seconds(pid), time.time()
+    return {"images_per_s": 0.0, "cpu_percent": 100 * (c1 - c0) / (t1 - t0),
+            "peak_rss_mib": proc_rss_mib(pid, "VmHWM"), "errors": 0}
+
+
+def ideal(clients, interval):
+    per_stream = min(1 / interval, RATE)
+    return clients * len(MODULES) * TYPES * per_stream
+
+
+def spread(values, fmt):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario run")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--only", default="", help="comma-separated scenario names, e.g. 100x0.05,idle")
+    ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
+    args = ap.parse_args()
+    wanted = [s for s in SCENARIOS if not args.only or s[0] in args.only.split(",")]
+
+    results = {name: [] for name, _, _ in wanted}
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-e2e-logs-"))
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+            rig = Rig(Path(tmp), log_dir)
+            try:
+                for name, clients, interval in wanted:
+                    print(f"run {run + 1}/{args.runs}: {name} ...", file=sys.stderr, flush=True)
+                    if name == "idle":
+                        r = idle(rig, args.duration)
+                    elif name == "upload":
+                        streaming = subprocess.Popen(
+                            [str(BIN / "daqdata"), "bench", "--host", rig.host, "--clients", "1",
+                             "--interval", "0.01", "--duration", str(args.duration + args.warmup + 5),
+                             "--warmup", "0", "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        r = bench(rig, 1, None, args.duration, args.warmup, upload=True)
+                        streaming.terminate()
+                        streaming.wait()
+                    else:
+                        r = bench(rig, clients, interval, args.duration, args.warmup)
+                        r["ideal"] = ideal(clients, interval)
+                    results[name].append(r)
+            finally:
+                rig.close()
+
+    machine = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True,
+                             text=True).stdout.strip()
+    print(f"\nmachine: {machine}, {os.cpu_count()} cores; {args.runs} run(s) of {args.duration:.0f} s; "
+          f"medians (min..max); logs in {log_dir}\n")
+    header = ("scenario", "images/s", "% ideal", "age p50 ms", "age p99 ms", "server CPU %", "peak RSS MiB",
+              "errors")
+    rows = [header]
+    for name, clients, interval in wanted:
+        rs = results[name]
+        rows.append((
+            name,
+            spread([r.get("images_per_s") for r in rs], "{:.0f}"),
+            spread([100 * r["images_per_s"] / r["ideal"] for r in rs if r.get("ideal")], "{:.1f}"),
+            spread([r.get("age_ms", {}).get("p50") for r in rs], "{:.2f}"),
+            spread([r.get("age_ms", {}).get("p99") for r in rs], "{:.2f}"),
+            spread([r.get("cpu_percent") for r in rs], "{:.1f}"),
+            spread([r.get("peak_rss_mib") for r in rs], "{:.1f}"),
+            spread([r.get("errors", 0) for r in rs], "{:.0f}"),
+        ))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    for i, row in enumerate(rows):
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
