@@ -148,6 +148,9 @@ pub(crate) struct Histogram {
 pub struct PhDist {
     pub(crate) modules: BTreeMap<u32, Events>,
     now: f64,
+    /// When the first image came: a window longer than the time since
+    /// then has not filled yet, and its rate is over the time seen.
+    first: Option<f64>,
     frames: u64,
 }
 
@@ -164,6 +167,7 @@ impl PhDist {
             return;
         }
         self.frames += 1;
+        self.first.get_or_insert(now);
         let events = &mut self.modules.entry(image.module_id).or_default().events;
         events.push_back((now, image.max_pixel()));
         self.advance(now);
@@ -220,11 +224,14 @@ impl PhDist {
                     counts[bin.min(PHDIST_BINS - 1)] += 1;
                     n += 1;
                 }
+                let seen = self
+                    .first
+                    .map_or(w, |first| (self.now - first).clamp(1.0, w));
                 Histogram {
                     window_seconds: w,
                     counts,
                     events: n,
-                    rate: n as f64 / w,
+                    rate: n as f64 / seen,
                 }
             })
             .collect()
