@@ -139,6 +139,28 @@ impl State {
         }
     }
 
+    /// Lets a stream or an upload in: hp_io must be configured and not
+    /// being reconfigured, and a place must be free.
+    fn admit(&self) -> Result<(Arc<Generation>, Place), Status> {
+        if self.initializing.load(Ordering::Acquire) {
+            return Err(Status::unavailable(
+                "hp_io is being (re)configured by InitHpIo; retry in a moment",
+            ));
+        }
+        let Some(generation) = self.current() else {
+            return Err(Status::failed_precondition(
+                "hp_io is not initialized on this server: call InitHpIo first (daqdata --init CONFIG or --init-sim)",
+            ));
+        };
+        let max = self.config.max_concurrent_rpcs;
+        let place = Place::take(&self.rpcs, max).ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "this server already serves its maximum of {max} streams and uploads; try again later"
+            ))
+        })?;
+        Ok((generation, place))
+    }
+
     /// Takes the running hp_io away, for shutdown.
     pub(crate) async fn take_hp_io(&self) -> Option<HpIo> {
         self.set_current(None);
@@ -395,22 +417,7 @@ impl DaqDataService {
                 "update_interval_seconds {asked} must be a number from 0 to {max} seconds (0 = as fast as hp_io updates)"
             )));
         }
-        if state.initializing.load(Ordering::Acquire) {
-            return Err(Status::unavailable(
-                "hp_io is being (re)configured by InitHpIo; retry in a moment",
-            ));
-        }
-        let Some(generation) = state.current() else {
-            return Err(Status::failed_precondition(
-                "hp_io is not initialized on this server: call InitHpIo first (daqdata --init CONFIG or --init-sim)",
-            ));
-        };
-        let max_rpcs = state.config.max_concurrent_rpcs;
-        let place = Place::take(&state.rpcs, max_rpcs).ok_or_else(|| {
-            Status::resource_exhausted(format!(
-                "this server already serves its maximum of {max_rpcs} streams and uploads; try again later"
-            ))
-        })?;
+        let (generation, place) = state.admit()?;
         let stream_place = Place::take(&state.streams, usize::MAX)
             .ok_or_else(|| Status::internal("stream count overflow"))?;
         let interval = Duration::from_secs_f64(asked).max(generation.interval);
@@ -435,22 +442,7 @@ impl DaqDataService {
 
     async fn upload(&self, mut images: Streaming<UploadImageRequest>) -> Result<u64, Status> {
         let state = &self.state;
-        if state.initializing.load(Ordering::Acquire) {
-            return Err(Status::unavailable(
-                "hp_io is being (re)configured by InitHpIo; retry in a moment",
-            ));
-        }
-        let Some(generation) = state.current() else {
-            return Err(Status::failed_precondition(
-                "hp_io is not initialized on this server: call InitHpIo first (daqdata --init CONFIG or --init-sim)",
-            ));
-        };
-        let max_rpcs = state.config.max_concurrent_rpcs;
-        let _place = Place::take(&state.rpcs, max_rpcs).ok_or_else(|| {
-            Status::resource_exhausted(format!(
-                "this server already serves its maximum of {max_rpcs} streams and uploads; try again later"
-            ))
-        })?;
+        let (generation, _place) = state.admit()?;
         let mut n = 0u64;
         loop {
             let next = tokio::select! {
