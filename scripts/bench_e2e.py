@@ -80,8 +80,11 @@ class Rig:
             stdout=open(log_dir / "daqsim.log", "w"), stderr=subprocess.STDOUT)
         wait_for(lambda: len(list(self.data.glob("module_*/*.pffd/*.pff"))) >= len(MODULES) * TYPES,
                  "daqsim to write every module")
+        # Room for the 1000-client scenario (the default, as in Python, is 100).
+        config = tmp / "server.toml"
+        config.write_text("max_concurrent_rpcs = 1100\n")
         self.server = subprocess.Popen(
-            [str(BIN / "daqdata-server"), "--listen", self.host, "--log-level", "warn"],
+            [str(BIN / "daqdata-server"), "--listen", self.host, "--config", str(config), "--log-level", "warn"],
             stdout=open(log_dir / "server.log", "w"), stderr=subprocess.STDOUT)
         wait_for(self.sock.exists, "the server socket")
         cfg = tmp / "hp_io_config.json"

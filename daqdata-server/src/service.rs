@@ -420,7 +420,16 @@ impl DaqDataService {
         let (generation, place) = state.admit()?;
         let stream_place = Place::take(&state.streams, usize::MAX)
             .ok_or_else(|| Status::internal("stream count overflow"))?;
-        let interval = Duration::from_secs_f64(asked).max(generation.interval);
+        // SPEC: 0, or anything not above the hp_io interval, means "as
+        // fast as hp_io updates": every frame hp_io hands on, unpaced.
+        // (Pacing at the hp_io interval itself would drop the frames that
+        // reach the stream a little early, with timers that tick in ms.)
+        let asked = Duration::from_secs_f64(asked);
+        let interval = if asked <= generation.interval {
+            Duration::ZERO
+        } else {
+            asked
+        };
         let stream = ImageStream::new(
             state.host.clone(),
             Filter {
