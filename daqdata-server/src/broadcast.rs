@@ -7,6 +7,7 @@
 //! stream never holds anything up: a slot keeps only the newest frame.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -128,6 +129,20 @@ pub(crate) struct Broadcast {
     slots: RwLock<HashMap<Key, Arc<watch::Sender<Slot>>>>,
     /// Bumped whenever a slot is added, so streams can subscribe to it.
     keys: watch::Sender<u64>,
+    /// Streams watching; see [`Watching`].
+    watchers: AtomicUsize,
+}
+
+/// A stream watching a [`Broadcast`]. While none does, the tracker reads
+/// nothing, so the tracked frames the slots hold grow stale: the first
+/// stream to come empties them, and starts with the fresh frames the tracker hands on
+/// when it wakes.
+pub(crate) struct Watching(Arc<Broadcast>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Broadcast {
@@ -135,7 +150,30 @@ impl Broadcast {
         Broadcast {
             slots: RwLock::new(HashMap::new()),
             keys: watch::Sender::new(0),
+            watchers: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a stream in until the guard is dropped; the first of a
+    /// quiet spell empties the slots (see [`Watching`]). Call it before
+    /// taking the tracker's demand, which refills them.
+    pub(crate) fn watch(self: &Arc<Self>) -> Watching {
+        if self.watchers.fetch_add(1, Ordering::AcqRel) == 0 {
+            let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+            for slot in slots.values() {
+                // Uploads are not read by the tracker and stay.
+                slot.send_if_modified(|frame| {
+                    let stale = frame
+                        .as_ref()
+                        .is_some_and(|f| matches!(f.source, Source::Tracked { .. }));
+                    if stale {
+                        *frame = None;
+                    }
+                    stale
+                });
+            }
+        }
+        Watching(self.clone())
     }
 
     /// A frame read by hp_io.

@@ -39,6 +39,8 @@ impl std::fmt::Display for Settings {
 /// What streams of one configuration share.
 pub(crate) struct Generation {
     pub broadcast: Arc<Broadcast>,
+    /// Held by every stream: the tracker reads frames only while held.
+    pub demand: hpio::Demand,
     pub interval: Duration,
     /// Cancelled when a forced InitHpIo replaces this configuration.
     pub reconfigured: CancellationToken,
@@ -73,22 +75,26 @@ impl HpIo {
         } else {
             (settings.data_dir.clone(), None)
         };
+        let broadcast = Arc::new(Broadcast::new());
+        let sink = broadcast.clone();
+        let tracker = hpio::Tracker::spawn(
+            hpio::TrackerConfig {
+                interval: settings.interval,
+                modules: settings.modules.clone(),
+                // Nothing is read while no stream watches: idle tracking
+                // costs Hashpipe's node nothing.
+                on_demand: true,
+                ..hpio::TrackerConfig::new(data_dir.clone())
+            },
+            move |event| sink.publish_tracked(event),
+        )
+        .with_context(|| format!("starting hp_io on {}", data_dir.display()))?;
         let generation = Arc::new(Generation {
-            broadcast: Arc::new(Broadcast::new()),
+            broadcast,
+            demand: tracker.demand(),
             interval: settings.interval,
             reconfigured: CancellationToken::new(),
         });
-        let broadcast = generation.broadcast.clone();
-        let tracker = hpio::Tracker::spawn(
-            hpio::TrackerConfig {
-                data_dir: data_dir.clone(),
-                interval: settings.interval,
-                modules: settings.modules.clone(),
-                ..hpio::TrackerConfig::new(data_dir.clone())
-            },
-            move |event| broadcast.publish_tracked(event),
-        )
-        .with_context(|| format!("starting hp_io on {}", data_dir.display()))?;
         Ok(HpIo {
             settings: settings.clone(),
             generation,

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::Config;
 use crate::hp_io::{Generation, HpIo, Settings};
-use crate::stream::{Ends, Filter, ImageStream, Place};
+use crate::stream::{Filter, ImageStream, Place};
 
 /// Shared by every RPC.
 pub(crate) struct State {
@@ -438,11 +438,8 @@ impl DaqDataService {
                 modules: req.module_ids,
             },
             interval,
-            generation.broadcast.clone(),
-            Ends {
-                reconfigured: generation.reconfigured.clone(),
-                shutdown: state.shutdown.clone(),
-            },
+            &generation,
+            state.shutdown.clone(),
             [place, stream_place],
             peer,
         );

@@ -21,7 +21,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::broadcast::{Broadcast, Key, Slot};
+use crate::broadcast::{Broadcast, Key, Slot, Watching};
+use crate::hp_io::Generation;
 
 /// What a stream asked for.
 #[derive(Clone, Debug)]
@@ -94,20 +95,31 @@ pub(crate) struct ImageStream {
     sent: u64,
     ended_by: &'static str,
     _places: [Place; 2],
+    _watching: Watching,
+    _demand: hpio::DemandHold,
 }
 
 type Changed<'a> = Pin<Box<dyn Future<Output = Result<(), watch::error::RecvError>> + Send + 'a>>;
 
 impl ImageStream {
+    /// A stream of `generation`'s frames; it holds the tracker's demand
+    /// while it lives.
     pub(crate) fn new(
         host: String,
         filter: Filter,
         interval: Duration,
-        broadcast: Arc<Broadcast>,
-        ends: Ends,
+        generation: &Generation,
+        shutdown: CancellationToken,
         places: [Place; 2],
         peer: String,
     ) -> Self {
+        let broadcast = generation.broadcast.clone();
+        let watching = broadcast.watch();
+        let demand = generation.demand.hold();
+        let ends = Ends {
+            reconfigured: generation.reconfigured.clone(),
+            shutdown,
+        };
         let mut keys = broadcast.watch_keys();
         keys.mark_changed();
         ImageStream {
@@ -124,6 +136,8 @@ impl ImageStream {
             sent: 0,
             ended_by: "the client went away",
             _places: places,
+            _watching: watching,
+            _demand: demand,
         }
     }
 

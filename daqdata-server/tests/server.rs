@@ -478,3 +478,41 @@ async fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
     server.shutdown().await.unwrap();
     assert!(!sock.exists());
 }
+
+/// The node time of an image's first quabo, from its header.
+fn node_time(image: &PanoImage) -> f64 {
+    use prost_types::value::Kind;
+    let header = image.header.as_ref().unwrap();
+    let fields = match header.fields.get("quabo_0").and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StructValue(q)) => &q.fields,
+        _ => &header.fields,
+    };
+    let num = |k: &str| match fields[k].kind {
+        Some(Kind::NumberValue(n)) => n,
+        _ => panic!("{k} is not a number"),
+    };
+    num("tv_sec") + num("tv_usec") * 1e-6
+}
+
+#[tokio::test]
+async fn a_stream_after_a_quiet_spell_starts_with_fresh_frames() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut s = open(&mut c, stream_request(true, false, 0.0, &[1])).await;
+    take(&mut s, 3).await;
+    drop(s);
+    // No stream: the tracker reads nothing, and what the server held is
+    // not served to the next stream as if it were new.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut s = open(&mut c, stream_request(true, false, 0.0, &[1])).await;
+    let first = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let age = now - node_time(&first);
+    assert!(
+        age < 1.0,
+        "the first frame after the quiet spell is {age:.3} s old"
+    );
+}

@@ -66,6 +66,12 @@ impl Followed {
         self.recheck = true;
     }
 
+    /// The next check hands on the newest frame even if it was handed on
+    /// before (for watchers who arrived while nothing was read).
+    pub(crate) fn forget_sent(&mut self) {
+        self.last_index = None;
+    }
+
     /// The newest complete frame, if the file grew past the last one handed
     /// on. One `fstat`, and one read of one frame when there is news.
     pub(crate) fn check(&mut self, warnings: &mut Warnings) -> Option<Read> {

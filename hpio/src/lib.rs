@@ -20,6 +20,10 @@
 //!   never queued.
 //! - [`active_run`] answers whether Hashpipe is recording at all (SPEC §3),
 //!   before a tracker is started.
+//! - An on-demand tracker ([`TrackerConfig::on_demand`]) reads nothing
+//!   while no [`DemandHold`] of its [`Demand`] lives, and hands on every
+//!   newest frame the moment one is taken: a server with no viewers costs
+//!   Hashpipe nothing.
 //!
 //! A torn or misaligned frame is never handed on; bad files and vanished
 //! directories are logged once and skipped while everything else goes on.
@@ -43,6 +47,7 @@
 //! ```
 
 mod active;
+mod demand;
 mod error;
 mod follow;
 mod tracker;
@@ -51,5 +56,6 @@ mod wake;
 mod warn;
 
 pub use active::active_run;
+pub use demand::{Demand, DemandHold};
 pub use error::Error;
 pub use tracker::{FrameEvent, Tracker, TrackerConfig};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use inotify::EventMask;
 
+use crate::demand::Demand;
 use crate::follow::Followed;
 use crate::tree::{Key, Tree};
 use crate::wake::{Notice, Wake, Woken};
@@ -38,6 +39,9 @@ pub struct TrackerConfig {
     /// [`TrackerConfig::new`] sets it when the environment variable
     /// `HPIO_POLL_ONLY` is set to anything but `0` or empty.
     pub poll_only: bool,
+    /// Read frames only while someone holds the tracker's [`Demand`]
+    /// ([`Tracker::demand`]); between holds, nothing is read or emitted.
+    pub on_demand: bool,
 }
 
 impl TrackerConfig {
@@ -50,6 +54,7 @@ impl TrackerConfig {
             interval: Duration::from_millis(100),
             modules: Vec::new(),
             poll_only,
+            on_demand: false,
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct Tracker {
     /// Written to (or closed) to stop the thread.
     stop: UnixStream,
     thread: Option<JoinHandle<()>>,
+    demand: Demand,
 }
 
 impl Tracker {
@@ -102,19 +108,28 @@ impl Tracker {
             source,
         };
         let (stop, stop_rx) = crate::wake::stop_pair().map_err(thread_error)?;
+        let (demand, demand_rx) = crate::demand::pair().map_err(thread_error)?;
+        let wanted = config.on_demand.then(|| demand.clone());
         let thread = std::thread::Builder::new()
             .name("hpio-tracker".into())
             .spawn(move || {
                 let _span =
                     tracing::info_span!("tracker", data_dir = %config.data_dir.display()).entered();
-                let wake = Wake::new(stop_rx, !config.poll_only, config.interval);
-                Loop::new(config, wake, sink).run();
+                let wake = Wake::new(stop_rx, demand_rx, !config.poll_only, config.interval);
+                Loop::new(config, wake, wanted, sink).run();
             })
             .map_err(thread_error)?;
         Ok(Tracker {
             stop,
             thread: Some(thread),
+            demand,
         })
+    }
+
+    /// The handle that wakes an on-demand tracker
+    /// ([`TrackerConfig::on_demand`]); of no effect otherwise.
+    pub fn demand(&self) -> Demand {
+        self.demand.clone()
     }
 
     /// Stops the thread and waits for it; returns within about one check
@@ -156,13 +171,15 @@ struct Loop<S> {
     seq: HashMap<Key, u64>,
     warnings: Warnings,
     sink: S,
+    /// For an on-demand tracker: frames are read only while it is held.
+    wanted: Option<Demand>,
     /// Filled from notifications between checks.
     dirty_files: Vec<Key>,
     dirty_dirs: HashSet<PathBuf>,
 }
 
 impl<S: FnMut(FrameEvent)> Loop<S> {
-    fn new(config: TrackerConfig, wake: Wake, sink: S) -> Self {
+    fn new(config: TrackerConfig, wake: Wake, wanted: Option<Demand>, sink: S) -> Self {
         Loop {
             interval: config.interval.max(Duration::from_micros(100)),
             tree: Tree::new(config.data_dir, config.modules),
@@ -174,6 +191,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             seq: HashMap::new(),
             warnings: Warnings::default(),
             sink,
+            wanted,
             dirty_files: Vec::new(),
             dirty_dirs: HashSet::new(),
         }
@@ -181,7 +199,21 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
 
     fn run(mut self) {
         let mut next_tick = Instant::now();
+        let mut dormant = false;
         loop {
+            if self.wanted.as_ref().is_some_and(|d| !d.is_held()) {
+                // No one wants frames: read nothing, not even notifications
+                // (the kernel keeps them, or says it dropped some).
+                dormant = true;
+                if self.wake.wait(RESCAN, false) == Woken::Stop {
+                    return;
+                }
+                continue;
+            }
+            if std::mem::take(&mut dormant) {
+                self.wake_up();
+                next_tick = Instant::now() + self.interval;
+            }
             let now = Instant::now();
             if now >= next_tick {
                 self.tick();
@@ -195,7 +227,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             let wake_at = self.next_useful_tick(next_tick);
             match self
                 .wake
-                .wait(wake_at.saturating_duration_since(Instant::now()))
+                .wait(wake_at.saturating_duration_since(Instant::now()), true)
             {
                 Woken::Stop => return,
                 Woken::Notified => {
@@ -249,6 +281,29 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         }
         keys.clear();
         self.dirty_files = keys;
+    }
+
+    /// Back from dormancy: whatever was written meanwhile is news. The
+    /// notifications of that time are dropped unread (the kernel may have
+    /// dropped some too); everything is looked at instead, and the newest
+    /// frame of every file is handed on again, for the new watchers.
+    fn wake_up(&mut self) {
+        while self.wake.drain(|_| {}) > 0 {}
+        self.dirty_files.clear();
+        self.dirty_dirs.clear();
+        self.overflowed = false;
+        self.next_rescan = Instant::now() + RESCAN;
+        // Before the refresh, which checks files it starts to follow: those
+        // are handed on there, the others below, each once.
+        for followed in self.followed.values_mut() {
+            followed.recheck_path();
+            followed.forget_sent();
+        }
+        self.refresh_tree(&|_| true);
+        let keys: Vec<Key> = self.followed.keys().copied().collect();
+        for key in keys {
+            self.check(key);
+        }
     }
 
     /// Every write is a notification: take all that are pending, then

@@ -54,6 +54,8 @@ pub(crate) struct Wake {
     /// Readable (end of stream) when the [`crate::Tracker`] asks to stop or
     /// is dropped.
     stop: UnixStream,
+    /// Readable when an on-demand tracker's first watcher arrives.
+    demand: UnixStream,
     inotify: Option<Inotify>,
     dirs: HashMap<PathBuf, WatchDescriptor>,
     wds: HashMap<WatchDescriptor, PathBuf>,
@@ -66,7 +68,12 @@ pub(crate) struct Wake {
 
 impl Wake {
     /// `notify`: use inotify if the system allows; else only ticks.
-    pub(crate) fn new(stop: UnixStream, notify: bool, interval: Duration) -> Self {
+    pub(crate) fn new(
+        stop: UnixStream,
+        demand: UnixStream,
+        notify: bool,
+        interval: Duration,
+    ) -> Self {
         let inotify = if notify {
             match Inotify::init() {
                 Ok(i) => Some(i),
@@ -83,6 +90,7 @@ impl Wake {
         };
         Wake {
             stop,
+            demand,
             inotify,
             dirs: HashMap::new(),
             wds: HashMap::new(),
@@ -98,9 +106,13 @@ impl Wake {
         self.inotify.is_some() && self.unwatched.is_empty()
     }
 
-    /// Sleeps until a notification, a stop request, or `timeout`.
-    pub(crate) fn wait(&mut self, timeout: Duration) -> Woken {
-        let inotify_fd: RawFd = self.inotify.as_ref().map_or(-1, |i| i.as_raw_fd());
+    /// Sleeps until a notification (when `notifications`), a stop
+    /// request, a demand wake-up, or `timeout`.
+    pub(crate) fn wait(&mut self, timeout: Duration, notifications: bool) -> Woken {
+        let inotify_fd: RawFd = match &self.inotify {
+            Some(i) if notifications => i.as_raw_fd(),
+            _ => -1,
+        };
         let mut fds = [
             libc::pollfd {
                 fd: self.stop.as_raw_fd(),
@@ -113,20 +125,29 @@ impl Wake {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: self.demand.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        // SAFETY: `fds` is a valid array of two pollfd for the whole call,
-        // `ts` a valid timespec, and a null signal mask means "unchanged".
-        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+        // SAFETY: `fds` is a valid array of three pollfd for the whole
+        // call, `ts` a valid timespec, and a null signal mask means
+        // "unchanged".
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 3, &ts, std::ptr::null()) };
         if n <= 0 {
             // Timeout, or a signal (EINTR): either way, look and wait again.
             return Woken::Timeout;
         }
         if fds[0].revents != 0 {
             return Woken::Stop;
+        }
+        if fds[2].revents != 0 {
+            crate::demand::drain(&mut self.demand);
         }
         if fds[1].revents != 0 {
             Woken::Notified
