@@ -50,7 +50,7 @@ pub(crate) struct Generation {
 /// removed when this is dropped.
 struct Simulation {
     replay: daqsim::Replay,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A running configuration.
@@ -71,7 +71,7 @@ impl HpIo {
     ) -> anyhow::Result<HpIo> {
         let (data_dir, simulation) = if settings.simulate {
             let sim = start_simulation(settings, simulate, fixtures)?;
-            (sim._dir.path().to_path_buf(), Some(sim))
+            (sim.dir.path().to_path_buf(), Some(sim))
         } else {
             (settings.data_dir.clone(), None)
         };
@@ -150,7 +150,7 @@ fn start_simulation(
         },
     )
     .context("starting the simulated DAQ")?;
-    Ok(Simulation { replay, _dir: dir })
+    Ok(Simulation { replay, dir })
 }
 
 fn primary_module(fixtures: &daqsim::Fixtures) -> Option<u32> {

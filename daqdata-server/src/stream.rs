@@ -66,12 +66,11 @@ impl Drop for Place {
 }
 
 /// Why a stream ends early.
-#[derive(Clone)]
-pub(crate) struct Ends {
+struct Ends {
     /// InitHpIo with force=true replaced the configuration.
-    pub reconfigured: CancellationToken,
+    reconfigured: CancellationToken,
     /// The server is shutting down.
-    pub shutdown: CancellationToken,
+    shutdown: CancellationToken,
 }
 
 struct Sub {
@@ -178,15 +177,14 @@ impl ImageStream {
                 return Some(Ok(response));
             }
             let wake_at = self.subs.iter().map(|s| s.due).filter(|&d| d > now).min();
-            let due: Vec<usize> = (0..self.subs.len())
-                .filter(|&i| self.subs[i].due <= now)
-                .collect();
-            let changed: Vec<Changed<'_>> = self
+            // The due slots, by index, and a wait for each one's next frame.
+            let (due, changed): (Vec<usize>, Vec<Changed<'_>>) = self
                 .subs
                 .iter_mut()
-                .filter(|s| s.due <= now)
-                .map(|s| Box::pin(s.rx.changed()) as Changed<'_>)
-                .collect();
+                .enumerate()
+                .filter(|(_, s)| s.due <= now)
+                .map(|(i, s)| (i, Box::pin(s.rx.changed()) as Changed<'_>))
+                .unzip();
             let arrived = tokio::select! {
                 biased;
                 _ = self.ends.shutdown.cancelled() => {
