@@ -294,12 +294,22 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         self.overflowed = false;
         self.next_rescan = Instant::now() + RESCAN;
         // Before the refresh, which checks files it starts to follow: those
-        // are handed on there, the others below, each once.
+        // are handed on there, the others after it, each once.
         for followed in self.followed.values_mut() {
-            followed.recheck_path();
             followed.forget_sent();
         }
+        self.look_at_everything();
+    }
+
+    /// Lists every directory again and checks every followed file (its
+    /// path too): for when notifications cannot be trusted to say what
+    /// changed.
+    fn look_at_everything(&mut self) {
+        for followed in self.followed.values_mut() {
+            followed.recheck_path();
+        }
         self.refresh_tree(&|_| true);
+        self.dirty_files.clear();
         let keys: Vec<Key> = self.followed.keys().copied().collect();
         for key in keys {
             self.check(key);
@@ -330,15 +340,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         });
         if std::mem::take(&mut self.overflowed) {
             tracing::debug!("file-system notifications overflowed; looking at everything");
-            self.refresh_tree(&|_| true);
-            for followed in self.followed.values_mut() {
-                followed.recheck_path();
-            }
-            self.dirty_files.clear();
-            let keys: Vec<Key> = self.followed.keys().copied().collect();
-            for key in keys {
-                self.check(key);
-            }
+            self.look_at_everything();
             return notices;
         }
         if !self.dirty_dirs.is_empty() {
