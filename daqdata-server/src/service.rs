@@ -410,26 +410,12 @@ impl DaqDataService {
                 "At least one stream flag must be True: set stream_movie_data and/or stream_pulse_height_data",
             ));
         }
-        let asked = req.update_interval_seconds;
         let max = state.config.max_client_update_interval_seconds;
-        if !asked.is_finite() || asked < 0.0 || asked > max {
-            return Err(Status::invalid_argument(format!(
-                "update_interval_seconds {asked} must be a number from 0 to {max} seconds (0 = as fast as hp_io updates)"
-            )));
-        }
+        let asked = client_interval(req.update_interval_seconds, max)?;
         let (generation, place) = state.admit()?;
         let stream_place = Place::take(&state.streams, usize::MAX)
             .ok_or_else(|| Status::internal("stream count overflow"))?;
-        // SPEC: 0, or anything not above the hp_io interval, means "as
-        // fast as hp_io updates": every frame hp_io hands on, unpaced.
-        // (Pacing at the hp_io interval itself would drop the frames that
-        // reach the stream a little early, with timers that tick in ms.)
-        let asked = Duration::from_secs_f64(asked);
-        let interval = if asked <= generation.interval {
-            Duration::ZERO
-        } else {
-            asked
-        };
+        let interval = effective_interval(asked, generation.interval);
         let stream = ImageStream::new(
             state.host.clone(),
             Filter {
@@ -469,6 +455,25 @@ impl DaqDataService {
             n += 1;
         }
     }
+}
+
+/// The interval a client asked for, checked (SPEC §3): NaN, +infinite and
+/// anything above `max` are refused; zero, negative and -infinite mean "as
+/// fast as hp_io updates" and come back as `None`.
+fn client_interval(asked: f64, max: f64) -> Result<Option<Duration>, Status> {
+    if asked.is_nan() || asked > max {
+        return Err(Status::invalid_argument(format!(
+            "update_interval_seconds {asked} must be a number of seconds up to {max} (0 or negative = as fast as hp_io updates)"
+        )));
+    }
+    Ok((asked > 0.0).then(|| Duration::from_secs_f64(asked)))
+}
+
+/// SPEC §3 rule 1: `max(client interval, hp_io interval)`, as the Python
+/// server computes it. hp_io's interval is the fastest any stream is
+/// served; a client asking "as fast as hp_io updates" gets exactly that.
+fn effective_interval(asked: Option<Duration>, hp_io: Duration) -> Duration {
+    asked.map_or(hp_io, |asked| asked.max(hp_io))
 }
 
 #[cfg(test)]
@@ -526,6 +531,25 @@ mod tests {
             .err()
             .map(|s| s.code());
         assert_eq!(code, Some(tonic::Code::Unavailable));
+    }
+
+    #[test]
+    fn the_effective_interval_is_the_larger_of_the_clients_and_hp_ios() {
+        let ms = Duration::from_millis;
+        let hp_io = ms(10);
+        let effective =
+            |asked: f64| client_interval(asked, 60.0).map(|a| effective_interval(a, hp_io));
+        assert_eq!(effective(0.05).ok(), Some(ms(50)));
+        assert_eq!(effective(0.01).ok(), Some(ms(10)));
+        assert_eq!(effective(0.001).ok(), Some(ms(10)));
+        for fastest in [0.0, -0.0, -1.0, f64::NEG_INFINITY] {
+            assert_eq!(effective(fastest).ok(), Some(hp_io), "{fastest}");
+        }
+        assert_eq!(effective(60.0).ok(), Some(Duration::from_secs(60)));
+        for bad in [f64::NAN, f64::INFINITY, 60.5] {
+            let code = effective(bad).err().map(|s| s.code());
+            assert_eq!(code, Some(tonic::Code::InvalidArgument), "{bad}");
+        }
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! One StreamImages call: which slots it wants and when it may send.
 //!
 //! Pacing is per (module, data product): a slot is *due* once the stream's
-//! interval has passed since it last sent that slot. A due slot with a
-//! frame this stream has not sent goes out at once; a due slot with
-//! nothing new is watched, and its next frame goes out the moment it
-//! arrives. Slots that are not due are left alone until they are, so an
-//! idle stream costs nothing between its sends.
+//! effective interval has passed since it last sent that slot (see
+//! [`Pace`]). A due slot with a frame this stream has not sent goes out at
+//! once; a due slot with nothing new is watched, and its next frame goes
+//! out the moment it arrives. Slots that are not due are left alone until
+//! they are, so an idle stream costs nothing between its sends.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -83,7 +83,7 @@ struct Sub {
 pub(crate) struct ImageStream {
     host: String,
     filter: Filter,
-    interval: Duration,
+    pace: Pace,
     broadcast: Arc<Broadcast>,
     keys: watch::Receiver<u64>,
     subs: Vec<Sub>,
@@ -124,7 +124,7 @@ impl ImageStream {
         ImageStream {
             host,
             filter,
-            interval,
+            pace: Pace::new(interval),
             broadcast,
             keys,
             subs: Vec::new(),
@@ -176,13 +176,19 @@ impl ImageStream {
             if let Some(response) = self.take_due(now) {
                 return Some(Ok(response));
             }
-            let wake_at = self.subs.iter().map(|s| s.due).filter(|&d| d > now).min();
+            let pace = self.pace;
+            let wake_at = self
+                .subs
+                .iter()
+                .map(|s| pace.opens(s.due))
+                .filter(|&open| open > now)
+                .min();
             // The due slots, by index, and a wait for each one's next frame.
             let (due, changed): (Vec<usize>, Vec<Changed<'_>>) = self
                 .subs
                 .iter_mut()
                 .enumerate()
-                .filter(|(_, s)| s.due <= now)
+                .filter(|(_, s)| pace.opens(s.due) <= now)
                 .map(|(i, s)| (i, Box::pin(s.rx.changed()) as Changed<'_>))
                 .unzip();
             let arrived = tokio::select! {
@@ -219,7 +225,7 @@ impl ImageStream {
         for k in 0..n {
             let i = (self.next + k) % n;
             let sub = &mut self.subs[i];
-            if sub.due > now || !sub.rx.has_changed().unwrap_or(false) {
+            if self.pace.opens(sub.due) > now || !sub.rx.has_changed().unwrap_or(false) {
                 continue;
             }
             let Some(frame) = sub.rx.borrow_and_update().clone() else {
@@ -228,7 +234,7 @@ impl ImageStream {
             let Some(image) = frame.encoded() else {
                 continue;
             };
-            sub.due = next_due(sub.due, now, self.interval);
+            sub.due = self.pace.next_due(sub.due, now);
             self.next = i + 1;
             self.sent += 1;
             return Some(SharedStreamImagesResponse {
@@ -248,20 +254,49 @@ impl Drop for ImageStream {
     }
 }
 
-/// When a slot may be sent next, after a send at `now` that was due at
-/// `due`.
+/// When a stream sends each slot: SPEC §3 rule 1, with its one allowance
+/// for timers.
 ///
-/// Sends keep to the schedule `due + interval`, so timer slack (tokio's
-/// timers tick in milliseconds) does not add up: a 0.05 s stream gets 20
-/// frames a second, not 19.6. A send that came late (the frame arrived
-/// after it was due) starts a new schedule, so two sends of one slot are
-/// never closer than the interval, less a tolerance of half the interval
-/// or 1 ms, whichever is smaller. (At a 1 ms interval, frames written
-/// 1 ms apart reach the stream with some jitter; a stricter bound would
-/// drop the early ones.)
-fn next_due(due: Instant, now: Instant, interval: Duration) -> Instant {
-    let tolerance = (interval / 2).min(Duration::from_millis(1));
-    (due + interval).max(now + interval - tolerance)
+/// Sends keep to the schedule `due + interval`, so timer slack does not add
+/// up: a 0.05 s stream gets 20 frames a second, not 19.6. A send that came
+/// late (no frame had arrived when it was due) starts a new schedule from
+/// the moment it went out, less the [`slack`](Pace::slack).
+///
+/// The allowance: a frame that arrives up to `slack` before its slot is due
+/// goes out at once instead of waiting for the due time. tokio's timers tick
+/// in milliseconds, and frames written 1 ms apart reach a stream with some
+/// jitter; without it, a 1 ms stream would wait a whole tick for a frame
+/// that came a few microseconds early, and the next frame would replace it.
+///
+/// The bound, in SPEC terms: `slack = min(interval / 4, 1 ms)`, so two sends
+/// of one slot are never closer than `interval - 2 * slack` (at least half
+/// the interval), and each send is at least `interval - slack` after the
+/// previous one's due time. Since `2 * slack < interval`, any window of N
+/// intervals holds at most N + 1 sends of each (module, data product).
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    interval: Duration,
+    slack: Duration,
+}
+
+impl Pace {
+    fn new(interval: Duration) -> Pace {
+        Pace {
+            interval,
+            slack: (interval / 4).min(Duration::from_millis(1)),
+        }
+    }
+
+    /// The earliest moment a slot due at `due` may be sent.
+    fn opens(self, due: Instant) -> Instant {
+        due.checked_sub(self.slack).unwrap_or(due)
+    }
+
+    /// When a slot may be sent next, after a send at `now` that was due at
+    /// `due`.
+    fn next_due(self, due: Instant, now: Instant) -> Instant {
+        (due + self.interval).max(now + self.interval - self.slack)
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -291,15 +326,76 @@ mod tests {
     #[test]
     fn sends_keep_to_the_schedule_without_coming_closer_than_the_interval() {
         let t0 = Instant::now();
-        let i = Duration::from_millis(50);
-        // On time, or late by timer slack: the schedule holds.
-        assert_eq!(next_due(t0, t0, i), t0 + i);
-        assert_eq!(next_due(t0, t0 + Duration::from_micros(900), i), t0 + i);
+        let ms = Duration::from_millis;
+        let pace = Pace::new(ms(50));
+        // On time, early within the slack, or late by timer slack: the
+        // schedule holds.
+        assert_eq!(pace.next_due(t0, t0), t0 + ms(50));
+        assert_eq!(
+            pace.next_due(t0, t0 - Duration::from_micros(900)),
+            t0 + ms(50)
+        );
+        assert_eq!(
+            pace.next_due(t0, t0 + Duration::from_micros(900)),
+            t0 + ms(50)
+        );
+        assert_eq!(pace.opens(t0 + ms(50)), t0 + ms(49));
         // A frame that came 30 ms after it was due: a new schedule.
-        let late = t0 + Duration::from_millis(30);
-        assert_eq!(next_due(t0, late, i), late + Duration::from_millis(49));
-        // Short intervals: the tolerance is half the interval.
-        let i = Duration::from_millis(1);
-        assert_eq!(next_due(t0, t0 + i, i), t0 + i + Duration::from_micros(500));
+        let late = t0 + ms(30);
+        assert_eq!(pace.next_due(t0, late), late + ms(49));
+        // Short intervals: the slack is a quarter of the interval.
+        let pace = Pace::new(ms(1));
+        assert_eq!(
+            pace.next_due(t0, t0 + ms(1)),
+            t0 + ms(1) + Duration::from_micros(750)
+        );
+        assert_eq!(pace.opens(t0 + ms(1)), t0 + Duration::from_micros(750));
+    }
+
+    /// Sends as early as the pace ever allows, for frames arriving at any
+    /// moment: any window of N intervals holds at most N + 1 sends.
+    #[test]
+    fn no_window_of_n_intervals_holds_more_than_n_plus_one_sends() {
+        let t0 = Instant::now() + Duration::from_secs(1);
+        for interval_us in [1_000u64, 1_300, 10_000, 50_000, 100_000] {
+            let interval = Duration::from_micros(interval_us);
+            let pace = Pace::new(interval);
+            // Frames at every 37 us, and sends at the earliest allowed
+            // moment, sometimes late by a pseudo-random amount.
+            let mut sends = Vec::new();
+            let mut due = t0;
+            let mut t = t0;
+            let mut lcg = 12345u64;
+            while sends.len() < 2_000 {
+                t += Duration::from_micros(37);
+                if t < pace.opens(due) {
+                    continue;
+                }
+                lcg = lcg
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if lcg >> 62 == 0 {
+                    t += Duration::from_micros((lcg >> 20) % (2 * interval_us));
+                }
+                sends.push(t);
+                due = pace.next_due(due, t);
+            }
+            for n in 1..=5u32 {
+                let window = interval * n;
+                let most = (0..sends.len())
+                    .map(|i| {
+                        sends[i..]
+                            .iter()
+                            .take_while(|&&s| s - sends[i] <= window)
+                            .count()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                assert!(
+                    most <= n as usize + 1,
+                    "{most} sends in {n} intervals of {interval:?}"
+                );
+            }
+        }
     }
 }
