@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
-use daqdata_proto::daqdata::{pano_image, PanoImage};
-use pff::{DataProduct, ImageKind, RawFrame};
+use daqdata_proto::daqdata::PanoImage;
+use pff::{DataProduct, RawFrame};
 use tokio::sync::watch;
 
 /// A slot: one module's one data product.
@@ -48,7 +48,7 @@ impl SharedFrame {
             .get_or_init(|| match &self.source {
                 Source::Uploaded(image) => Some(daqdata_proto::encode_pano_image(image)),
                 Source::Tracked { frame, file, index } => {
-                    match pano_image_of(self.module, frame, file, *index) {
+                    match PanoImage::from_frame(self.module, frame, file, *index) {
                         Ok(image) => Some(daqdata_proto::encode_pano_image(&image)),
                         Err(e) => {
                             tracing::warn!("skipping frame {index} of {file}: {e}");
@@ -59,69 +59,6 @@ impl SharedFrame {
             })
             .as_ref()
     }
-}
-
-/// The frame as the Python server sends it: header as a `Struct`, pixels
-/// as u32 (i16 pulse heights as their u16 bit pattern).
-fn pano_image_of(
-    module: u32,
-    frame: &RawFrame,
-    file: &str,
-    index: u64,
-) -> anyhow::Result<PanoImage> {
-    let dp = frame.data_product();
-    let header: serde_json::Value = serde_json::from_str(frame.header_text()?)?;
-    let image = frame.image();
-    let image_array: Vec<u32> = match dp.bytes_per_pixel() {
-        1 => image.iter().map(|&p| u32::from(p)).collect(),
-        _ => image
-            .chunks_exact(2)
-            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
-            .collect(),
-    };
-    Ok(PanoImage {
-        r#type: image_type(dp.kind()) as i32,
-        header: Some(struct_of(header)),
-        image_array,
-        shape: dp.shape().map(|n| n as u32).to_vec(),
-        bytes_per_pixel: dp.bytes_per_pixel() as i32,
-        file: file.to_string(),
-        frame_number: u32::try_from(index).unwrap_or(u32::MAX),
-        module_id: module,
-    })
-}
-
-pub(crate) fn image_type(kind: ImageKind) -> pano_image::Type {
-    match kind {
-        ImageKind::Movie => pano_image::Type::Movie,
-        ImageKind::PulseHeight => pano_image::Type::PulseHeight,
-    }
-}
-
-/// JSON object to `google.protobuf.Struct` (numbers become doubles, as
-/// protobuf's own JSON mapping does).
-fn struct_of(json: serde_json::Value) -> prost_types::Struct {
-    match value_of(json).kind {
-        Some(prost_types::value::Kind::StructValue(s)) => s,
-        _ => prost_types::Struct::default(),
-    }
-}
-
-fn value_of(json: serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match json {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        serde_json::Value::String(s) => Kind::StringValue(s),
-        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.into_iter().map(value_of).collect(),
-        }),
-        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
-            fields: o.into_iter().map(|(k, v)| (k, value_of(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 /// All slots of one hp_io configuration.
@@ -256,19 +193,6 @@ impl Broadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers_become_structs_of_numbers() {
-        let s = struct_of(serde_json::json!({"quabo_0": {"pkt_num": 5}, "tv_sec": 7}));
-        assert_eq!(
-            s.fields["tv_sec"].kind,
-            Some(prost_types::value::Kind::NumberValue(7.0))
-        );
-        assert!(matches!(
-            s.fields["quabo_0"].kind,
-            Some(prost_types::value::Kind::StructValue(_))
-        ));
-    }
 
     #[test]
     fn a_new_subscriber_sees_the_frame_already_there_and_nothing_twice() {

@@ -62,34 +62,6 @@ impl Default for Config {
     }
 }
 
-/// `hp_io_config.json`, unchanged from the Python project.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct HpIoConfigFile {
-    /// The DAQ data directory to track.
-    pub data_dir: String,
-    /// hp_io tick.
-    pub update_interval_seconds: f64,
-    /// End active streams if needed.
-    pub force: bool,
-    /// Replay the fixtures instead of tracking `data_dir`.
-    pub simulate_daq: bool,
-    /// Modules to track (empty = all).
-    pub module_ids: Vec<u32>,
-    /// Free text.
-    pub comments: String,
-}
-
-impl HpIoConfigFile {
-    /// Reads an `hp_io_config.json`.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading hp_io config {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("parsing hp_io config {} as JSON", path.display()))
-    }
-}
-
 impl Config {
     /// Reads a TOML file, or the Python server's JSON when the name ends in
     /// `.json`. Relative paths inside are taken from the file's directory.

@@ -40,9 +40,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use daqdata_proto::daqdata::InitHpIoRequest;
+use daqdata_proto::HpIoConfig;
 use tokio::task::JoinSet;
 
-pub use config::{Config, HpIoConfigFile, SimulateConfig};
+pub use config::{Config, SimulateConfig};
 pub use listen::Listening;
 
 use service::{DaqDataService, State};
@@ -52,8 +53,8 @@ use service::{DaqDataService, State};
 pub enum InitOnStart {
     /// Replay the fixtures (`simulate_daq=true`), as `--init-sim` does.
     Simulate,
-    /// Apply an `hp_io_config.json`'s settings.
-    Config(HpIoConfigFile),
+    /// Apply an `hp_io_config.json`'s settings (always with `force`).
+    Config(HpIoConfig),
 }
 
 /// A running server.
@@ -75,7 +76,7 @@ impl Server {
         };
         let init = match (init, &config.init_hp_io_config) {
             (Some(init), _) => Some(init),
-            (None, Some(path)) => Some(InitOnStart::Config(HpIoConfigFile::load(path)?)),
+            (None, Some(path)) => Some(InitOnStart::Config(HpIoConfig::load(path)?)),
             (None, None) => None,
         };
         let state = Arc::new(State::new(config, fixtures));
@@ -169,11 +170,8 @@ async fn initialize(state: &State, init: InitOnStart) -> anyhow::Result<()> {
             ..Default::default()
         },
         InitOnStart::Config(c) => InitHpIoRequest {
-            data_dir: c.data_dir,
-            update_interval_seconds: c.update_interval_seconds,
             force: true,
-            simulate_daq: c.simulate_daq,
-            module_ids: c.module_ids,
+            ..InitHpIoRequest::from(&c)
         },
     };
     let reply = state

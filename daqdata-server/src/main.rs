@@ -56,9 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let init = if args.init_sim {
         Some(InitOnStart::Simulate)
     } else if let Some(path) = &args.init {
-        Some(InitOnStart::Config(daqdata_server::HpIoConfigFile::load(
-            path,
-        )?))
+        Some(InitOnStart::Config(daqdata_proto::HpIoConfig::load(path)?))
     } else {
         None
     };

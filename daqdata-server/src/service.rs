@@ -7,11 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use daqdata_proto::daqdata::{
-    pano_image, InitHpIoRequest, InitHpIoResponse, PanoImage, StreamImagesRequest,
-    UploadImageRequest,
+    InitHpIoRequest, InitHpIoResponse, StreamImagesRequest, UploadImageRequest,
 };
 use daqdata_proto::SharedStreamImagesResponse;
-use pff::{DataProduct, ImageKind};
+use pff::DataProduct;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -287,49 +286,6 @@ fn peer<T>(req: &Request<T>) -> String {
     }
 }
 
-/// Checks an uploaded image against the four data products.
-fn upload_product(image: &PanoImage) -> Result<DataProduct, String> {
-    let kind = match pano_image::Type::try_from(image.r#type) {
-        Ok(pano_image::Type::Movie) => ImageKind::Movie,
-        Ok(pano_image::Type::PulseHeight) => ImageKind::PulseHeight,
-        _ => {
-            return Err(format!(
-                "type {} is neither MOVIE nor PULSE_HEIGHT",
-                image.r#type
-            ))
-        }
-    };
-    let [rows, cols] = image.shape[..] else {
-        return Err(format!("shape {:?} is not [rows, cols]", image.shape));
-    };
-    let bpp = usize::try_from(image.bytes_per_pixel).unwrap_or(0);
-    let dp = DataProduct::from_image(kind, [rows as usize, cols as usize], bpp).ok_or_else(|| {
-        format!(
-            "{kind:?} image of shape {:?} with {} bytes per pixel is none of img16 (32x32, 2), img8 (32x32, 1), ph256 (16x16, 2), ph1024 (32x32, 2)",
-            image.shape, image.bytes_per_pixel
-        )
-    })?;
-    if image.image_array.len() != dp.pixels() {
-        return Err(format!(
-            "{dp} image needs {} pixels, got {}",
-            dp.pixels(),
-            image.image_array.len()
-        ));
-    }
-    let max = if bpp == 1 {
-        u32::from(u8::MAX)
-    } else {
-        u32::from(u16::MAX)
-    };
-    if let Some(p) = image.image_array.iter().position(|&v| v > max) {
-        return Err(format!(
-            "pixel {p} is {} but {dp} pixels are {bpp} byte(s), at most {max}",
-            image.image_array[p]
-        ));
-    }
-    Ok(dp)
-}
-
 type ImageResponses =
     Pin<Box<dyn futures::Stream<Item = Result<SharedStreamImagesResponse, Status>> + Send>>;
 
@@ -449,7 +405,7 @@ impl DaqDataService {
             let image = request.pano_image.ok_or_else(|| {
                 Status::invalid_argument(format!("upload message {n} has no pano_image"))
             })?;
-            let dp = upload_product(&image)
+            let dp = DataProduct::try_from(&image)
                 .map_err(|e| Status::invalid_argument(format!("upload message {n}: {e}")))?;
             generation.broadcast.publish_uploaded(dp, image);
             n += 1;
@@ -479,43 +435,6 @@ fn effective_interval(asked: Option<Duration>, hp_io: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn image(kind: pano_image::Type, shape: [u32; 2], bpp: i32, pixels: usize) -> PanoImage {
-        PanoImage {
-            r#type: kind as i32,
-            shape: shape.to_vec(),
-            bytes_per_pixel: bpp,
-            image_array: vec![1; pixels],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn uploads_must_be_one_of_the_four_products() {
-        use pano_image::Type::*;
-        assert_eq!(
-            upload_product(&image(Movie, [32, 32], 2, 1024)),
-            Ok(DataProduct::Img16)
-        );
-        assert_eq!(
-            upload_product(&image(Movie, [32, 32], 1, 1024)),
-            Ok(DataProduct::Img8)
-        );
-        assert_eq!(
-            upload_product(&image(PulseHeight, [16, 16], 2, 256)),
-            Ok(DataProduct::Ph256)
-        );
-        assert_eq!(
-            upload_product(&image(PulseHeight, [32, 32], 2, 1024)),
-            Ok(DataProduct::Ph1024)
-        );
-        assert!(upload_product(&image(Movie, [16, 16], 2, 256)).is_err());
-        assert!(upload_product(&image(Undefined, [32, 32], 2, 1024)).is_err());
-        assert!(upload_product(&image(Movie, [32, 32], 2, 1000)).is_err());
-        let mut big = image(Movie, [32, 32], 1, 1024);
-        big.image_array[5] = 256;
-        assert!(upload_product(&big).unwrap_err().contains("pixel 5"));
-    }
 
     #[test]
     fn streams_opened_while_init_runs_are_told_to_retry() {
