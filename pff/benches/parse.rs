@@ -1,9 +1,10 @@
 //! How fast frames parse, and that finding the last complete frame of a
 //! growing file costs the same for 10 MB as for 4 GB.
 //!
-//! `cargo bench -p pff --bench parse`. Uses the real Lick img16 sample in
-//! `../shared/pff-samples/` (the parse benches are skipped without it; the
-//! lookup benches then use synthetic frames).
+//! `cargo bench -p pff --bench parse`. Parses the real Lick img16 frames:
+//! the full-size shared sample when present (the numbers in the README),
+//! else the repository's 300-frame fixture. The lookup benches use
+//! synthetic frames.
 
 use std::fs::File;
 use std::hint::black_box;
@@ -14,30 +15,25 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pff::{DataProduct, Frame, Header, PffFile, Pixels, Quabo, RawFrame};
 
-const LICK_IMG16: &str = "lick-2024-07-25/start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.debug_TRUNCATED.pff";
-
-/// The complete frames of the real img16 sample, and the frame size.
-fn lick_img16() -> Option<(Vec<u8>, usize)> {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/pff-samples"
-    ))
-    .join(LICK_IMG16);
-    if !path.exists() {
-        eprintln!("skipping parse benches: {} not found", path.display());
-        return None;
-    }
-    let file = PffFile::open(&path).ok()?;
+/// The complete frames of the real img16 recording, and the frame size.
+fn lick_img16() -> (Vec<u8>, usize) {
+    let sample = testdata::lick_samples("img16", 1)
+        .pop()
+        .expect("fixtures/ holds the img16 recording");
+    println!(
+        "parsing {} ({} frames)",
+        sample.path.display(),
+        sample.frames
+    );
+    let file = PffFile::open(&sample.path).unwrap();
     let size = file.frame_size() as usize;
-    let mut bytes = std::fs::read(&path).ok()?;
+    let mut bytes = std::fs::read(&sample.path).unwrap();
     bytes.truncate(bytes.len() / size * size);
-    Some((bytes, size))
+    (bytes, size)
 }
 
 fn parse(c: &mut Criterion) {
-    let Some((bytes, size)) = lick_img16() else {
-        return;
-    };
+    let (bytes, size) = lick_img16();
     let frames = (bytes.len() / size) as u64;
     let parse_all = |bytes: &[u8]| {
         let mut off = 0;
@@ -116,22 +112,13 @@ fn growing_file(dir: &tempfile::TempDir, frames: u64) -> std::io::Result<PathBuf
 }
 
 fn last_complete(c: &mut Criterion) {
-    let Ok(dir) = tempfile::tempdir() else {
-        eprintln!("skipping last_complete benches: no temp dir");
-        return;
-    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let mut g = c.benchmark_group("PffFile::last_complete");
     // 10 MB like the Lick sample, and 4 GiB.
     for (label, frames) in [("10 MB file", 4128), ("4 GiB file", (4u64 << 30) / 2540)] {
         let file = growing_file(&dir, frames)
             .and_then(|p| PffFile::open(&p).map_err(|e| std::io::Error::other(e.to_string())));
-        let file = match file {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("skipping {label}: {e}");
-                continue;
-            }
-        };
+        let file = file.unwrap_or_else(|e| panic!("making the sparse {label}: {e}"));
         let (n, raw) = file.last_complete().unwrap().unwrap();
         assert_eq!(n, frames - 1);
         assert_eq!(

@@ -94,8 +94,7 @@ fn info_json_is_one_object_per_file_with_the_same_facts() {
         // And a pulse-height file: pypff's when present, else the fixture.
         let ph = testdata::samples()
             .into_iter()
-            .filter(|s| s.dp == "ph256")
-            .next_back()
+            .rfind(|s| s.dp == "ph256")
             .unwrap();
         let out = pff(&["info", "--json", &path_of(&img16), &path_of(&ph)]);
         assert!(out.status.success(), "{}", stderr(&out));

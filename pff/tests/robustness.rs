@@ -1,9 +1,14 @@
-//! Whatever bytes a file holds, reading it gives frames or errors, never a
-//! panic: random bytes, torn frames, a wrong marker, headers that are not
-//! JSON, absurd sizes. And any values Hashpipe could stamp survive writing
-//! and reading back.
+//! Whatever bytes a file holds, reading it gives whole frames or errors,
+//! never a panic and never a frame that is not exactly the bytes it came
+//! from. The inputs start from real frames (the repository's fixtures, all
+//! four data products) and break them the ways files break: a byte changed
+//! or inserted in the header, a wrong or missing `*`, a second marker,
+//! truncation at every offset, frames of another size inside a file. And
+//! any values Hashpipe could stamp survive writing and reading back.
 
 use std::io::Write;
+use std::path::Path;
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
 
@@ -77,43 +82,305 @@ fn any_frame(
         })
 }
 
-/// Every reader of one frame's bytes, for every data product; none may
-/// panic, whatever the bytes.
-fn read_every_way(bytes: &[u8]) {
-    let _ = header_len(bytes);
-    for dp in DataProduct::ALL {
-        let _ = Frame::parse(bytes, dp);
-        if let Ok(raw) = RawFrame::new(bytes.to_vec(), dp) {
-            let _ = raw.header_text();
-            let _ = raw.parse();
+/// The first frames of each fixture, by data product.
+fn real_frames() -> &'static [(DataProduct, Vec<Vec<u8>>)] {
+    static FRAMES: OnceLock<Vec<(DataProduct, Vec<Vec<u8>>)>> = OnceLock::new();
+    FRAMES.get_or_init(|| {
+        DataProduct::ALL
+            .into_iter()
+            .map(|dp| {
+                let sample = testdata::samples()
+                    .into_iter()
+                    .find(|s| s.origin == testdata::Origin::Fixtures && s.dp == dp.name())
+                    .unwrap_or_else(|| panic!("no {dp} fixture"));
+                let file = PffFile::open(&sample.path).unwrap();
+                let frames = (0..4)
+                    .map(|n| file.read_raw(n).unwrap().as_bytes().to_vec())
+                    .collect();
+                (dp, frames)
+            })
+            .collect()
+    })
+}
+
+/// A real frame: its data product, its bytes, and its header length.
+fn real_frame() -> impl Strategy<Value = (DataProduct, Vec<u8>, usize)> {
+    (0..DataProduct::ALL.len(), 0usize..4).prop_map(|(p, n)| {
+        let (dp, frames) = &real_frames()[p];
+        let bytes = frames[n].clone();
+        let hlen = bytes.len() - dp.image_bytes();
+        (*dp, bytes, hlen)
+    })
+}
+
+/// Bytes that mean something to a JSON or PFF reader.
+fn telling_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        3 => prop::sample::select(b"{}[]\":,*\n\r\t 0123456789-+.eE\\xn".to_vec()),
+        1 => prop::sample::select(vec![0u8, 0x7f, 0x80, 0xc3, 0xff]),
+        1 => any::<u8>(),
+    ]
+}
+
+/// One way a frame's bytes break. Positions are taken within the header
+/// (where the parser's decisions are) unless said otherwise.
+#[derive(Clone, Debug)]
+enum Mutation {
+    /// A header byte changed.
+    Set(prop::sample::Index, u8),
+    /// Bytes inserted in the header: a wider frame.
+    Insert(prop::sample::Index, Vec<u8>),
+    /// Header bytes removed: a narrower frame.
+    Remove(prop::sample::Index, usize),
+    /// The `*` replaced.
+    Marker(u8),
+    /// A second blank line and `*` inside the header.
+    EarlyMarker(prop::sample::Index),
+    /// A byte changed anywhere, the image included.
+    SetAnywhere(prop::sample::Index, u8),
+    /// Cut off at an offset anywhere.
+    Truncate(prop::sample::Index),
+    /// Bytes after the frame.
+    Append(Vec<u8>),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let index = any::<prop::sample::Index>;
+    prop_oneof![
+        4 => (index(), telling_byte()).prop_map(|(i, b)| Mutation::Set(i, b)),
+        2 => (index(), prop::collection::vec(telling_byte(), 1..4))
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
+        2 => (index(), 1usize..4).prop_map(|(i, n)| Mutation::Remove(i, n)),
+        1 => telling_byte().prop_map(Mutation::Marker),
+        1 => index().prop_map(Mutation::EarlyMarker),
+        1 => (index(), any::<u8>()).prop_map(|(i, b)| Mutation::SetAnywhere(i, b)),
+        2 => index().prop_map(Mutation::Truncate),
+        1 => prop::collection::vec(telling_byte(), 1..8).prop_map(Mutation::Append),
+    ]
+}
+
+/// Applies `m` to the frame `bytes` whose header is `hlen` bytes long
+/// (through the `*`).
+fn apply(m: &Mutation, bytes: &mut Vec<u8>, hlen: usize) {
+    // The header text, before the blank line and `*`.
+    let text = hlen - 3;
+    match m {
+        Mutation::Set(i, b) => bytes[i.index(text)] = *b,
+        Mutation::Insert(i, b) => {
+            let at = i.index(text + 1);
+            bytes.splice(at..at, b.iter().copied());
+        }
+        Mutation::Remove(i, n) => {
+            let at = i.index(text);
+            bytes.drain(at..(at + n).min(text));
+        }
+        Mutation::Marker(b) => bytes[hlen - 1] = *b,
+        Mutation::EarlyMarker(i) => {
+            let at = i.index(text + 1);
+            bytes.splice(at..at, *b"\n\n*");
+        }
+        Mutation::SetAnywhere(i, b) => {
+            let at = i.index(bytes.len());
+            bytes[at] = *b;
+        }
+        Mutation::Truncate(i) => {
+            let at = i.index(bytes.len() + 1);
+            bytes.truncate(at);
+        }
+        Mutation::Append(b) => bytes.extend_from_slice(b),
+    }
+}
+
+/// A real frame broken by one to three mutations.
+fn broken_frame() -> impl Strategy<Value = (DataProduct, Vec<u8>)> {
+    (real_frame(), prop::collection::vec(mutation(), 1..4)).prop_map(
+        |((dp, mut bytes, hlen), mutations)| {
+            for m in &mutations {
+                // Earlier mutations may move or cut the header: aim later
+                // ones at what is left of it.
+                let hlen = header_len(&bytes).unwrap_or(hlen).min(bytes.len());
+                if hlen < 4 {
+                    break;
+                }
+                apply(m, &mut bytes, hlen);
+            }
+            (dp, bytes)
+        },
+    )
+}
+
+/// The stamps a parsed header holds are those its text holds as JSON: the
+/// fast header scanner never reads what JSON does not say.
+fn assert_header_is_its_json(header: &Header) {
+    let json: serde_json::Value = serde_json::from_str(header.text())
+        .unwrap_or_else(|e| panic!("parsed a header that is not JSON ({e}): {}", header.text()));
+    let agree = |q: &Quabo, v: &serde_json::Value| {
+        assert_eq!(
+            v["pkt_num"].as_u64(),
+            Some(u64::from(q.pkt_num)),
+            "{}",
+            header.text()
+        );
+        assert_eq!(
+            v["pkt_tai"].as_u64(),
+            Some(u64::from(q.pkt_tai)),
+            "{}",
+            header.text()
+        );
+        assert_eq!(
+            v["pkt_nsec"].as_u64(),
+            Some(u64::from(q.pkt_nsec)),
+            "{}",
+            header.text()
+        );
+        assert_eq!(v["tv_sec"].as_i64(), Some(q.tv_sec), "{}", header.text());
+        assert_eq!(
+            v["tv_usec"].as_u64(),
+            Some(u64::from(q.tv_usec)),
+            "{}",
+            header.text()
+        );
+    };
+    match header.quabo_num() {
+        Some(n) => {
+            assert_eq!(json["quabo_num"].as_u64().unwrap_or(0), u64::from(n));
+            agree(header.quabo(usize::from(n)).unwrap(), &json);
+        }
+        None => {
+            for k in 0..4 {
+                if let Some(q) = header.quabo(k) {
+                    agree(q, &json[format!("quabo_{k}")]);
+                }
+            }
+        }
+    }
+}
+
+/// Every reader of one frame's bytes, for `dp`: none may panic, and what
+/// any of them returns is a whole frame that writes back to exactly the
+/// bytes it was read from. Returns whether a frame was read.
+fn check_frame_bytes(bytes: &[u8], dp: DataProduct) -> bool {
+    let hlen = header_len(bytes);
+    let parsed = Frame::parse(bytes, dp);
+    if let Ok((frame, len)) = &parsed {
+        assert_eq!(
+            Ok(*len),
+            hlen.as_ref().map(|h| h + dp.image_bytes()).map_err(|_| ())
+        );
+        assert!(*len <= bytes.len());
+        assert_eq!(
+            frame.to_bytes(),
+            &bytes[..*len],
+            "a frame that is not its bytes"
+        );
+        assert_eq!(frame.pixels.len(), dp.pixels());
+        assert_header_is_its_json(&frame.header);
+    }
+    // The checked-bytes path agrees: a whole frame of exactly these bytes,
+    // which parses to the same frame or not at all.
+    match RawFrame::new(bytes.to_vec(), dp) {
+        Ok(raw) => {
+            let h = raw.header_len();
+            assert_eq!(bytes.len(), h + dp.image_bytes());
+            assert_eq!(bytes[0], b'{');
+            assert_eq!(&bytes[h - 3..h], b"\n\n*");
+            assert_eq!(raw.image(), &bytes[h..]);
+            assert_eq!(
+                raw.parse().ok(),
+                parsed.as_ref().ok().map(|(f, _)| f.clone()),
+                "the raw and the direct parse disagree"
+            );
             // The quick check of a known header length agrees with the search.
-            assert!(RawFrame::with_header_len(bytes.to_vec(), dp, raw.header_len()).is_ok());
+            assert!(RawFrame::with_header_len(bytes.to_vec(), dp, h).is_ok());
         }
-        for hlen in [0, 1, 4, 5, bytes.len(), usize::MAX] {
-            let _ = RawFrame::with_header_len(bytes.to_vec(), dp, hlen);
+        Err(_) => assert!(
+            parsed.as_ref().map_or(true, |(_, len)| *len != bytes.len()),
+            "a frame of exactly these bytes parsed, but the raw check refused them"
+        ),
+    }
+    for h in [0, 1, 3, 4, bytes.len(), usize::MAX] {
+        if let Ok(raw) = RawFrame::with_header_len(bytes.to_vec(), dp, h) {
+            assert_eq!(bytes.len(), h + dp.image_bytes());
+            if let Ok(frame) = raw.parse() {
+                assert_eq!(frame.to_bytes(), bytes);
+            }
         }
-        let _ = Pixels::from_le_bytes(dp, bytes);
     }
     if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = Header::parse(text);
+        if let Ok(header) = Header::parse(text) {
+            assert_eq!(header.text(), text);
+            assert_header_is_its_json(&header);
+        }
+    }
+    let _ = Pixels::from_le_bytes(dp, bytes);
+    parsed.is_ok()
+}
+
+/// Everything a reader of a file can ask, checked against the bytes
+/// written: a frame handed back is always a whole frame at its place.
+fn check_file(path: &Path, dp: DataProduct, written: &[u8]) {
+    let Ok(file) = PffFile::open_as(path, dp) else {
+        // Only a file whose first header is not whole cannot open.
+        assert!(header_len(written).is_err());
+        return;
+    };
+    assert_eq!(Ok(file.header_len()), header_len(written).map_err(|_| ()));
+    let size = file.frame_size() as usize;
+    let layout = file.layout().unwrap();
+    assert_eq!(
+        layout.frames as usize * size + layout.tail_bytes as usize,
+        written.len()
+    );
+    let at = |n: u64| &written[n as usize * size..(n as usize + 1) * size];
+    for n in [0, 1, 2, 3, layout.frames, u64::MAX / 2, u64::MAX] {
+        if let Ok(raw) = file.read_raw(n) {
+            assert!(n < layout.frames, "frame {n} of {} read", layout.frames);
+            assert_eq!(raw.as_bytes(), at(n));
+            if let Ok(frame) = raw.parse() {
+                assert_eq!(frame.to_bytes(), at(n));
+                assert_eq!(file.read_frame(n).unwrap(), frame);
+            }
+        }
+    }
+    match file.last_complete() {
+        Ok(Some((n, raw))) => {
+            assert_eq!(n + 1, layout.frames);
+            assert_eq!(raw.as_bytes(), at(n));
+        }
+        Ok(None) => assert_eq!(layout.frames, 0),
+        // Misaligned: the bytes where the last frame should be are not one.
+        Err(_) => {
+            let n = layout.frames - 1;
+            assert!(RawFrame::with_header_len(at(n).to_vec(), dp, file.header_len()).is_err());
+        }
+    }
+    let mut read = 0;
+    let mut failed = false;
+    for (i, frame) in file.frames().unwrap().enumerate() {
+        assert!(!failed, "a frame after an error");
+        match frame {
+            Ok(frame) => assert_eq!(frame.to_bytes(), at(i as u64), "frame {i}"),
+            Err(_) => failed = true,
+        }
+        read += 1;
+    }
+    assert!(read <= layout.frames);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn a_broken_real_frame_reads_as_an_error_or_as_exactly_its_bytes((dp, bytes) in broken_frame()) {
+        check_frame_bytes(&bytes, dp);
+        // Read as any other product too: sizes then disagree.
+        for other in DataProduct::ALL {
+            check_frame_bytes(&bytes, other);
+        }
     }
 }
 
 proptest! {
-    #[test]
-    fn random_bytes_give_errors_not_panics(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
-        read_every_way(&bytes);
-    }
-
-    #[test]
-    fn random_bytes_after_an_open_brace_give_errors_not_panics(
-        tail in prop::collection::vec(prop::sample::select(b"{}\n*\":, 0123456789abc".to_vec()), 0..3000),
-    ) {
-        let mut bytes = vec![b'{'];
-        bytes.extend(tail);
-        read_every_way(&bytes);
-    }
-
     #[test]
     fn written_frames_read_back_equal((dp, frame) in any_frame(any_quabo())) {
         let bytes = frame.to_bytes();
@@ -209,40 +476,28 @@ fn pff_name(dp: DataProduct) -> String {
     )
 }
 
-/// Everything a reader of a file can ask; none may panic.
-fn read_file_every_way(file: &PffFile) {
-    let _ = file.layout();
-    let _ = file.last_complete();
-    for n in [0, 1, 2, u64::MAX / 2, u64::MAX] {
-        let _ = file.read_raw(n);
-        let _ = file.read_frame(n);
-    }
-    if let Ok(frames) = file.frames() {
-        for frame in frames.take(8) {
-            let _ = frame;
-        }
-    }
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn files_of_random_bytes_give_errors_not_panics(
-        dp in any_dp(),
-        bytes in prop::collection::vec(any::<u8>(), 0..8192),
-        brace in any::<bool>(),
+    fn a_file_with_a_broken_frame_hands_back_only_whole_frames(
+        (dp, frames) in (0..DataProduct::ALL.len()).prop_map(|p| real_frames()[p].clone()),
+        broken in (0usize..4, broken_frame()),
+        cut in any::<prop::sample::Index>(),
     ) {
+        // Four real frames, one replaced by a broken one (of this product or
+        // another), the file perhaps cut short.
+        let (which, (_, bad)) = broken;
+        let mut all: Vec<u8> = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            all.extend_from_slice(if i == which { &bad } else { frame });
+        }
+        let cut = if cut.index(4) == 0 { cut.index(all.len() + 1) } else { all.len() };
+        all.truncate(cut);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(pff_name(dp));
-        let mut bytes = bytes;
-        if brace && !bytes.is_empty() {
-            bytes[0] = b'{';
-        }
-        std::fs::write(&path, &bytes).unwrap();
-        if let Ok(file) = PffFile::open(&path) {
-            read_file_every_way(&file);
-        }
+        std::fs::write(&path, &all).unwrap();
+        check_file(&path, dp, &all);
     }
 
     #[test]
@@ -263,7 +518,7 @@ proptest! {
             prop_assert!(cut < hlen);
             return Ok(());
         };
-        read_file_every_way(&file);
+        check_file(&path, dp, &all[..cut]);
         let layout = file.layout().unwrap();
         prop_assert_eq!(layout.frames as usize, cut / one.len());
         prop_assert_eq!(layout.tail_bytes as usize, cut % one.len());
@@ -277,6 +532,100 @@ proptest! {
         let whole: Vec<_> = file.frames().unwrap().collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(whole.len(), cut / one.len());
     }
+}
+
+#[test]
+fn real_frames_cut_at_every_offset_give_their_whole_frames_and_never_the_torn_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dp, frames) in real_frames() {
+        let dp = *dp;
+        let size = frames[0].len();
+        let hlen = size - dp.image_bytes();
+        let all = frames[..3].concat();
+        let path = dir.path().join(pff_name(dp));
+        std::fs::write(&path, &all).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for cut in (0..=all.len()).rev() {
+            let bytes = &all[..cut];
+            // One frame's readers: a frame only once the first is whole.
+            let read = check_frame_bytes(bytes, dp);
+            assert_eq!(read, cut >= size, "{dp} cut at {cut}");
+            if read {
+                assert_eq!(Frame::parse(bytes, dp).unwrap().1, size);
+            }
+            assert_eq!(
+                RawFrame::new(bytes.to_vec(), dp).is_ok(),
+                cut == size,
+                "{dp} cut at {cut}"
+            );
+
+            // The file's readers, as Hashpipe leaves it mid-write.
+            file.set_len(cut as u64).unwrap();
+            check_file(&path, dp, bytes);
+            let Ok(pff) = PffFile::open_as(&path, dp) else {
+                assert!(cut < hlen, "{dp} cut at {cut} did not open");
+                continue;
+            };
+            assert!(cut >= hlen);
+            let layout = pff.layout().unwrap();
+            assert_eq!(
+                (layout.frames, layout.tail_bytes),
+                ((cut / size) as u64, (cut % size) as u64)
+            );
+            match pff.last_complete().unwrap() {
+                None => assert!(cut < size),
+                Some((n, raw)) => {
+                    assert_eq!(n as usize, cut / size - 1);
+                    assert_eq!(raw.as_bytes(), &frames[n as usize][..]);
+                }
+            }
+            let whole = pff
+                .frames()
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            assert_eq!(whole.len(), cut / size);
+        }
+    }
+}
+
+#[test]
+fn every_single_byte_change_of_a_real_header_is_an_error_or_reads_as_exactly_its_bytes() {
+    // Bytes that turn a header into another JSON value, into not-JSON, or
+    // into not-PFF: changing a digit gives another stamp (and must read as
+    // that stamp), a quote or brace breaks the JSON, a `*` may end it early.
+    let mut outcomes = [0usize; 2];
+    for (dp, frames) in real_frames() {
+        let frame = &frames[0];
+        let text = frame.len() - dp.image_bytes() - 3;
+        for at in 0..text + 3 {
+            for b in *b"07 \"}{,:*\nx\xff" {
+                if frame[at] == b {
+                    continue;
+                }
+                let mut bytes = frame.clone();
+                bytes[at] = b;
+                outcomes[usize::from(check_frame_bytes(&bytes, *dp))] += 1;
+            }
+        }
+        // A changed digit reads as the changed stamp.
+        let mut bytes = frame.clone();
+        let digit = bytes[..text].iter().rposition(u8::is_ascii_digit).unwrap();
+        bytes[digit] = if bytes[digit] == b'9' {
+            b'8'
+        } else {
+            bytes[digit] + 1
+        };
+        let (changed, _) = Frame::parse(&bytes, *dp).unwrap();
+        assert_ne!(changed.header, Frame::parse(frame, *dp).unwrap().0.header);
+    }
+    // Both kinds happened: the changes reached the header parser, not
+    // only the first check.
+    let [errors, frames] = outcomes;
+    assert!(
+        errors > 1000 && frames > 100,
+        "{errors} errors, {frames} frames"
+    );
 }
 
 #[test]
