@@ -174,13 +174,7 @@ impl DaqClient {
     /// Sends InitHpIo with `config` to every host at once; one result per
     /// host, as a node that fails must not hide the others' answers.
     pub async fn init_hp_io(&self, config: &HpIoConfig) -> Vec<(Host, Result<(), Error>)> {
-        let request = InitHpIoRequest {
-            data_dir: config.data_dir.clone(),
-            update_interval_seconds: config.update_interval_seconds,
-            force: config.force,
-            simulate_daq: config.simulate_daq,
-            module_ids: config.module_ids.clone(),
-        };
+        let request = InitHpIoRequest::from(config);
         let calls = self.nodes.iter().map(|(host, ch)| {
             let request = request.clone();
             async move {

@@ -10,10 +10,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
+
+/// What to tell the servers at InitHpIo: an `hp_io_config.json`.
+pub use daqdata_proto::HpIoConfig;
 
 /// The port every DaqData server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 50051;
@@ -167,51 +169,6 @@ pub(crate) fn hosts_from_config_values(
         }
     }
     Ok(hosts)
-}
-
-/// An `hp_io_config.json`, unchanged from the Python project.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HpIoConfig {
-    /// The directory Hashpipe writes runs into (ignored when simulating).
-    #[serde(default)]
-    pub data_dir: String,
-    /// How often the server's tracker looks for new frames.
-    pub update_interval_seconds: f64,
-    /// End active streams to apply the new configuration.
-    #[serde(default)]
-    pub force: bool,
-    /// Replay archived frames instead of tracking `data_dir`.
-    #[serde(default)]
-    pub simulate_daq: bool,
-    /// Modules to track; empty means every module found.
-    #[serde(default)]
-    pub module_ids: Vec<u32>,
-    /// Free text for people; not sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comments: Option<String>,
-}
-
-impl HpIoConfig {
-    /// Reads an `hp_io_config.json`.
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        serde_json::from_value(read_json(path)?).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            reason: format!("not an hp_io_config.json: {e}"),
-        })
-    }
-
-    /// What `--init-sim` sends: the Python package's
-    /// `hp_io_config_simulate.json`, with `simulate_daq` set.
-    pub fn simulate() -> Self {
-        HpIoConfig {
-            data_dir: "simulated_data_dir".into(),
-            update_interval_seconds: 0.1,
-            force: true,
-            simulate_daq: true,
-            module_ids: Vec::new(),
-            comments: Some("Configure the hp_io thread to track a simulated run directory".into()),
-        }
-    }
 }
 
 fn read_json(path: &Path) -> Result<Value, Error> {

@@ -1,11 +1,9 @@
 //! A received image, decoded from its `PanoImage`.
 
-use std::collections::BTreeMap;
-
 use daqdata_proto::daqdata::{pano_image, PanoImage};
 use pff::{DataProduct, ImageKind, Pixels, Quabo};
-use prost_types::{value::Kind, ListValue, Struct, Value as PbValue};
-use serde_json::{Map, Number, Value};
+use prost_types::{value::Kind, Struct};
+use serde_json::Value;
 
 /// One frame as a viewer needs it: typed pixels, where it came from, and its
 /// times.
@@ -34,49 +32,22 @@ impl Image {
     /// Pixels travel as uint32; pulse-height (i16) values carry their u16
     /// bit pattern, as the Python server sends them.
     pub fn from_pano_image(server: &str, p: &PanoImage) -> Result<Self, crate::Error> {
-        let bad = |reason: String| crate::Error::BadImage {
+        let bad = |e: daqdata_proto::MappingError| crate::Error::BadImage {
             host: server.to_string(),
             reason: format!(
-                "{reason} (module {}, {} frame {})",
+                "{e} (module {}, {} frame {})",
                 p.module_id, p.file, p.frame_number
             ),
         };
-        let kind = match p.r#type() {
-            pano_image::Type::Movie => ImageKind::Movie,
-            pano_image::Type::PulseHeight => ImageKind::PulseHeight,
-            pano_image::Type::Undefined => return Err(bad("type is UNDEFINED".into())),
-        };
-        let shape = match p.shape.as_slice() {
-            [r, c] => [*r as usize, *c as usize],
-            other => return Err(bad(format!("shape {other:?} is not [rows, cols]"))),
-        };
-        let bpp = usize::try_from(p.bytes_per_pixel).unwrap_or(0);
-        let dp = DataProduct::from_image(kind, shape, bpp).ok_or_else(|| {
-            bad(format!(
-                "{kind:?} {shape:?} with {bpp} bytes per pixel is no PANOSETI data product"
-            ))
-        })?;
-        if p.image_array.len() != dp.pixels() {
-            return Err(bad(format!(
-                "{} pixels, but {dp} has {}",
-                p.image_array.len(),
-                dp.pixels()
-            )));
-        }
-        let pixels = match dp {
-            DataProduct::Img8 => Pixels::U8(p.image_array.iter().map(|&v| v as u8).collect()),
-            DataProduct::Img16 => Pixels::U16(p.image_array.iter().map(|&v| v as u16).collect()),
-            DataProduct::Ph256 | DataProduct::Ph1024 => {
-                Pixels::I16(p.image_array.iter().map(|&v| v as u16 as i16).collect())
-            }
-        };
+        let data_product = DataProduct::try_from(p).map_err(bad)?;
+        let pixels = Pixels::try_from(p).map_err(bad)?;
         Ok(Image {
             server: server.to_string(),
-            data_product: dp,
+            data_product,
             module_id: p.module_id,
             file: p.file.clone(),
             frame_number: p.frame_number,
-            header: p.header.as_ref().map_or(Value::Null, struct_to_json),
+            header: p.header_json(),
             pixels,
         })
     }
@@ -102,27 +73,10 @@ impl Image {
 
     /// The `PanoImage` that carries this image (for uploads).
     pub fn to_pano_image(&self) -> PanoImage {
-        let dp = self.data_product;
-        let image_array = match &self.pixels {
-            Pixels::U8(v) => v.iter().map(|&x| u32::from(x)).collect(),
-            Pixels::U16(v) => v.iter().map(|&x| u32::from(x)).collect(),
-            Pixels::I16(v) => v.iter().map(|&x| u32::from(x as u16)).collect(),
-        };
-        let [rows, cols] = dp.shape();
-        let mut p = PanoImage {
-            header: json_to_struct(&self.header),
-            image_array,
-            shape: vec![rows as u32, cols as u32],
-            bytes_per_pixel: dp.bytes_per_pixel() as i32,
-            file: self.file.clone(),
-            frame_number: self.frame_number,
-            module_id: self.module_id,
-            ..Default::default()
-        };
-        p.set_type(match dp.kind() {
-            ImageKind::Movie => pano_image::Type::Movie,
-            ImageKind::PulseHeight => pano_image::Type::PulseHeight,
-        });
+        let mut p = PanoImage::from_pixels(self.data_product, self.header.clone(), &self.pixels);
+        p.file = self.file.clone();
+        p.frame_number = self.frame_number;
+        p.module_id = self.module_id;
         p
     }
 
@@ -167,7 +121,7 @@ impl Image {
         };
         serde_json::json!({
             "server": self.server,
-            "type": match self.kind() { ImageKind::Movie => "MOVIE", ImageKind::PulseHeight => "PULSE_HEIGHT" },
+            "type": pano_image::Type::from(self.kind()).as_str_name(),
             "data_product": self.data_product.name(),
             "module_id": self.module_id,
             "file": self.file,
@@ -202,64 +156,6 @@ pub(crate) fn node_stamp_of_struct(header: &Struct) -> Option<(i64, u32)> {
         _ => None,
     };
     Some((num("tv_sec")? as i64, num("tv_usec")? as u32))
-}
-
-/// A protobuf `Struct` as JSON. Struct numbers are doubles; integral ones
-/// become JSON integers again, as they were in the PFF header.
-pub(crate) fn struct_to_json(s: &Struct) -> Value {
-    Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), pb_to_json(v)))
-            .collect::<Map<_, _>>(),
-    )
-}
-
-fn pb_to_json(v: &PbValue) -> Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                Value::Number(Number::from(*n as i64))
-            } else {
-                Number::from_f64(*n).map_or(Value::Null, Value::Number)
-            }
-        }
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(pb_to_json).collect()),
-    }
-}
-
-/// JSON as a protobuf `Struct` (a non-object becomes no header).
-pub(crate) fn json_to_struct(v: &Value) -> Option<Struct> {
-    match v {
-        Value::Object(m) => Some(Struct {
-            fields: m
-                .iter()
-                .map(|(k, v)| (k.clone(), json_to_pb(v)))
-                .collect::<BTreeMap<_, _>>(),
-        }),
-        _ => None,
-    }
-}
-
-fn json_to_pb(v: &Value) -> PbValue {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(ListValue {
-            values: a.iter().map(json_to_pb).collect(),
-        }),
-        Value::Object(_) => match json_to_struct(v) {
-            Some(s) => Kind::StructValue(s),
-            None => Kind::NullValue(0),
-        },
-    };
-    PbValue { kind: Some(kind) }
 }
 
 #[cfg(test)]

@@ -12,12 +12,12 @@ use clap::Args;
 use daqdata_client::{channel, node_stamp_of_header, Host, Image};
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{StreamImagesRequest, UploadImageRequest};
-use daqdata_proto::SharedStreamImagesResponse;
-use prost::Message as _;
+use daqdata_proto::{
+    decode_pano_image_header, SharedStreamImagesClient, SharedStreamImagesResponse,
+};
 use serde::Serialize;
 use tokio::time::Instant as TokioInstant;
 use tonic::transport::Channel;
-use tonic_prost::ProstCodec;
 
 /// Options of `daqdata bench`.
 #[derive(Debug, Args)]
@@ -281,30 +281,15 @@ fn code_name(status: &tonic::Status) -> String {
     format!("{:?}", status.code())
 }
 
-/// Just the header of an encoded `PanoImage` (field 2): prost skips the
-/// pixels (one length-delimited field), which is most of the decoding cost.
-#[derive(Clone, PartialEq, prost::Message)]
-struct PanoHeader {
-    #[prost(message, optional, tag = "2")]
-    header: Option<prost_types::Struct>,
-}
-
-/// Opens StreamImages decoding each response as
-/// [`SharedStreamImagesResponse`]: the image stays encoded bytes, so the
+/// Opens StreamImages with each image left as encoded bytes, so the
 /// generator stays cheap next to the server it measures.
 async fn open_stream(
     ch: Channel,
     request: StreamImagesRequest,
 ) -> Result<tonic::Streaming<SharedStreamImagesResponse>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(ch).max_decoding_message_size(16 << 20);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/daqdata.DaqData/StreamImages");
-    let codec: ProstCodec<StreamImagesRequest, SharedStreamImagesResponse> = ProstCodec::default();
-    Ok(grpc
-        .server_streaming(tonic::Request::new(request), path, codec)
+    Ok(SharedStreamImagesClient::new(ch)
+        .max_decoding_message_size(16 << 20)
+        .stream_images(request)
         .await?
         .into_inner())
 }
@@ -347,8 +332,8 @@ async fn stream_client(
         let header = msg
             .pano_image
             .as_ref()
-            .and_then(|bytes| PanoHeader::decode(bytes.as_ref()).ok())
-            .and_then(|p| p.header);
+            .and_then(|bytes| decode_pano_image_header(bytes).ok())
+            .flatten();
         if let Some((sec, usec)) = header.as_ref().and_then(node_stamp_of_header) {
             let age = unix_now() - (sec as f64 + f64::from(usec) * 1e-6);
             out.ages_ms.push((age * 1e3) as f32);
