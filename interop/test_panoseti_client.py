@@ -1,17 +1,16 @@
 """The Python clients of panoseti-grpc 0.3.5, unchanged, against the Rust
 server: what observatory users run today must keep working.
 
-Runs in its own pytest process: panoseti_grpc registers daq_data.proto in
-protobuf's default pool, as do the stubs test_wire.py generates."""
+Runs in its own pytest process (with the other test_panoseti_*.py files):
+panoseti_grpc registers daq_data.proto in protobuf's default pool, as do the
+stubs ourproto.py generates for test_wire.py and test_pacing.py."""
 
 import asyncio
 
 import pytest
-
-pytest.importorskip("panoseti_grpc")
-
-from panoseti_grpc.daq_data.client import AioDaqDataClient, DaqDataClient  # noqa: E402
-from panoseti_grpc.generated.daq_data_pb2 import PanoImage  # noqa: E402
+# Installed by .ci/run: a missing panoseti-grpc is a failure, not a skip.
+from panoseti_grpc.daq_data.client import AioDaqDataClient, DaqDataClient
+from panoseti_grpc.generated.daq_data_pb2 import PanoImage
 
 
 def daq_config(*hosts):
