@@ -183,12 +183,18 @@ impl ImageStream {
                 .map(|s| pace.opens(s.due))
                 .filter(|&open| open > now)
                 .min();
-            // The due slots, by index, and a wait for each one's next frame.
+            // The slots that are due, or will be before the timer can next
+            // wake us, with nothing waiting: by index, and a wait for each
+            // one's next frame. A frame that arrives once its slot opens
+            // goes out then, not at the next timer tick.
+            let horizon = now + TIMER_RESOLUTION;
             let (due, changed): (Vec<usize>, Vec<Changed<'_>>) = self
                 .subs
                 .iter_mut()
                 .enumerate()
-                .filter(|(_, s)| pace.opens(s.due) <= now)
+                .filter(|(_, s)| {
+                    pace.opens(s.due) <= horizon && !s.rx.has_changed().unwrap_or(false)
+                })
                 .map(|(i, s)| (i, Box::pin(s.rx.changed()) as Changed<'_>))
                 .unzip();
             let arrived = tokio::select! {
@@ -254,48 +260,57 @@ impl Drop for ImageStream {
     }
 }
 
+/// tokio's timers tick in milliseconds: a sleep may end up to this much
+/// after its deadline.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
 /// When a stream sends each slot: SPEC §3 rule 1, with its one allowance
 /// for timers.
 ///
 /// Sends keep to the schedule `due + interval`, so timer slack does not add
 /// up: a 0.05 s stream gets 20 frames a second, not 19.6. A send that came
-/// late (no frame had arrived when it was due) starts a new schedule from
-/// the moment it went out, less the [`slack`](Pace::slack).
+/// late (no frame had arrived when it was due) starts a new schedule, less
+/// a `catch_up` of `min(interval / 2, 1 ms)`, so a frame held up a little
+/// does not push every later send back.
 ///
-/// The allowance: a frame that arrives up to `slack` before its slot is due
-/// goes out at once instead of waiting for the due time. tokio's timers tick
-/// in milliseconds, and frames written 1 ms apart reach a stream with some
-/// jitter; without it, a 1 ms stream would wait a whole tick for a frame
-/// that came a few microseconds early, and the next frame would replace it.
+/// The allowance: a frame that arrives up to `early = min(interval / 4,
+/// 1 ms)` before its slot is due goes out at once instead of waiting for
+/// the due time. tokio's timers tick in milliseconds and frames written
+/// 1 ms apart reach a stream with some jitter; without it a 1 ms stream
+/// would wait a whole tick for a frame that came a few microseconds early,
+/// and the next frame would replace it.
 ///
-/// The bound, in SPEC terms: `slack = min(interval / 4, 1 ms)`, so two sends
-/// of one slot are never closer than `interval - 2 * slack` (at least half
-/// the interval), and each send is at least `interval - slack` after the
-/// previous one's due time. Since `2 * slack < interval`, any window of N
-/// intervals holds at most N + 1 sends of each (module, data product).
+/// The bound, in SPEC terms: each send is at least `interval - catch_up -
+/// early` (a quarter of the interval) after the one before, and since
+/// `catch_up + early < interval`, any window of N intervals holds at most
+/// N + 1 sends of each (module, data product).
 #[derive(Clone, Copy, Debug)]
 struct Pace {
     interval: Duration,
-    slack: Duration,
+    /// How long before its due time a send may go out.
+    early: Duration,
+    /// How much of a late send's lateness the next due time forgives.
+    catch_up: Duration,
 }
 
 impl Pace {
     fn new(interval: Duration) -> Pace {
         Pace {
             interval,
-            slack: (interval / 4).min(Duration::from_millis(1)),
+            early: (interval / 4).min(Duration::from_millis(1)),
+            catch_up: (interval / 2).min(Duration::from_millis(1)),
         }
     }
 
     /// The earliest moment a slot due at `due` may be sent.
     fn opens(self, due: Instant) -> Instant {
-        due.checked_sub(self.slack).unwrap_or(due)
+        due.checked_sub(self.early).unwrap_or(due)
     }
 
     /// When a slot may be sent next, after a send at `now` that was due at
     /// `due`.
     fn next_due(self, due: Instant, now: Instant) -> Instant {
-        (due + self.interval).max(now + self.interval - self.slack)
+        (due + self.interval).max(now + self.interval - self.catch_up)
     }
 }
 
@@ -324,32 +339,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sends_keep_to_the_schedule_without_coming_closer_than_the_interval() {
+    fn sends_keep_to_the_schedule_within_the_stated_allowances() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
+        let us = Duration::from_micros;
         let pace = Pace::new(ms(50));
-        // On time, early within the slack, or late by timer slack: the
+        // On time, early within the allowance, or late by timer slack: the
         // schedule holds.
         assert_eq!(pace.next_due(t0, t0), t0 + ms(50));
-        assert_eq!(
-            pace.next_due(t0, t0 - Duration::from_micros(900)),
-            t0 + ms(50)
-        );
-        assert_eq!(
-            pace.next_due(t0, t0 + Duration::from_micros(900)),
-            t0 + ms(50)
-        );
+        assert_eq!(pace.next_due(t0, t0 - us(900)), t0 + ms(50));
+        assert_eq!(pace.next_due(t0, t0 + us(900)), t0 + ms(50));
         assert_eq!(pace.opens(t0 + ms(50)), t0 + ms(49));
         // A frame that came 30 ms after it was due: a new schedule.
         let late = t0 + ms(30);
         assert_eq!(pace.next_due(t0, late), late + ms(49));
-        // Short intervals: the slack is a quarter of the interval.
+        // Short intervals: a quarter early, half forgiven.
         let pace = Pace::new(ms(1));
-        assert_eq!(
-            pace.next_due(t0, t0 + ms(1)),
-            t0 + ms(1) + Duration::from_micros(750)
-        );
-        assert_eq!(pace.opens(t0 + ms(1)), t0 + Duration::from_micros(750));
+        assert_eq!(pace.opens(t0 + ms(1)), t0 + us(750));
+        assert_eq!(pace.next_due(t0, t0 + ms(1)), t0 + ms(1) + us(500));
     }
 
     /// Sends as early as the pace ever allows, for frames arriving at any
