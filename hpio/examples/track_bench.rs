@@ -1,8 +1,8 @@
 //! How fresh are the frames a tracker hands on, and what does it cost?
 //!
 //! Writes like Hashpipe on a busy node: N modules x {img16, ph256}, each
-//! file appended by its own thread at a fixed rate (real Lick frames when
-//! the samples are present). Every write time is recorded by frame index;
+//! file appended by its own thread at a fixed rate (real Lick frames: the
+//! full-size shared samples when present, else the repository's fixtures). Every write time is recorded by frame index;
 //! the sink takes the age of each frame it gets (write -> event), and the
 //! news delay of each frame written (write -> the event of it or of a
 //! newer frame of its file). The tracker thread's CPU time is read from
@@ -51,10 +51,6 @@ struct Args {
     idle: bool,
 }
 
-const LICK: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/pff-samples/lick-2024-07-25"
-);
 const START: i64 = 1_721_882_046;
 
 fn main() -> anyhow_free::Result {
@@ -82,40 +78,20 @@ fn main() -> anyhow_free::Result {
     Ok(())
 }
 
-/// Frames to write, per data product.
+/// Up to `n` real frames to write, per data product: of the full-size
+/// shared sample when present (more distinct frames), else of the fixture.
 fn frames(dp: DataProduct, n: usize) -> Vec<Vec<u8>> {
-    let sample = fs::read_dir(LICK).ok().and_then(|d| {
-        d.flatten().map(|e| e.path()).find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| PffName::parse(n).ok())
-                .is_some_and(|n| n.dp == dp)
-        })
-    });
-    if let Some(path) = sample {
-        if let Ok(file) = pff::PffFile::open(&path) {
-            let got: Vec<Vec<u8>> = (0..n as u64)
-                .map_while(|i| file.read_raw(i).ok().map(|f| f.as_bytes().to_vec()))
-                .collect();
-            if !got.is_empty() {
-                return got;
-            }
-        }
-    }
-    eprintln!("no {dp} sample under {LICK}; writing made-up frames");
-    (0..n)
+    let sample = testdata::lick_samples(dp.name(), 1)
+        .pop()
+        .unwrap_or_else(|| panic!("fixtures/ holds no {dp} recording of module 1"));
+    let file = pff::PffFile::open(&sample.path)
+        .unwrap_or_else(|e| panic!("{}: {e}", sample.path.display()));
+    (0..sample.frames.min(n as u64))
         .map(|i| {
-            let q = pff::Quabo {
-                pkt_num: i as u32,
-                ..Default::default()
-            };
-            let header = match dp {
-                DataProduct::Ph256 => pff::Header::new_quabo(0, q),
-                _ => pff::Header::new_module([q; 4]),
-            };
-            let pixels = pff::Pixels::from_le_bytes(dp, &vec![i as u8; dp.image_bytes()])
-                .unwrap_or(pff::Pixels::U8(vec![]));
-            pff::Frame { header, pixels }.to_bytes()
+            file.read_raw(i)
+                .unwrap_or_else(|e| panic!("{}: {e}", sample.path.display()))
+                .as_bytes()
+                .to_vec()
         })
         .collect()
 }

@@ -10,12 +10,18 @@ use pff::DataProduct::{Img16, Ph256};
 const START: i64 = 1_721_882_046;
 
 /// Real frames written in real time: each event is byte for byte the
-/// frame written at its index, and the last one written is handed on.
+/// frame written at its index, and the last one written is handed on. The
+/// fixtures' frames, and the last frames of the full-size samples when
+/// present.
 fn every_event_is_a_written_frame(pace: Pace) {
-    let (Some(img), Some(ph)) = (sample_frames(Img16, 1, 300), sample_frames(Ph256, 3, 300)) else {
-        return;
-    };
-    for poll_only in MODES {
+    let imgs = real_frame_sets(Img16, 1, 300);
+    let phs = real_frame_sets(Ph256, 3, 300);
+    assert_eq!(imgs.len(), phs.len());
+    for ((img, ph), poll_only) in imgs
+        .iter()
+        .zip(&phs)
+        .flat_map(|set| MODES.map(|mode| (set, mode)))
+    {
         let daq = Daq::new();
         let run = daq.run(Some(1), START);
         let img_path = run.file(Img16, 1, 0);
@@ -33,7 +39,7 @@ fn every_event_is_a_written_frame(pace: Pace) {
         });
         tracked.stop();
         assert_ordered(&tracked.events);
-        for (dp, written) in [(Img16, &img), (Ph256, &ph)] {
+        for (dp, written) in [(Img16, img), (Ph256, ph)] {
             let events = tracked.of(1, dp);
             // More than a handful, or the writer was not followed live.
             assert!(
@@ -65,40 +71,56 @@ fn a_frame_written_in_two_parts_is_handed_on_only_whole() {
 
 #[test]
 fn at_start_the_newest_complete_frame_of_each_file_is_handed_on() {
-    let (Some(img), Some(ph)) = (sample(Img16, 1), sample(Ph256, 3)) else {
-        return;
-    };
-    let daq = Daq::new();
-    // The samples end in a torn frame, as a file being written does.
-    let run = daq.run(Some(1), START);
-    std::fs::copy(&img, run.file(Img16, 1, 0)).unwrap();
-    let run3 = daq.run(Some(3), START);
-    std::fs::copy(&ph, run3.file(Ph256, 3, 0)).unwrap();
-    for poll_only in MODES {
-        let mut tracked = track(daq.path(), poll_only, vec![]);
-        tracked.until("one frame of each", |ev| ev.len() >= 2);
-        tracked.drain(Duration::from_millis(300));
-        tracked.stop();
-        let img_event = tracked.of(1, Img16);
-        let ph_event = tracked.of(3, Ph256);
-        assert_eq!(img_event.len(), 1);
-        assert_eq!(ph_event.len(), 1);
-        assert_eq!((img_event[0].frame_index, img_event[0].seq), (4127, 1));
-        assert_eq!(ph_event[0].frame_index, 16486);
-        let on_disk = pff::PffFile::open(&img).unwrap().read_raw(4127).unwrap();
-        assert_eq!(img_event[0].frame, on_disk);
-        assert_eq!(
-            &*img_event[0].file,
-            run.file(Img16, 1, 0).file_name().unwrap().to_str().unwrap()
-        );
+    let imgs = testdata::lick_samples("img16", 1);
+    let phs = testdata::lick_samples("ph256", 3);
+    assert_eq!(imgs.len(), phs.len());
+    for (img, ph) in imgs.iter().zip(&phs) {
+        let daq = Daq::new();
+        // The shared samples end in a torn frame, as a file being written
+        // does; the fixtures get one.
+        let run = daq.run(Some(1), START);
+        let img_file = run.file(Img16, 1, 0);
+        std::fs::copy(&img.path, &img_file).unwrap();
+        let run3 = daq.run(Some(3), START);
+        let ph_file = run3.file(Ph256, 3, 0);
+        std::fs::copy(&ph.path, &ph_file).unwrap();
+        for (s, copy) in [(img, &img_file), (ph, &ph_file)] {
+            if s.tail_bytes == 0 {
+                let first = std::fs::read(&s.path).unwrap();
+                append(copy, &[first[..s.frame_size as usize / 2].to_vec()]);
+            }
+        }
+        for poll_only in MODES {
+            let mut tracked = track(daq.path(), poll_only, vec![]);
+            tracked.until("one frame of each", |ev| ev.len() >= 2);
+            tracked.drain(Duration::from_millis(300));
+            tracked.stop();
+            let img_event = tracked.of(1, Img16);
+            let ph_event = tracked.of(3, Ph256);
+            assert_eq!(img_event.len(), 1, "{img}");
+            assert_eq!(ph_event.len(), 1, "{ph}");
+            assert_eq!(
+                (img_event[0].frame_index, img_event[0].seq),
+                (img.frames - 1, 1),
+                "{img}"
+            );
+            assert_eq!(ph_event[0].frame_index, ph.frames - 1, "{ph}");
+            let on_disk = pff::PffFile::open(&img.path)
+                .unwrap()
+                .read_raw(img.frames - 1)
+                .unwrap();
+            assert_eq!(img_event[0].frame, on_disk, "{img}");
+            assert_eq!(
+                &*img_event[0].file,
+                img_file.file_name().unwrap().to_str().unwrap()
+            );
+        }
     }
 }
 
 #[test]
 fn a_full_file_rotates_to_the_next_seqno_without_losing_its_first_frame() {
-    let Some(frames) = sample_frames(Ph256, 1, 40) else {
-        return;
-    };
+    let frames = sample_frames(Ph256, 1, 40);
     for poll_only in MODES {
         let daq = Daq::new();
         let run = daq.run(Some(1), START);
@@ -125,9 +147,7 @@ fn a_full_file_rotates_to_the_next_seqno_without_losing_its_first_frame() {
 
 #[test]
 fn a_new_run_is_followed_and_the_old_one_is_not_news() {
-    let Some(frames) = sample_frames(Img16, 1, 30) else {
-        return;
-    };
+    let frames = sample_frames(Img16, 1, 30);
     for poll_only in MODES {
         let daq = Daq::new();
         let old = daq.run(Some(1), START);
@@ -158,9 +178,7 @@ fn a_new_run_is_followed_and_the_old_one_is_not_news() {
 
 #[test]
 fn an_older_run_is_never_followed_even_when_it_is_written() {
-    let Some(frames) = sample_frames(Ph256, 1, 20) else {
-        return;
-    };
+    let frames = sample_frames(Ph256, 1, 20);
     let daq = Daq::new();
     let newest = daq.run(Some(1), START + 60);
     let newest_file = newest.file(Ph256, 1, 0);
@@ -186,9 +204,7 @@ fn an_older_run_is_never_followed_even_when_it_is_written() {
 
 #[test]
 fn a_module_or_data_product_that_appears_later_is_followed_and_a_bare_run_too() {
-    let (Some(img), Some(ph)) = (sample_frames(Img16, 1, 5), sample_frames(Ph256, 3, 5)) else {
-        return;
-    };
+    let (img, ph) = (sample_frames(Img16, 1, 5), sample_frames(Ph256, 3, 5));
     for poll_only in MODES {
         let daq = Daq::new();
         let run1 = daq.run(Some(1), START);
@@ -222,9 +238,7 @@ fn a_module_or_data_product_that_appears_later_is_followed_and_a_bare_run_too() 
 
 #[test]
 fn the_module_in_the_file_name_wins_over_the_directory() {
-    let Some(ph) = sample_frames(Ph256, 3, 3) else {
-        return;
-    };
+    let ph = sample_frames(Ph256, 3, 3);
     let daq = Daq::new();
     let run = daq.run(Some(2), START);
     let f = run.file(Ph256, 3, 0);
@@ -237,9 +251,7 @@ fn the_module_in_the_file_name_wins_over_the_directory() {
 
 #[test]
 fn the_modules_filter_keeps_other_modules_out() {
-    let (Some(img), Some(ph)) = (sample_frames(Img16, 1, 10), sample_frames(Ph256, 3, 10)) else {
-        return;
-    };
+    let (img, ph) = (sample_frames(Img16, 1, 10), sample_frames(Ph256, 3, 10));
     for poll_only in MODES {
         let daq = Daq::new();
         let run1 = daq.run(Some(1), START);
@@ -276,13 +288,74 @@ fn a_missing_data_directory_fails_at_once() {
 #[test]
 fn stop_ends_the_tracker_even_with_a_long_interval() {
     let daq = Daq::new();
-    let config = hpio::TrackerConfig {
-        interval: Duration::from_secs(3600),
-        ..hpio::TrackerConfig::new(daq.path())
-    };
-    let tracker = hpio::Tracker::spawn(config, |_| {}).unwrap();
-    // Would hang here (and the test time out) if stop waited for a tick.
-    tracker.stop();
-    let dropped = hpio::Tracker::spawn(hpio::TrackerConfig::new(daq.path()), |_| {}).unwrap();
-    drop(dropped);
+    let f = daq.run(Some(1), START).file(Img16, 1, 0);
+    let frames = sample_frames(Img16, 1, 2);
+    append(&f, &frames[..1]);
+    for poll_only in MODES {
+        // The sink holds `alive`: once the tracker's thread has ended and
+        // dropped the sink, only this test holds it.
+        let alive = std::sync::Arc::new(());
+        let in_sink = alive.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let config = hpio::TrackerConfig {
+            interval: Duration::from_secs(3600),
+            poll_only,
+            ..hpio::TrackerConfig::new(daq.path())
+        };
+        let tracker = hpio::Tracker::spawn(config, move |e| {
+            let _keep = &in_sink;
+            let _ = tx.lock().unwrap().send(e.frame_index);
+        })
+        .unwrap();
+        // Working, not waiting for the first tick an hour away.
+        let first = rx
+            .recv_timeout(PATIENCE)
+            .expect("the frame already written");
+        assert_eq!(first, 0, "poll_only={poll_only}");
+
+        // Stop must not wait for a tick either. On a thread, so that a
+        // hang fails here, with a message, instead of hanging the run.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tracker.stop();
+            let _ = done_tx.send(());
+        });
+        done_rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            panic!("poll_only={poll_only}: stop did not return within {PATIENCE:?}")
+        });
+        assert_eq!(
+            std::sync::Arc::strong_count(&alive),
+            1,
+            "poll_only={poll_only}: the tracker still holds its sink after stop"
+        );
+        // Nothing is read after stop.
+        append(&f, &frames[1..2]);
+        assert!(
+            rx.recv().is_err(),
+            "poll_only={poll_only}: an event after stop"
+        );
+        std::fs::write(&f, &frames[0]).unwrap();
+    }
+
+    // Dropping a tracker stops it too.
+    let alive = std::sync::Arc::new(());
+    let in_sink = alive.clone();
+    let dropped = hpio::Tracker::spawn(hpio::TrackerConfig::new(daq.path()), move |_| {
+        let _keep = &in_sink;
+    })
+    .unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(dropped);
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("drop did not return within {PATIENCE:?}"));
+    assert_eq!(
+        std::sync::Arc::strong_count(&alive),
+        1,
+        "the dropped tracker still holds its sink"
+    );
 }

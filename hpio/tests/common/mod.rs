@@ -17,37 +17,37 @@ use pff::{DataProduct, PffName, RunName, StartTime};
 /// Generous: tests wait for behaviour, never measure it.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-pub const LICK: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/pff-samples/lick-2024-07-25"
-);
-
-/// The real Lick sample of `dp` and `module`, or `None` (with a note) when
-/// the samples are not on this machine.
-pub fn sample(dp: DataProduct, module: u32) -> Option<PathBuf> {
-    let dir = Path::new(LICK);
-    let found = fs::read_dir(dir).ok().and_then(|entries| {
-        entries.flatten().map(|e| e.path()).find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| PffName::parse(n).ok())
-                .is_some_and(|n| n.dp == dp && n.module == module)
-        })
-    });
-    if found.is_none() {
-        eprintln!("skipping: no {dp} sample of module {module} under {LICK}");
-    }
-    found
+/// The first `n` complete frames of the real Lick recording of `dp` and
+/// `module`, as bytes: the repository's fixture (the shared full-size
+/// sample starts with the same bytes).
+pub fn sample_frames(dp: DataProduct, module: u32, n: usize) -> Vec<Vec<u8>> {
+    let fixture = testdata::fixture(dp.name(), module);
+    assert!(
+        n as u64 <= fixture.frames,
+        "{fixture} holds {} frames",
+        fixture.frames
+    );
+    read_frames(&fixture.path, 0..n as u64)
 }
 
-/// The first `n` complete frames of a real sample, as bytes.
-pub fn sample_frames(dp: DataProduct, module: u32, n: usize) -> Option<Vec<Vec<u8>>> {
-    let file = pff::PffFile::open(sample(dp, module)?).unwrap();
-    Some(
-        (0..n as u64)
-            .map(|i| file.read_raw(i).unwrap().as_bytes().to_vec())
-            .collect(),
-    )
+/// `n` real frames of `dp` and `module` from each recording there is: the
+/// fixture's first, then, when the shared samples are present, the last
+/// `n` of the full-size file.
+pub fn real_frame_sets(dp: DataProduct, module: u32, n: usize) -> Vec<Vec<Vec<u8>>> {
+    testdata::lick_samples(dp.name(), module)
+        .into_iter()
+        .map(|s| match s.origin {
+            testdata::Origin::Fixtures => read_frames(&s.path, 0..n as u64),
+            testdata::Origin::Shared => read_frames(&s.path, s.frames - n as u64..s.frames),
+        })
+        .collect()
+}
+
+fn read_frames(path: &Path, range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
+    let file = pff::PffFile::open(path).unwrap();
+    range
+        .map(|i| file.read_raw(i).unwrap().as_bytes().to_vec())
+        .collect()
 }
 
 /// Frames made here, for products with no sample (and for size changes):
