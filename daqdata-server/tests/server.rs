@@ -50,13 +50,16 @@ async fn stream_intervals_that_are_not_sane_are_invalid() {
     })
     .await;
     let mut c = server.client().await;
-    for bad in [-0.1, f64::NAN, f64::INFINITY, 10.5] {
+    for bad in [f64::NAN, f64::INFINITY, 10.5] {
         let r = c.stream_images(stream_request(true, true, bad, &[])).await;
         assert_eq!(code(r), Code::InvalidArgument, "interval {bad}");
     }
-    // 0 means "as fast as hp_io updates".
-    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
-    take(&mut s, 3).await;
+    // 0, negative and -infinite mean "as fast as hp_io updates" (the
+    // Python CLI's --plot-phdist sends -1).
+    for fastest in [0.0, -1.0, f64::NEG_INFINITY] {
+        let mut s = open(&mut c, stream_request(true, true, fastest, &[])).await;
+        take(&mut s, 3).await;
+    }
 }
 
 #[tokio::test]
