@@ -15,6 +15,23 @@ SERVER = Path(os.environ.get("DAQDATA_SERVER_BIN", TARGET / "release" / "daqdata
 DAQSIM = Path(os.environ.get("DAQSIM_BIN", TARGET / "release" / "daqsim"))
 
 
+_channels = []
+
+
+def channel(target):
+    """A grpc channel that is closed when a test's servers stop, so that
+    their graceful shutdown does not wait out its grace period for idle
+    test clients."""
+    import grpc
+    _channels.append(grpc.insecure_channel(target))
+    return _channels[-1]
+
+
+def close_channels():
+    while _channels:
+        _channels.pop().close()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,6 +72,7 @@ class Server:
         return f"unix://{self.sock}"
 
     def stop(self):
+        close_channels()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

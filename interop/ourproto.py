@@ -10,9 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import grpc
-
-from conftest import ROOT
+from conftest import ROOT, channel
 
 PROTO_DIR = ROOT / "daqdata-proto" / "proto"
 
@@ -31,4 +29,4 @@ PULSE_HEIGHT = pb.PanoImage.Type.Value("PULSE_HEIGHT")
 
 
 def stub(target):
-    return pb_grpc.DaqDataStub(grpc.insecure_channel(target))
+    return pb_grpc.DaqDataStub(channel(target))

@@ -16,25 +16,10 @@ import time
 import grpc
 import pytest
 
-from ourproto import MOVIE, pb, pb_grpc
+from ourproto import MOVIE, pb, stub
 
 MOVIE_MODULES = (1, 2)
 WINDOW = 4.0  # seconds of counting, after each module's first frame
-
-
-@pytest.fixture
-def connect():
-    """A stub on a channel that is closed after the test, so that the
-    server's shutdown does not wait for it."""
-    channels = []
-
-    def make(target):
-        channels.append(grpc.insecure_channel(target))
-        return pb_grpc.DaqDataStub(channels[-1])
-
-    yield make
-    for c in channels:
-        c.close()
 
 
 def init_sim(s, hp_io_interval):
@@ -91,24 +76,24 @@ def assert_paced(s, interval, expected=(18.0, 21.0)):
     return r
 
 
-def test_client_interval_above_hp_io_interval_paces_the_stream(server, connect):
-    s = connect(server.tcp)
+def test_client_interval_above_hp_io_interval_paces_the_stream(server):
+    s = stub(server.tcp)
     init_sim(s, 0.01)
     assert_paced(s, 0.05)
 
 
 @pytest.mark.parametrize("interval", [0.0, -1.0, 0.05])
-def test_zero_and_negative_mean_as_fast_as_hp_io_updates(server, connect, interval):
+def test_zero_and_negative_mean_as_fast_as_hp_io_updates(server, interval):
     # hp_io at 0.05 s: a client asking 0 or -1 (the Python CLI's
     # --plot-phdist and --plot-speed) gets the hp_io rate, not every frame
     # written (1000/s), and the same as a client asking 0.05.
-    s = connect(server.unix)
+    s = stub(server.unix)
     init_sim(s, 0.05)
     assert_paced(s, interval)
 
 
-def test_invalid_intervals_are_refused_and_minus_infinity_is_served(server, connect):
-    s = connect(server.tcp)
+def test_invalid_intervals_are_refused_and_minus_infinity_is_served(server):
+    s = stub(server.tcp)
     init_sim(s, 0.05)
     for bad in (float("nan"), float("inf"), 61.0):
         responses = s.StreamImages(pb.StreamImagesRequest(stream_movie_data=True, update_interval_seconds=bad),
