@@ -2,14 +2,15 @@
 //! `pff` reads it back as the fixture, restamped.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use daqsim::{Error, Fixtures, Replay, ReplayConfig};
 use pff::{DataProduct, PffFile, PffName};
+use testdata::fixtures_dir;
 
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
-}
+/// Generous: tests wait for behaviour, never measure it; this only turns
+/// a hang into a failure.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn fixtures() -> Fixtures {
     Fixtures::load(&fixtures_dir()).unwrap()
@@ -232,8 +233,14 @@ fn a_running_replay_looks_live_and_stop_ends_the_run() {
         assert!(run.is_dir(), "{}", run.display());
         assert!(!run.join("recording_ended").exists());
     }
+    let deadline = Instant::now() + PATIENCE;
     while replay.stats().frames < 10 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(
+            Instant::now() < deadline,
+            "a looping replay at 200 frames/s wrote {} frames in {PATIENCE:?}",
+            replay.stats().frames
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
     assert!(!replay.is_finished());
     let stats = replay.stop().unwrap();
@@ -310,7 +317,12 @@ fn in_torn_mode_a_reader_meets_half_written_frames() {
     // Each frame stays half-written for a quarter of its period; a reader
     // polling the size meets one long before the 100 frames are done.
     let mut torn_seen = false;
+    let deadline = Instant::now() + PATIENCE;
     while !torn_seen && !replay.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "100 frames at 100 frames/s not done in {PATIENCE:?}"
+        );
         let len = std::fs::metadata(&path).unwrap().len();
         torn_seen = len % 636 != 0;
     }
