@@ -1,25 +1,26 @@
 //! Draws docs/plot-view.png and docs/plot-phdist.png from the real Lick
-//! samples, feeding decoded frames straight into the views (no server).
+//! frames (the full-size shared samples when present, else the
+//! repository's fixtures), feeding decoded frames straight into the views
+//! (no server).
 //!
 //! `cargo run -p daqdata-client --example snapshots_from_samples [OUT_DIR]`
 //! (OUT_DIR defaults to docs/). With a server, `daqdata --init-sim
 //! --plot-view --snapshot docs/plot-view.png` draws the same views from the
 //! simulator.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use daqdata_client::view::{save_png, PhDist, PlotView};
 use daqdata_client::Image;
 
-const SAMPLES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/pff-samples/lick-2024-07-25"
-);
-
-/// Every `step`-th frame of a sample file, decoded.
-fn frames(name: &str, module: u32, step: usize) -> anyhow::Result<Vec<Image>> {
-    let path = Path::new(SAMPLES).join(name);
-    let file = pff::PffFile::open(&path)?;
+/// Every `step`-th frame of the Lick recording of `dp` and `module`,
+/// decoded: of the full-size shared sample when present, else the fixture.
+fn frames(dp: &str, module: u32, step: usize) -> anyhow::Result<Vec<Image>> {
+    let sample = testdata::lick_samples(dp, module)
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no {dp} recording of module {module}"))?;
+    let name = sample.file_name();
+    let file = pff::PffFile::open(&sample.path)?;
     let mut out = Vec::new();
     for (n, frame) in file.frames()?.enumerate().step_by(step) {
         out.push(Image::from_frame(
@@ -38,21 +39,9 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map_or_else(|| PathBuf::from("docs"), PathBuf::from);
     std::fs::create_dir_all(&out)?;
-    let movie = frames(
-        "start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.debug_TRUNCATED.pff",
-        1,
-        1,
-    )?;
-    let ph1 = frames(
-        "start_2024-07-25T04_34_46Z.dp_ph256.bpp_2.module_1.seqno_0.debug_TRUNCATED.pff",
-        1,
-        1,
-    )?;
-    let ph3 = frames(
-        "start_2024-07-25T04_34_46Z.dp_ph256.bpp_2.module_3.seqno_0.debug_TRUNCATED.pff",
-        3,
-        1,
-    )?;
+    let movie = frames("img16", 1, 1)?;
+    let ph1 = frames("ph256", 1, 1)?;
+    let ph3 = frames("ph256", 3, 1)?;
 
     let mut view = PlotView::new();
     let mut dist = PhDist::new();

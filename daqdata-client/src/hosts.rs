@@ -248,16 +248,18 @@ mod tests {
 
     #[test]
     fn real_daq_config_names_its_node() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/pff-samples/lick-2024-07-25/daq_config.json"
-        ));
-        if !path.exists() {
-            eprintln!("skipping: {} is absent", path.display());
-            return;
+        // The Lick run's daq_config.json: fixtures/ always, the shared
+        // samples' copy when present.
+        for dir in testdata::lick_dirs() {
+            let path = dir.join("daq_config.json");
+            let hosts = hosts_from_configs(&path, None).unwrap();
+            assert_eq!(
+                hosts,
+                vec![tcp("daq1", 50051), tcp("daq2", 50051)],
+                "{}",
+                path.display()
+            );
         }
-        let hosts = hosts_from_configs(path, None).unwrap();
-        assert_eq!(hosts, vec![tcp("daq1", 50051), tcp("daq2", 50051)]);
     }
 
     #[test]
