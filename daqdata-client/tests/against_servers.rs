@@ -1,6 +1,6 @@
 //! The client against small in-test DaqData servers (on temporary unix
-//! sockets and 127.0.0.1:0) that stream real recorded frames, and, when
-//! `DAQDATA_SERVER_BIN` names it, against the real server binary.
+//! sockets and 127.0.0.1:0) that stream real recorded frames, and against
+//! the real server binary.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -19,65 +19,35 @@ use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{Code, Request, Response, Status};
 
-const SAMPLES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/pff-samples/lick-2024-07-25"
-);
-
-/// A few frames of each real sample file, or made-up frames without them.
+/// The first frames of each recorded Lick file: the carried fixtures
+/// always, the full-size shared samples too when present.
 fn frames() -> Vec<PanoImage> {
-    let files = [
-        (
-            "start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.debug_TRUNCATED.pff",
-            1,
-        ),
-        (
-            "start_2024-07-25T04_34_46Z.dp_ph256.bpp_2.module_1.seqno_0.debug_TRUNCATED.pff",
-            1,
-        ),
-        (
-            "start_2024-07-25T04_34_46Z.dp_ph256.bpp_2.module_3.seqno_0.debug_TRUNCATED.pff",
-            3,
-        ),
-    ];
     let mut out = Vec::new();
-    for (name, module) in files {
-        let path = Path::new(SAMPLES).join(name);
-        let Ok(file) = pff::PffFile::open(&path) else {
-            eprintln!("{} absent: using made-up frames", path.display());
-            return made_up_frames();
-        };
+    for sample in testdata::samples()
+        .into_iter()
+        .filter(|s| s.lick && s.recorded)
+    {
+        let file = pff::PffFile::open(&sample.path)
+            .unwrap_or_else(|e| panic!("{}: {e}", sample.path.display()));
         for n in 0..5 {
             let frame = file.read_frame(n).unwrap();
             out.push(
-                Image::from_frame(file.data_product(), &frame, module, name, n as u32)
-                    .to_pano_image(),
+                Image::from_frame(
+                    file.data_product(),
+                    &frame,
+                    sample.module,
+                    sample.file_name(),
+                    n as u32,
+                )
+                .to_pano_image(),
             );
         }
     }
+    assert!(
+        out.len() >= 15,
+        "the fixtures hold three recorded Lick files"
+    );
     out
-}
-
-fn made_up_frames() -> Vec<PanoImage> {
-    let q = pff::Quabo {
-        pkt_num: 1,
-        pkt_tai: 0,
-        pkt_nsec: 0,
-        tv_sec: 1_721_882_086,
-        tv_usec: 0,
-    };
-    let movie = pff::Frame {
-        header: pff::Header::new_module([q; 4]),
-        pixels: pff::Pixels::U16((0..1024).map(|i| i as u16).collect()),
-    };
-    let ph = pff::Frame {
-        header: pff::Header::new_quabo(0, q),
-        pixels: pff::Pixels::I16((0..256).map(|i| i as i16).collect()),
-    };
-    vec![
-        Image::from_frame(DataProduct::Img16, &movie, 1, "movie.pff", 0).to_pano_image(),
-        Image::from_frame(DataProduct::Ph256, &ph, 3, "ph.pff", 0).to_pano_image(),
-    ]
 }
 
 /// A DaqData server for tests: streams `frames` round and round every few
