@@ -14,7 +14,6 @@ use daqdata_proto::daqdata::{
 use daqdata_proto::server::{DaqData, DaqDataServer};
 use daqdata_proto::{encode_pano_image, SharedStreamImagesResponse};
 use futures::{Stream, StreamExt};
-use pff::DataProduct;
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{Code, Request, Response, Status};
