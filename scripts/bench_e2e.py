@@ -28,15 +28,21 @@ MODULES = [1, 2, 3, 4]
 TYPES = 2
 RATE = 1000.0
 
+HP_IO = 0.001
+
 SCENARIOS = [
-    # name, clients, interval
-    ("1x0.1", 1, 0.1),
-    ("10x0.01", 10, 0.01),
-    ("100x0.05", 100, 0.05),
-    ("10x0.001", 10, 0.001),
-    ("1000x0.1", 1000, 0.1),
-    ("idle", 0, None),
-    ("upload", 1, None),
+    # name, clients, client interval, hp_io interval
+    ("1x0.1", 1, 0.1, HP_IO),
+    ("10x0.01", 10, 0.01, HP_IO),
+    ("100x0.05", 100, 0.05, HP_IO),
+    ("10x0.001", 10, 0.001, HP_IO),
+    ("1000x0.1", 1000, 0.1, HP_IO),
+    # NAME@hpI: hp_io at I s. The client asks for hp_io's interval, or for "as fast as hp_io
+    # updates" (0): both are served at hp_io's 0.05 s, never faster.
+    ("100x0.05@hp0.05", 100, 0.05, 0.05),
+    ("100x0@hp0.05", 100, 0.0, 0.05),
+    ("idle", 0, None, HP_IO),
+    ("upload", 1, None, HP_IO),
 ]
 
 
@@ -87,11 +93,19 @@ class Rig:
             [str(BIN / "daqdata-server"), "--listen", self.host, "--config", str(config), "--log-level", "warn"],
             stdout=open(log_dir / "server.log", "w"), stderr=subprocess.STDOUT)
         wait_for(self.sock.exists, "the server socket")
-        cfg = tmp / "hp_io_config.json"
-        cfg.write_text(json.dumps({"data_dir": str(self.data), "update_interval_seconds": 0.001,
+        self.hp_io = None
+        self.init(HP_IO)
+
+    def init(self, hp_io):
+        """(Re)configures hp_io to track the simulated tree every `hp_io` seconds."""
+        if hp_io == self.hp_io:
+            return
+        cfg = self.tmp / "hp_io_config.json"
+        cfg.write_text(json.dumps({"data_dir": str(self.data), "update_interval_seconds": hp_io,
                                    "force": True, "simulate_daq": False, "module_ids": []}))
         subprocess.run([str(BIN / "daqdata"), "--host", self.host, "--init", str(cfg)], check=True,
                        stdout=subprocess.DEVNULL)
+        self.hp_io = hp_io
 
     def close(self):
         for p in (self.server, self.sim):
@@ -134,8 +148,8 @@ def idle(rig, duration):
             "peak_rss_mib": proc_rss_mib(pid, "VmHWM"), "errors": 0}
 
 
-def ideal(clients, interval):
-    per_stream = min(1 / interval, RATE)
+def ideal(clients, interval, hp_io):
+    per_stream = min(1 / max(interval, hp_io), RATE)
     return clients * len(MODULES) * TYPES * per_stream
 
 
@@ -159,14 +173,15 @@ def main():
     args = ap.parse_args()
     wanted = [s for s in SCENARIOS if not args.only or s[0] in args.only.split(",")]
 
-    results = {name: [] for name, _, _ in wanted}
+    results = {name: [] for name, _, _, _ in wanted}
     log_dir = Path(tempfile.mkdtemp(prefix="bench-e2e-logs-"))
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             rig = Rig(Path(tmp), log_dir)
             try:
-                for name, clients, interval in wanted:
+                for name, clients, interval, hp_io in wanted:
                     print(f"run {run + 1}/{args.runs}: {name} ...", file=sys.stderr, flush=True)
+                    rig.init(hp_io)
                     if name == "idle":
                         r = idle(rig, args.duration)
                     elif name == "upload":
@@ -179,7 +194,7 @@ def main():
                         streaming.wait()
                     else:
                         r = bench(rig, clients, interval, args.duration, args.warmup)
-                        r["ideal"] = ideal(clients, interval)
+                        r["ideal"] = ideal(clients, interval, hp_io)
                     results[name].append(r)
             finally:
                 rig.close()
@@ -191,7 +206,7 @@ def main():
     header = ("scenario", "images/s", "% ideal", "age p50 ms", "age p99 ms", "server CPU %", "peak RSS MiB",
               "errors")
     rows = [header]
-    for name, clients, interval in wanted:
+    for name, _, _, _ in wanted:
         rs = results[name]
         rows.append((
             name,
