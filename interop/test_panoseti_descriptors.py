@@ -9,7 +9,8 @@ types and streaming flags, with what the Python clients were generated from.
 Ours is compiled by grpc_tools' protoc in a subprocess into a
 FileDescriptorSet and loaded into a private descriptor pool; upstream's is
 taken from panoseti_grpc.generated.daq_data_pb2 (which lives in protobuf's
-default pool; hence this file runs in the panoseti pytest process)."""
+default pool; hence this file runs in the panoseti pytest process). The
+descriptor the release server serves over reflection is compared too."""
 
 import subprocess
 import sys
@@ -135,3 +136,14 @@ def test_a_drifted_copy_of_our_proto_is_caught(tmp_path):
         (d / "daq_data.proto").write_text(source.replace(old, new))
         diff = differences(describe(ours(d, d)), b)
         assert diff and all(what in line for line in diff), (what, diff)
+
+
+def test_the_descriptor_the_server_reflects_matches_upstream(server):
+    """What the release binary serves over reflection (the Python clients'
+    reflect_services reads it) is upstream's protocol too."""
+    import grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+    with grpc.insecure_channel(server.tcp) as channel:
+        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+        served = describe(pool.FindFileContainingSymbol("daqdata.DaqData"))
+    assert differences(served, describe(upstream())) == []
