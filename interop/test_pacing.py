@@ -82,6 +82,12 @@ def test_client_interval_above_hp_io_interval_paces_the_stream(server):
     assert_paced(s, 0.05)
 
 
+def test_a_client_asking_faster_than_hp_io_gets_the_hp_io_rate(server):
+    s = stub(server.tcp)
+    init_sim(s, 0.1)
+    assert_paced(s, 0.05, expected=(9.0, 10.5))
+
+
 @pytest.mark.parametrize("interval", [0.0, -1.0, 0.05])
 def test_zero_and_negative_mean_as_fast_as_hp_io_updates(server, interval):
     # hp_io at 0.05 s: a client asking 0 or -1 (the Python CLI's
