@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use serde::Deserialize;
+
+use crate::error::{Error, Result};
 
 /// Everything the server needs to start; see SPEC §5 for the keys.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -65,21 +66,24 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file, or the Python server's JSON when the name ends in
     /// `.json`. Relative paths inside are taken from the file's directory.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let in_file = |reason: String| Error::ConfigFile {
+            path: path.to_path_buf(),
+            reason,
+        };
         let mut config = if path.extension().is_some_and(|e| e == "json") {
             Self::from_python_json(&text)
-                .with_context(|| format!("in Python server config {}", path.display()))?
+                .map_err(|e| in_file(format!("as the Python server's JSON config: {e}")))?
         } else {
-            toml::from_str(&text)
-                .with_context(|| format!("parsing TOML config {}", path.display()))?
+            toml::from_str(&text).map_err(|e| in_file(format!("as TOML: {e}")))?
         };
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_relative(base);
-        config
-            .validate()
-            .with_context(|| format!("in config {}", path.display()))?;
+        config.validate().map_err(|e| in_file(e.to_string()))?;
         Ok(config)
     }
 
@@ -97,7 +101,8 @@ impl Config {
     }
 
     /// Checks values a typo could make absurd.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<()> {
+        let bail = |reason: String| Err(Error::Invalid(reason));
         let positive = [
             (
                 "min_hp_io_update_interval_seconds",
@@ -111,35 +116,43 @@ impl Config {
         ];
         for (key, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                bail!("{key} must be a positive number of seconds, got {v}");
+                return bail(format!(
+                    "{key} must be a positive number of seconds, got {v}"
+                ));
             }
         }
         if !(self.shutdown_grace_period_seconds.is_finite()
             && self.shutdown_grace_period_seconds >= 0.0)
         {
-            bail!(
+            return bail(format!(
                 "shutdown_grace_period_seconds must be >= 0, got {}",
                 self.shutdown_grace_period_seconds
-            );
+            ));
         }
         if self.min_hp_io_update_interval_seconds > self.max_client_update_interval_seconds {
-            bail!("min_hp_io_update_interval_seconds is above max_client_update_interval_seconds");
+            return bail(
+                "min_hp_io_update_interval_seconds is above max_client_update_interval_seconds"
+                    .into(),
+            );
         }
         if self.max_concurrent_rpcs == 0 {
-            bail!("max_concurrent_rpcs must be at least 1");
+            return bail("max_concurrent_rpcs must be at least 1".into());
         }
         if self.listen.is_empty() {
-            bail!("listen is empty: give at least one HOST:PORT or unix:///path.sock");
+            return bail(
+                "listen is empty: give at least one HOST:PORT or unix:///path.sock".into(),
+            );
         }
         Ok(())
     }
 
     /// Maps the Python server's `daq_data_server_config.json`: known keys
     /// are taken, the rest are warned about and ignored.
-    fn from_python_json(text: &str) -> anyhow::Result<Self> {
-        let json: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+    fn from_python_json(text: &str) -> Result<Self, String> {
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         let Some(map) = json.as_object() else {
-            bail!("expected a JSON object at the top");
+            return Err("expected a JSON object at the top".into());
         };
         let mut c = Config::default();
         let mut init_from_default = false;
@@ -148,7 +161,7 @@ impl Config {
             let num = || {
                 value
                     .as_f64()
-                    .with_context(|| format!("{key} must be a number"))
+                    .ok_or_else(|| format!("{key} must be a number"))
             };
             match key.as_str() {
                 "unix_domain_socket" => match value.as_str() {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
@@ -34,6 +33,21 @@ impl std::fmt::Display for Settings {
         }
         Ok(())
     }
+}
+
+/// Why a configuration could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("making a private directory for the simulated DAQ: {0}")]
+    SimulationDir(std::io::Error),
+    #[error("the simulation fixtures hold no frames")]
+    NoFixtures,
+    #[error("starting the simulated DAQ: {0}")]
+    Replay(daqsim::Error),
+    #[error("starting hp_io on {}: {source}", .dir.display())]
+    Tracker { dir: PathBuf, source: hpio::Error },
+    #[error("starting hp_io failed unexpectedly: {0}")]
+    Panicked(String),
 }
 
 /// What streams of one configuration share.
@@ -68,7 +82,7 @@ impl HpIo {
         settings: &Settings,
         simulate: &SimulateConfig,
         fixtures: &daqsim::Fixtures,
-    ) -> anyhow::Result<HpIo> {
+    ) -> Result<HpIo, StartError> {
         let (data_dir, simulation) = if settings.simulate {
             let sim = start_simulation(settings, simulate, fixtures)?;
             (sim.dir.path().to_path_buf(), Some(sim))
@@ -88,7 +102,10 @@ impl HpIo {
             },
             move |event| sink.publish_tracked(event),
         )
-        .with_context(|| format!("starting hp_io on {}", data_dir.display()))?;
+        .map_err(|source| StartError::Tracker {
+            dir: data_dir.clone(),
+            source,
+        })?;
         let generation = Arc::new(Generation {
             broadcast,
             demand: tracker.demand(),
@@ -119,11 +136,11 @@ fn start_simulation(
     settings: &Settings,
     simulate: &SimulateConfig,
     fixtures: &daqsim::Fixtures,
-) -> anyhow::Result<Simulation> {
+) -> Result<Simulation, StartError> {
     let dir = tempfile::Builder::new()
         .prefix("daqdata-sim-")
         .tempdir()
-        .context("making a private directory for the simulated DAQ")?;
+        .map_err(StartError::SimulationDir)?;
     // Output modules: the configured ones, else the ones InitHpIo asked
     // for, else the fixtures' own.
     let outputs = if !simulate.module_ids.is_empty() {
@@ -136,7 +153,7 @@ fn start_simulation(
     } else {
         // One fixture module per output, the one with the most products,
         // so that each output module gets movie and pulse-height data.
-        let source = primary_module(fixtures).context("the fixtures hold no frames")?;
+        let source = primary_module(fixtures).ok_or(StartError::NoFixtures)?;
         outputs.iter().map(|&m| (source, m)).collect()
     };
     let replay = daqsim::Replay::start(
@@ -149,7 +166,7 @@ fn start_simulation(
             ..daqsim::ReplayConfig::default()
         },
     )
-    .context("starting the simulated DAQ")?;
+    .map_err(StartError::Replay)?;
     Ok(Simulation { replay, dir })
 }
 

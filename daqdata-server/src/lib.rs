@@ -13,10 +13,18 @@
 //! - [`Config`]: what to listen on and the limits (TOML, or the Python
 //!   server's JSON).
 //! - [`Server::start`] binds every listener and serves until
-//!   [`Server::shutdown`].
+//!   [`Server::shutdown`]; what fails is an [`Error`].
+//!
+//! Where each rule lives: `service` is the tonic adapter (one line per RPC
+//! start and end); `stream` checks a StreamImages request and paces it;
+//! `admission` lets streams and uploads in and holds what they take;
+//! `lifecycle` is InitHpIo (validate, stop, start, restore); `hp_io` is one
+//! running configuration (tracker, simulation, broadcast); `broadcast` the
+//! newest frame per (module, data product), encoded once; `upload` is
+//! UploadImages; `listen` and `uds_authority` the sockets.
 //!
 //! ```no_run
-//! # async fn run() -> anyhow::Result<()> {
+//! # async fn run() -> Result<(), daqdata_server::Error> {
 //! let config = daqdata_server::Config {
 //!     listen: vec!["unix:///tmp/daq_data_example.sock".into()],
 //!     ..Default::default()
@@ -27,26 +35,32 @@
 //! # }
 //! ```
 
+mod admission;
 mod broadcast;
 mod config;
+mod error;
 mod hp_io;
+mod lifecycle;
 mod listen;
 mod service;
+mod state;
 mod stream;
 mod uds_authority;
+mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use daqdata_proto::daqdata::InitHpIoRequest;
 use daqdata_proto::HpIoConfig;
 use tokio::task::JoinSet;
 
 pub use config::{Config, SimulateConfig};
+pub use error::{Error, Result};
 pub use listen::Listening;
 
-use service::{DaqDataService, State};
+use service::DaqDataService;
+use state::State;
 
 /// How the server initializes hp_io before serving.
 #[derive(Clone, Debug)]
@@ -61,17 +75,19 @@ pub enum InitOnStart {
 pub struct Server {
     state: Arc<State>,
     listening: Vec<Listening>,
-    tasks: JoinSet<anyhow::Result<()>>,
+    tasks: JoinSet<Result<()>>,
 }
 
 impl Server {
     /// Binds every address of `config.listen`, applies `init` (or the
     /// config's `init_hp_io_config`), and serves in the background.
-    pub async fn start(config: Config, init: Option<InitOnStart>) -> anyhow::Result<Server> {
+    pub async fn start(config: Config, init: Option<InitOnStart>) -> Result<Server> {
         config.validate()?;
         let fixtures = match &config.simulate.fixtures_dir {
-            Some(dir) => daqsim::Fixtures::load(dir)
-                .with_context(|| format!("loading simulation fixtures from {}", dir.display()))?,
+            Some(dir) => daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
+                dir: dir.clone(),
+                source,
+            })?,
             None => daqsim::Fixtures::embedded(),
         };
         let init = match (init, &config.init_hp_io_config) {
@@ -105,7 +121,7 @@ impl Server {
                             .await
                     }
                 };
-                served.with_context(|| format!("serving on {name}"))
+                served.map_err(|source| Error::Serve { addr: name, source })
             });
             listening.push(bound);
         }
@@ -124,13 +140,13 @@ impl Server {
     /// Ends every stream (UNAVAILABLE: shutting down), stops accepting,
     /// waits up to the grace period for connections to close, stops hp_io
     /// and removes the unix socket files.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> Result<()> {
         self.state.shutdown.cancel();
         let grace = Duration::from_secs_f64(self.state.config.shutdown_grace_period_seconds);
         let drained = tokio::time::timeout(grace, async {
             let mut first_error = Ok(());
             while let Some(joined) = self.tasks.join_next().await {
-                let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+                let result = joined.map_err(Error::from).and_then(|r| r);
                 if let Err(e) = result {
                     tracing::warn!("{e:#}");
                     first_error = first_error.and(Err(e));
@@ -143,9 +159,7 @@ impl Server {
             tracing::warn!("connections still open after the {grace:?} grace period; closing them");
             self.tasks.abort_all();
         }
-        if let Some(hp_io) = self.state.take_hp_io().await {
-            tokio::task::spawn_blocking(move || hp_io.stop()).await?;
-        }
+        self.state.lifecycle.stop().await?;
         for l in &self.listening {
             l.remove_socket_file();
         }
@@ -153,7 +167,7 @@ impl Server {
     }
 
     /// Serves until one listener fails (a normal exit is by `shutdown`).
-    pub async fn wait_for_error(&mut self) -> anyhow::Result<()> {
+    pub async fn wait_for_error(&mut self) -> Result<()> {
         match self.tasks.join_next().await {
             Some(joined) => joined?,
             None => std::future::pending().await,
@@ -161,7 +175,7 @@ impl Server {
     }
 }
 
-async fn initialize(state: &State, init: InitOnStart) -> anyhow::Result<()> {
+async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     let request = match init {
         InitOnStart::Simulate => InitHpIoRequest {
             simulate_daq: true,
@@ -175,26 +189,24 @@ async fn initialize(state: &State, init: InitOnStart) -> anyhow::Result<()> {
         },
     };
     let reply = state
-        .init_hp_io(&request)
+        .lifecycle
+        .init(&request, || state.admission.active_streams())
         .await
-        .map_err(|s| anyhow::anyhow!("initializing hp_io at start: {}", s.message()))?;
-    anyhow::ensure!(
-        reply.success,
-        "initializing hp_io at start: {}",
-        reply.error_message
-    );
-    Ok(())
+        .map_err(|s| Error::InitAtStart(s.message().to_string()))?;
+    if reply.success {
+        Ok(())
+    } else {
+        Err(Error::InitAtStart(reply.error_message))
+    }
 }
 
-fn router(state: Arc<State>) -> anyhow::Result<tonic::transport::server::Router> {
+fn router(state: Arc<State>) -> Result<tonic::transport::server::Router> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the gRPC reflection service")?;
+        .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .context("building the gRPC reflection service")?;
+        .build_v1alpha()?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // Serving from the start: hp_io being uninitialized is answered per RPC.
     tokio::spawn(async move {

@@ -4,12 +4,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
+use crate::error::{Error, Result};
 use crate::uds_authority::AuthorityFix;
 
 /// An address the server is bound to.
@@ -65,16 +65,23 @@ pub(crate) enum Incoming {
 }
 
 /// Binds one `listen` entry.
-pub(crate) async fn bind(addr: &str) -> anyhow::Result<(Listening, Incoming)> {
+pub(crate) async fn bind(addr: &str) -> Result<(Listening, Incoming)> {
+    let fail = |reason: String| Error::Listen {
+        addr: addr.to_string(),
+        reason,
+    };
     if let Some(path) = addr.strip_prefix("unix://") {
         let path = PathBuf::from(path);
         if !path.is_absolute() {
-            bail!("unix socket address {addr:?} needs an absolute path: unix:///abs/path.sock");
+            return Err(fail(
+                "a unix socket needs an absolute path: unix:///abs/path.sock".into(),
+            ));
         }
-        remove_stale_socket(&path).await?;
+        remove_stale_socket(&path).await.map_err(fail)?;
         let listener = UnixListener::bind(&path)
-            .with_context(|| format!("binding unix socket {}", path.display()))?;
-        let id = file_id(&path).with_context(|| format!("reading back {}", path.display()))?;
+            .map_err(|e| fail(format!("binding unix socket {}: {e}", path.display())))?;
+        let id =
+            file_id(&path).map_err(|e| fail(format!("reading back {}: {e}", path.display())))?;
         let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityFix::new));
         return Ok((
             Listening::Unix(path, id),
@@ -90,15 +97,17 @@ pub(crate) async fn bind(addr: &str) -> anyhow::Result<(Listening, Incoming)> {
             tracing::warn!("binding {addr}: {e}; trying {v4}");
             TcpListener::bind(&v4)
                 .await
-                .with_context(|| format!("binding {v4}"))?
+                .map_err(|e| fail(format!("binding {v4}: {e}")))?
         }
         Err(e) => {
-            return Err(e).with_context(|| {
-                format!("binding {addr} (expected HOST:PORT or unix:///abs/path.sock)")
-            })
+            return Err(fail(format!(
+                "binding: {e} (expected HOST:PORT or unix:///abs/path.sock)"
+            )))
         }
     };
-    let local = listener.local_addr().context("reading the bound address")?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| fail(format!("reading the bound address: {e}")))?;
     Ok((
         Listening::Tcp(local),
         Incoming::Tcp(TcpIncoming::from(listener).with_nodelay(Some(true))),
@@ -107,20 +116,23 @@ pub(crate) async fn bind(addr: &str) -> anyhow::Result<(Listening, Incoming)> {
 
 /// A socket file left by a server that died is replaced; one a live server
 /// answers on is not.
-async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+async fn remove_stale_socket(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
     if !meta.file_type().is_socket() {
-        bail!(
+        return Err(format!(
             "{} exists and is not a socket; not replacing it",
             path.display()
-        );
+        ));
     }
     if tokio::net::UnixStream::connect(path).await.is_ok() {
-        bail!("another server is already listening on {}", path.display());
+        return Err(format!(
+            "another server is already listening on {}",
+            path.display()
+        ));
     }
     tracing::info!("replacing stale socket file {}", path.display());
-    std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))
+    std::fs::remove_file(path).map_err(|e| format!("removing stale socket {}: {e}", path.display()))
 }

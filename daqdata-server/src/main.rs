@@ -69,5 +69,6 @@ async fn main() -> anyhow::Result<()> {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
         r = server.wait_for_error() => { r?; }
     }
-    server.shutdown().await
+    server.shutdown().await?;
+    Ok(())
 }

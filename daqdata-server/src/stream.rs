@@ -9,10 +9,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use daqdata_proto::daqdata::StreamImagesRequest;
 use daqdata_proto::SharedStreamImagesResponse;
 use futures::future::{pending, select_all};
 use pff::ImageKind;
@@ -21,8 +21,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::broadcast::{Broadcast, Key, Slot, Watching};
-use crate::hp_io::Generation;
+use crate::admission::StreamTicket;
+use crate::broadcast::{Broadcast, Key, Slot};
+use crate::state::State;
 
 /// What a stream asked for.
 #[derive(Clone, Debug)]
@@ -43,28 +44,6 @@ impl Filter {
     }
 }
 
-/// Holds one of `max_concurrent_rpcs` places; frees it when dropped, which
-/// tonic does the moment a client goes away.
-pub(crate) struct Place(Arc<AtomicUsize>);
-
-impl Place {
-    /// Takes a place if fewer than `max` are taken.
-    pub(crate) fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Place(count.clone()))
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Why a stream ends early.
 struct Ends {
     /// InitHpIo with force=true replaced the configuration.
@@ -79,8 +58,8 @@ struct Sub {
     due: Instant,
 }
 
-/// The state of one stream between two sends.
-pub(crate) struct ImageStream {
+/// One StreamImages call's state between two sends.
+pub(crate) struct PacedStream {
     host: String,
     filter: Filter,
     pace: Pace,
@@ -93,37 +72,46 @@ pub(crate) struct ImageStream {
     peer: String,
     sent: u64,
     ended_by: &'static str,
-    _places: [Place; 2],
-    _watching: Watching,
-    _demand: hpio::DemandHold,
+    _ticket: StreamTicket,
 }
 
 type Changed<'a> = Pin<Box<dyn Future<Output = Result<(), watch::error::RecvError>> + Send + 'a>>;
 
-impl ImageStream {
-    /// A stream of `generation`'s frames; it holds the tracker's demand
-    /// while it lives.
-    pub(crate) fn new(
-        host: String,
-        filter: Filter,
-        interval: Duration,
-        generation: &Generation,
-        shutdown: CancellationToken,
-        places: [Place; 2],
+impl PacedStream {
+    /// Checks a StreamImages request (SPEC §3 status codes), admits it and
+    /// paces it at max(client interval, hp_io interval).
+    pub(crate) fn open(
+        state: &State,
+        req: StreamImagesRequest,
         peer: String,
-    ) -> Self {
+    ) -> Result<PacedStream, Status> {
+        if state.shutdown.is_cancelled() {
+            return Err(Status::unavailable("the DaqData server is shutting down"));
+        }
+        if !req.stream_movie_data && !req.stream_pulse_height_data {
+            return Err(Status::invalid_argument(
+                "At least one stream flag must be True: set stream_movie_data and/or stream_pulse_height_data",
+            ));
+        }
+        let max = state.config.max_client_update_interval_seconds;
+        let asked = client_interval(req.update_interval_seconds, max)?;
+        let ticket = state.admission.stream(&state.lifecycle)?;
+        let generation = &ticket.generation;
+        let interval = effective_interval(asked, generation.interval);
         let broadcast = generation.broadcast.clone();
-        let watching = broadcast.watch();
-        let demand = generation.demand.hold();
         let ends = Ends {
             reconfigured: generation.reconfigured.clone(),
-            shutdown,
+            shutdown: state.shutdown.clone(),
         };
         let mut keys = broadcast.watch_keys();
         keys.mark_changed();
-        ImageStream {
-            host,
-            filter,
+        Ok(PacedStream {
+            host: state.host.clone(),
+            filter: Filter {
+                movie: req.stream_movie_data,
+                pulse_height: req.stream_pulse_height_data,
+                modules: req.module_ids,
+            },
             pace: Pace::new(interval),
             broadcast,
             keys,
@@ -134,10 +122,8 @@ impl ImageStream {
             peer,
             sent: 0,
             ended_by: "the client went away",
-            _places: places,
-            _watching: watching,
-            _demand: demand,
-        }
+            _ticket: ticket,
+        })
     }
 
     /// Turns the state into the response stream tonic sends.
@@ -254,10 +240,29 @@ impl ImageStream {
     }
 }
 
-impl Drop for ImageStream {
+impl Drop for PacedStream {
     fn drop(&mut self) {
         tracing::info!(peer = %self.peer, images = self.sent, "StreamImages ended by {}", self.ended_by);
     }
+}
+
+/// The interval a client asked for, checked (SPEC §3): NaN, +infinite and
+/// anything above `max` are refused; zero, negative and -infinite mean "as
+/// fast as hp_io updates" and come back as `None`.
+fn client_interval(asked: f64, max: f64) -> Result<Option<Duration>, Status> {
+    if asked.is_nan() || asked > max {
+        return Err(Status::invalid_argument(format!(
+            "update_interval_seconds {asked} must be a number of seconds up to {max} (0 or negative = as fast as hp_io updates)"
+        )));
+    }
+    Ok((asked > 0.0).then(|| Duration::from_secs_f64(asked)))
+}
+
+/// SPEC §3 rule 1: `max(client interval, hp_io interval)`, as the Python
+/// server computes it. hp_io's interval is the fastest any stream is
+/// served; a client asking "as fast as hp_io updates" gets exactly that.
+fn effective_interval(asked: Option<Duration>, hp_io: Duration) -> Duration {
+    asked.map_or(hp_io, |asked| asked.max(hp_io))
 }
 
 /// tokio's timers tick in milliseconds: a sleep may end up to this much
@@ -337,6 +342,25 @@ async fn any_changed(changed: Vec<Changed<'_>>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_effective_interval_is_the_larger_of_the_clients_and_hp_ios() {
+        let ms = Duration::from_millis;
+        let hp_io = ms(10);
+        let effective =
+            |asked: f64| client_interval(asked, 60.0).map(|a| effective_interval(a, hp_io));
+        assert_eq!(effective(0.05).ok(), Some(ms(50)));
+        assert_eq!(effective(0.01).ok(), Some(ms(10)));
+        assert_eq!(effective(0.001).ok(), Some(ms(10)));
+        for fastest in [0.0, -0.0, -1.0, f64::NEG_INFINITY] {
+            assert_eq!(effective(fastest).ok(), Some(hp_io), "{fastest}");
+        }
+        assert_eq!(effective(60.0).ok(), Some(Duration::from_secs(60)));
+        for bad in [f64::NAN, f64::INFINITY, 60.5] {
+            let code = effective(bad).err().map(|s| s.code());
+            assert_eq!(code, Some(tonic::Code::InvalidArgument), "{bad}");
+        }
+    }
 
     #[test]
     fn sends_keep_to_the_schedule_within_the_stated_allowances() {

@@ -1,0 +1,302 @@
+//! hp_io's lifecycle (SPEC §3, InitHpIo): validate the request, refuse or
+//! end the active streams, stop the running configuration, start the new
+//! one and, if it fails, restore the previous one. At most one runs at a
+//! time; while it runs, new streams are told to retry.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use daqdata_proto::daqdata::{InitHpIoRequest, InitHpIoResponse};
+use tonic::Status;
+
+use crate::config::Config;
+use crate::hp_io::{Generation, HpIo, Settings, StartError};
+
+/// The running hp_io configuration and what new streams attach to.
+pub(crate) struct Lifecycle {
+    config: Config,
+    fixtures: daqsim::Fixtures,
+    /// What new streams attach to; `None` before the first InitHpIo.
+    current: RwLock<Option<Arc<Generation>>>,
+    /// The running hp_io; its lock is the "one InitHpIo at a time" lock.
+    running: tokio::sync::Mutex<Option<HpIo>>,
+    initializing: AtomicBool,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures) -> Self {
+        Lifecycle {
+            config,
+            fixtures,
+            current: RwLock::new(None),
+            running: tokio::sync::Mutex::new(None),
+            initializing: AtomicBool::new(false),
+        }
+    }
+
+    /// The configuration a new stream or upload attaches to: UNAVAILABLE
+    /// while InitHpIo runs, FAILED_PRECONDITION before the first one.
+    pub(crate) fn current(&self) -> Result<Arc<Generation>, Status> {
+        if self.initializing.load(Ordering::Acquire) {
+            return Err(Status::unavailable(
+                "hp_io is being (re)configured by InitHpIo; retry in a moment",
+            ));
+        }
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                Status::failed_precondition(
+                    "hp_io is not initialized on this server: call InitHpIo first (daqdata --init CONFIG or --init-sim)",
+                )
+            })
+    }
+
+    fn set_current(&self, generation: Option<Arc<Generation>>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = generation;
+    }
+
+    /// Applies an InitHpIo request. `active_streams` counts the streams
+    /// open once no new one can start.
+    pub(crate) async fn init(
+        &self,
+        req: &InitHpIoRequest,
+        active_streams: impl FnOnce() -> usize,
+    ) -> Result<InitHpIoResponse, Status> {
+        let settings = self.validate(req)?;
+        let mut running = self.running.lock().await;
+        self.initializing.store(true, Ordering::Release);
+        let _done = ClearOnDrop(&self.initializing);
+
+        let active = active_streams();
+        if active > 0 && !req.force {
+            return Err(Status::failed_precondition(format!(
+                "{active} stream(s) are active; InitHpIo with force=true ends them and reconfigures hp_io"
+            )));
+        }
+        if !settings.simulate {
+            self.check_active_run(&settings.data_dir).await?;
+        }
+
+        if let Some(old) = self
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            old.reconfigured.cancel();
+        }
+        let previous = running.take();
+        let previous_settings = previous.as_ref().map(|p| p.settings.clone());
+        if let Some(old) = previous {
+            stop_blocking(old).await?;
+        }
+
+        match self.start(settings.clone()).await {
+            Ok(started) => {
+                tracing::info!("hp_io started: {}", started.settings);
+                self.set_current(Some(started.generation.clone()));
+                *running = Some(started);
+                Ok(InitHpIoResponse {
+                    success: true,
+                    error_message: String::new(),
+                })
+            }
+            Err(e) => {
+                let why = format!("hp_io could not start with {settings}: {e}");
+                tracing::warn!("{why}");
+                let Some(previous) = previous_settings else {
+                    return Ok(failure(why));
+                };
+                match self.start(previous.clone()).await {
+                    Ok(restored) => {
+                        self.set_current(Some(restored.generation.clone()));
+                        *running = Some(restored);
+                        Ok(failure(format!(
+                            "{why}; the previous configuration ({previous}) was restored"
+                        )))
+                    }
+                    Err(e2) => Ok(failure(format!(
+                        "{why}; restoring the previous configuration ({previous}) failed too: {e2}; call InitHpIo again"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Stops the running hp_io, for shutdown. Blocking work runs on a
+    /// blocking thread.
+    pub(crate) async fn stop(&self) -> Result<(), tokio::task::JoinError> {
+        self.set_current(None);
+        match self.running.lock().await.take() {
+            Some(hp_io) => tokio::task::spawn_blocking(move || hp_io.stop()).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn start(&self, settings: Settings) -> Result<HpIo, StartError> {
+        let simulate = self.config.simulate.clone();
+        let fixtures = self.fixtures.clone();
+        tokio::task::spawn_blocking(move || HpIo::start(&settings, &simulate, &fixtures))
+            .await
+            .unwrap_or_else(|e| Err(StartError::Panicked(e.to_string())))
+    }
+
+    /// SPEC §3: the active-run check, on a blocking thread (it may walk a
+    /// large tree).
+    async fn check_active_run(&self, data_dir: &Path) -> Result<(), Status> {
+        let dir = data_dir.to_path_buf();
+        let idle = Duration::from_secs_f64(self.config.active_run_idle_seconds);
+        let active_run = tokio::task::spawn_blocking(move || hpio::active_run(&dir, idle))
+            .await
+            .map_err(|e| Status::internal(format!("active-run check failed: {e}")))?
+            .map_err(|e| {
+                Status::failed_precondition(format!("cannot check for an active run: {e}"))
+            })?;
+        match active_run {
+            Some(why) => {
+                tracing::info!("active run under {}: {why}", data_dir.display());
+                Ok(())
+            }
+            None => Err(Status::failed_precondition(format!(
+                "no active run under {}: no live daq_hashpipe_pid and no PFF file grew in the last {} s; start the DAQ first",
+                data_dir.display(),
+                self.config.active_run_idle_seconds
+            ))),
+        }
+    }
+
+    fn validate(&self, req: &InitHpIoRequest) -> Result<Settings, Status> {
+        let min = self.config.min_hp_io_update_interval_seconds;
+        let max = self.config.max_client_update_interval_seconds;
+        let interval = req.update_interval_seconds;
+        if !(interval.is_finite() && interval >= min && interval <= max) {
+            return Err(Status::invalid_argument(format!(
+                "update_interval_seconds {interval} is outside this server's range {min}..={max} seconds"
+            )));
+        }
+        let data_dir = PathBuf::from(&req.data_dir);
+        if !req.simulate_daq {
+            if req.data_dir.is_empty() {
+                return Err(Status::invalid_argument(
+                    "data_dir is empty and it does not exist: give the DAQ data directory, or set simulate_daq",
+                ));
+            }
+            check_allowed(&self.config.allowed_data_roots, &data_dir)?;
+            if !data_dir.is_dir() {
+                return Err(Status::invalid_argument(format!(
+                    "data_dir '{}' does not exist (or is not a directory) on this DAQ node",
+                    req.data_dir
+                )));
+            }
+        }
+        Ok(Settings {
+            data_dir,
+            interval: Duration::from_secs_f64(interval),
+            modules: req.module_ids.clone(),
+            simulate: req.simulate_daq,
+        })
+    }
+}
+
+/// SPEC §3: a `data_dir` outside `allowed_data_roots` (when any are set) is
+/// PERMISSION_DENIED. Links are resolved where the path exists, so a link
+/// cannot lead out of the roots; otherwise the normalized path is compared.
+fn check_allowed(roots: &[PathBuf], dir: &Path) -> Result<(), Status> {
+    if roots.is_empty() {
+        return Ok(());
+    }
+    let resolved = dir.canonicalize().unwrap_or_else(|_| normalize(dir));
+    let inside = roots.iter().any(|root| {
+        let root = root.canonicalize().unwrap_or_else(|_| normalize(root));
+        resolved.starts_with(root)
+    });
+    if inside {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "data_dir '{}' is outside this server's allowed_data_roots {:?}",
+            dir.display(),
+            roots
+        )))
+    }
+}
+
+fn failure(error_message: String) -> InitHpIoResponse {
+    InitHpIoResponse {
+        success: false,
+        error_message,
+    }
+}
+
+/// Stops a configuration on a blocking thread (it joins the tracker and
+/// the replay).
+async fn stop_blocking(hp_io: HpIo) -> Result<(), Status> {
+    tokio::task::spawn_blocking(move || hp_io.stop())
+        .await
+        .map_err(|e| Status::internal(format!("stopping hp_io failed: {e}")))
+}
+
+/// `a/./b/../c` -> `a/c`, without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_opened_while_init_runs_are_told_to_retry() {
+        let lifecycle = Lifecycle::new(Config::default(), daqsim::Fixtures::embedded());
+        let code = |l: &Lifecycle| l.current().err().map(|s| s.code());
+        assert_eq!(code(&lifecycle), Some(tonic::Code::FailedPrecondition));
+        lifecycle.initializing.store(true, Ordering::Release);
+        assert_eq!(code(&lifecycle), Some(tonic::Code::Unavailable));
+    }
+
+    #[test]
+    fn paths_normalize_without_the_file_system() {
+        assert_eq!(
+            normalize(Path::new("/data/../etc/./x")),
+            PathBuf::from("/etc/x")
+        );
+    }
+
+    #[test]
+    fn data_dirs_must_lie_under_an_allowed_root() {
+        let roots = [PathBuf::from("/no/such/root")];
+        assert!(check_allowed(&[], Path::new("/anywhere")).is_ok());
+        assert!(check_allowed(&roots, Path::new("/no/such/root/run")).is_ok());
+        let code = |p: &str| check_allowed(&roots, Path::new(p)).err().map(|s| s.code());
+        assert_eq!(
+            code("/no/such/root/../other"),
+            Some(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(
+            code("/no/such/rootless"),
+            Some(tonic::Code::PermissionDenied)
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! What every RPC shares.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::Admission;
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+
+/// Shared by every RPC.
+pub(crate) struct State {
+    pub config: Config,
+    /// The server's host name, sent in every StreamImagesResponse.
+    pub host: String,
+    pub lifecycle: Lifecycle,
+    pub admission: Admission,
+    pub shutdown: CancellationToken,
+}
+
+impl State {
+    pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures) -> Self {
+        State {
+            host: host_name(),
+            lifecycle: Lifecycle::new(config.clone(), fixtures),
+            admission: Admission::new(config.max_concurrent_rpcs),
+            config,
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
