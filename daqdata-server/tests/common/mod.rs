@@ -149,3 +149,129 @@ pub fn live_tree(torn: bool, rate: f64) -> (daqsim::Replay, tempfile::TempDir) {
     .unwrap();
     (replay, dir)
 }
+
+/// The real `daqdata-server` binary on a temp unix socket, killed when
+/// dropped (so a failing test leaves no process behind). Its log is kept
+/// in a file, for assertion messages.
+pub struct BinServer {
+    child: std::process::Child,
+    pub sock: PathBuf,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl BinServer {
+    /// Starts the binary with `toml` as its config file (the listen address
+    /// is added) and `env` set, and waits (up to 20 s) until it answers Ping.
+    pub async fn start(toml: &str, env: &[(&str, &str)]) -> BinServer {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("x.sock");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("listen = [\"unix://{}\"]\n{toml}", sock.display()),
+        )
+        .unwrap();
+        let log = dir.path().join("server.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_daqdata-server"))
+            .arg("--config")
+            .arg(&config)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = BinServer {
+            child,
+            sock,
+            log,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "daqdata-server exited at start ({status}):\n{}",
+                    server.log()
+                );
+            }
+            if server.sock.exists() {
+                let mut c = DaqDataClient::new(unix_channel(&server.sock).await);
+                if c.ping(()).await.is_ok() {
+                    return server;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daqdata-server did not answer within 20 s:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn client(&self) -> DaqDataClient<Channel> {
+        DaqDataClient::new(unix_channel(&self.sock).await)
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a stream until it ends, within 10 s per message: its final
+/// status (`Ok(())` for a clean end) and how many images came first.
+pub async fn read_to_end(
+    stream: &mut Streaming<StreamImagesResponse>,
+) -> (Result<(), Status>, u64) {
+    let mut images = 0;
+    loop {
+        match next(stream).await {
+            Ok(Some(_)) => images += 1,
+            Ok(None) => return (Ok(()), images),
+            Err(s) => return (Err(s), images),
+        }
+    }
+}
+
+/// The names of every PFF file under `dir`, however deep.
+pub fn pff_names(dir: &Path) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+                if name.ends_with(".pff") {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A live fake DAQ tree written into `out` (created), its fixture modules
+/// renamed by `modules` ((fixture, output) pairs; empty: their own ids).
+pub fn live_tree_at(out: &Path, rate: f64, modules: &[(u32, u32)]) -> daqsim::Replay {
+    daqsim::Replay::start(
+        daqsim::Fixtures::embedded(),
+        daqsim::ReplayConfig {
+            out: out.to_path_buf(),
+            rate: Some(rate),
+            modules: modules.to_vec(),
+            ..daqsim::ReplayConfig::default()
+        },
+    )
+    .unwrap()
+}
