@@ -1,0 +1,273 @@
+//! InitHpIo as an operator meets it (SPEC §3 and §5): a failed
+//! reconfiguration restores the one that worked, streams are told to retry
+//! while it runs and why they ended after it, `simulate_daq` ignores
+//! `data_dir`, `module_ids` is honoured, and `allowed_data_roots` cannot be
+//! left by a link or by `..`.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use daqdata_server::InitOnStart;
+use tonic::Code;
+
+/// Fixture modules 1, 2, 3 written as 101, 102, 103, so that a frame of
+/// this tree can never be mistaken for one of the simulator's.
+const RENAMED: [(u32, u32); 3] = [(1, 101), (2, 102), (3, 103)];
+
+#[tokio::test]
+async fn a_reinit_that_fails_at_start_restores_the_working_configuration() {
+    let tree = tempfile::tempdir().unwrap();
+    let _replay = live_tree_at(tree.path(), 100.0, &RENAMED);
+    // The simulated run's private directory is made under TMPDIR: with
+    // TMPDIR missing, simulate_daq passes validation but fails at start.
+    let server = BinServer::start("", &[("TMPDIR", "/nonexistent/dir")]).await;
+    let mut c = server.client().await;
+
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}\n{}", reply.error_message, server.log());
+
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(
+        !reply.success,
+        "simulate_daq started with TMPDIR missing:\n{}",
+        server.log()
+    );
+    let why = &reply.error_message;
+    assert!(why.contains("simulat"), "names what failed: {why}");
+    assert!(why.contains("/nonexistent/dir"), "names the cause: {why}");
+    assert!(why.contains("restored"), "says what it did about it: {why}");
+
+    // A new stream gets the data_dir run's frames, from its files.
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let images: Vec<_> = take(&mut s, 30)
+        .await
+        .into_iter()
+        .map(|m| m.pano_image.unwrap())
+        .collect();
+    let files = pff_names(tree.path());
+    for image in &images {
+        assert!(
+            [101, 102, 103].contains(&image.module_id),
+            "module {} is not the tree's",
+            image.module_id
+        );
+        assert!(
+            files.contains(&image.file),
+            "{} is not in the tree",
+            image.file
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_opened_while_init_hp_io_runs_are_told_to_retry() {
+    let data = tempfile::tempdir().unwrap();
+    let _replay = live_tree_at(data.path(), 50.0, &[]);
+    // Found alive, Hashpipe's pid would end the check at once; the run is
+    // found active by its growing files instead.
+    std::fs::remove_file(data.path().join("daq_hashpipe_pid")).unwrap();
+    make_the_active_run_check_slow(data.path(), 1000, 800);
+    let server = TestServer::start(None, |_| {}).await;
+
+    // Opens streams, one after another on their own connection, until told
+    // to stop: the codes it got, and the first UNAVAILABLE message.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tried_tx, mut tried) = tokio::sync::watch::channel(0u64);
+    let spam = {
+        let stop = stop.clone();
+        let mut c = server.client().await;
+        tokio::spawn(async move {
+            let mut codes: HashMap<Code, u64> = HashMap::new();
+            let mut retry_message = None;
+            while !stop.load(Ordering::Acquire) {
+                let r = c.stream_images(stream_request(true, true, 0.1, &[])).await;
+                let code = match r {
+                    Ok(_) => Code::Ok,
+                    Err(s) => {
+                        if s.code() == Code::Unavailable && retry_message.is_none() {
+                            retry_message = Some(s.message().to_string());
+                        }
+                        s.code()
+                    }
+                };
+                *codes.entry(code).or_default() += 1;
+                tried_tx.send_modify(|n| *n += 1);
+                // Leaves the walk its share of the machine.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (codes, retry_message)
+        })
+    };
+    // Before any InitHpIo the calls are refused as uninitialized.
+    tokio::time::timeout(Duration::from_secs(10), tried.wait_for(|&n| n > 0))
+        .await
+        .expect("no StreamImages answered within 10 s")
+        .unwrap();
+
+    let mut c = server.client().await;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        c.init_hp_io(dir_request(data.path())),
+    )
+    .await
+    .expect("InitHpIo did not return within 60 s")
+    .unwrap()
+    .into_inner();
+    stop.store(true, Ordering::Release);
+    assert!(reply.success, "{}", reply.error_message);
+    let (codes, retry_message) = tokio::time::timeout(Duration::from_secs(10), spam)
+        .await
+        .expect("the StreamImages loop did not stop")
+        .unwrap();
+
+    assert!(
+        codes.get(&Code::Unavailable).is_some_and(|&n| n > 0),
+        "no StreamImages was refused with UNAVAILABLE while InitHpIo ran: {codes:?}"
+    );
+    let message = retry_message.unwrap();
+    assert!(message.contains("retry"), "{message}");
+    let unexpected: Vec<_> = codes
+        .keys()
+        .filter(|c| !matches!(c, Code::Ok | Code::Unavailable | Code::FailedPrecondition))
+        .collect();
+    assert!(unexpected.is_empty(), "{codes:?}");
+    // Once it returned, streams are let in again.
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut s, 1).await;
+}
+
+/// Makes InitHpIo's active-run check (which stats PFF files, newest run
+/// first, until one grew recently) walk for a while: `runs` run
+/// directories newer than any real run, each a link to one directory of
+/// `files` PFF files last written an hour ago. The links keep the tree
+/// cheap to make while the walk costs `runs * files` stats.
+fn make_the_active_run_check_slow(data_dir: &std::path::Path, runs: u32, files: u32) {
+    let stale = data_dir.join("stale_files");
+    std::fs::create_dir(&stale).unwrap();
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for i in 0..files {
+        let f = std::fs::File::create(stale.join(format!("stale_{i}.pff"))).unwrap();
+        f.set_modified(hour_ago).unwrap();
+    }
+    // Far in the future, so that these come before the live run.
+    let future = 4_000_000_000i64;
+    for i in 0..runs {
+        let start = pff::StartTime::from_unix(future + i64::from(i));
+        let run = pff::RunName::new("FILLER", start, "filler").to_string();
+        std::os::unix::fs::symlink(&stale, data_dir.join(run)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_forced_reinit_ends_open_streams_saying_hp_io_was_reconfigured() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    take(&mut s, 2).await;
+
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let (end, _) = read_to_end(&mut s).await;
+    let status = end.expect_err("the stream ended without a status");
+    assert_eq!(status.code(), Code::Cancelled, "{status}");
+    let message = status.message();
+    assert!(
+        message.contains("hp_io") && message.contains("reconfigured"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn simulate_daq_ignores_data_dir_even_missing_or_outside_the_allowed_roots() {
+    let allowed = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = allowed.path().to_path_buf();
+    let server = TestServer::start(None, |c| c.allowed_data_roots = vec![root]).await;
+    let mut c = server.client().await;
+    for data_dir in [
+        "/no/such/dir".to_string(),
+        outside.path().display().to_string(),
+    ] {
+        let req = daqdata_proto::daqdata::InitHpIoRequest {
+            data_dir: data_dir.clone(),
+            ..sim_request()
+        };
+        let reply = c.init_hp_io(req).await.unwrap().into_inner();
+        assert!(
+            reply.success,
+            "data_dir {data_dir}: {}",
+            reply.error_message
+        );
+        let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+        take(&mut s, 5).await;
+    }
+}
+
+#[tokio::test]
+async fn init_hp_io_module_ids_limit_what_every_stream_gets() {
+    let (_replay, tree) = live_tree(false, 200.0);
+    let server = TestServer::start(None, |_| {}).await;
+    let mut c = server.client().await;
+    // The tree holds several modules, each with movie and pulse-height data.
+    let names = pff_names(tree.path());
+    let modules: BTreeSet<u32> = names
+        .iter()
+        .map(|n| pff::PffName::parse(n).unwrap().module)
+        .collect();
+    assert!(modules.len() >= 2 && modules.contains(&2), "{modules:?}");
+
+    let req = daqdata_proto::daqdata::InitHpIoRequest {
+        module_ids: vec![2],
+        ..dir_request(tree.path())
+    };
+    let reply = c.init_hp_io(req).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    // The stream asks for every module.
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let got: BTreeSet<u32> = take(&mut s, 50)
+        .await
+        .into_iter()
+        .map(|m| m.pano_image.unwrap().module_id)
+        .collect();
+    assert_eq!(got, BTreeSet::from([2]));
+}
+
+#[tokio::test]
+async fn links_and_dot_dot_cannot_leave_the_allowed_data_roots() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("root");
+    let outside = parent.path().join("outside");
+    std::fs::create_dir(&root).unwrap();
+    // Live runs on both sides: only the root check can refuse these.
+    let _outside_run = live_tree_at(&outside, 50.0, &[]);
+    let _inside_run = live_tree_at(&root.join("sub"), 50.0, &[]);
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    let allowed = root.clone();
+    let server = TestServer::start(None, |c| c.allowed_data_roots = vec![allowed]).await;
+    let mut c = server.client().await;
+
+    for escape in [root.join("link"), root.join("..").join("outside")] {
+        let status = c.init_hp_io(dir_request(&escape)).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{}: {status}",
+            escape.display()
+        );
+    }
+    let reply = c
+        .init_hp_io(dir_request(&root.join("sub")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+}
