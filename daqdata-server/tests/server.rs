@@ -255,10 +255,25 @@ async fn a_hundred_streams_are_served_at_once() {
     for i in 0..100 {
         let mut c = clients[i % 10].clone();
         let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
-        tasks.push(tokio::spawn(async move { take(&mut s, 5).await.len() }));
+        tasks.push(tokio::spawn(async move { take(&mut s, 5).await }));
     }
+    // Each stream got five different frames, each newer than the last it
+    // got of that (module, type).
     for t in tasks {
-        assert_eq!(t.await.unwrap(), 5);
+        let mut last: HashMap<(u32, i32), (u32, u32)> = HashMap::new();
+        for m in t.await.unwrap() {
+            let image = m.pano_image.unwrap();
+            let seqno = pff::PffName::parse(&image.file).unwrap().seqno;
+            let at = (seqno, image.frame_number);
+            if let Some(before) = last.insert((image.module_id, image.r#type), at) {
+                assert!(
+                    before < at,
+                    "module {} type {}: (seqno, frame) {before:?} then {at:?}",
+                    image.module_id,
+                    image.r#type
+                );
+            }
+        }
     }
 }
 
@@ -482,40 +497,44 @@ async fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
     assert!(!sock.exists());
 }
 
-/// The node time of an image's first quabo, from its header.
-fn node_time(image: &PanoImage) -> f64 {
-    use prost_types::value::Kind;
-    let header = image.header.as_ref().unwrap();
-    let fields = match header.fields.get("quabo_0").and_then(|v| v.kind.as_ref()) {
-        Some(Kind::StructValue(q)) => &q.fields,
-        _ => &header.fields,
-    };
-    let num = |k: &str| match fields[k].kind {
-        Some(Kind::NumberValue(n)) => n,
-        _ => panic!("{k} is not a number"),
-    };
-    num("tv_sec") + num("tv_usec") * 1e-6
-}
-
 #[tokio::test]
 async fn a_stream_after_a_quiet_spell_starts_with_fresh_frames() {
-    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let (_replay, tree) = live_tree(false, 200.0);
+    let server = TestServer::start(None, |_| {}).await;
     let mut c = server.client().await;
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let movie_1 = walk(tree.path())
+        .into_iter()
+        .find(|p| {
+            let name = pff::PffName::parse(p.file_name().unwrap().to_str().unwrap()).unwrap();
+            name.module == 1 && name.dp == pff::DataProduct::Img16
+        })
+        .expect("module 1 records img16");
+    let written = || {
+        let file = pff::PffFile::open(&movie_1).unwrap();
+        file.layout().unwrap().frames
+    };
+
     let mut s = open(&mut c, stream_request(true, false, 0.0, &[1])).await;
     take(&mut s, 3).await;
     drop(s);
     // No stream: the tracker reads nothing, and what the server held is
     // not served to the next stream as if it were new.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_open = written();
     let mut s = open(&mut c, stream_request(true, false, 0.0, &[1])).await;
     let first = take(&mut s, 1).await.remove(0).pano_image.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let age = now - node_time(&first);
+    assert_eq!(first.file, movie_1.file_name().unwrap().to_str().unwrap());
+    // The newest frame complete when the stream opened, or a later one.
     assert!(
-        age < 1.0,
-        "the first frame after the quiet spell is {age:.3} s old"
+        u64::from(first.frame_number) + 1 >= before_open,
+        "the first frame after the quiet spell is frame {} of {}; {before_open} were written before the stream opened",
+        first.frame_number,
+        first.file
     );
 }
