@@ -175,6 +175,38 @@ impl Server {
     }
 }
 
+/// Checks a configuration file as [`Server::start`] would read it, without
+/// listening: the file itself, the `init_hp_io_config` and simulation
+/// fixtures it names, and the form of every listen address. Returns a
+/// one-line summary of what the server would do.
+pub fn check_config(path: &std::path::Path) -> Result<String> {
+    let config = Config::load(path)?;
+    for addr in &config.listen {
+        listen::check_address(addr)?;
+    }
+    let mut summary = format!("listens on {}", config.listen.join(", "));
+    if let Some(hp_io) = &config.init_hp_io_config {
+        let c = HpIoConfig::load(hp_io)?;
+        let what = if c.simulate_daq {
+            "a simulated run".to_string()
+        } else {
+            format!("data_dir {}", c.data_dir)
+        };
+        summary += &format!(
+            "; at start tracks {what} every {} s",
+            c.update_interval_seconds
+        );
+    }
+    if let Some(dir) = &config.simulate.fixtures_dir {
+        daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
+            dir: dir.clone(),
+            source,
+        })?;
+        summary += &format!("; simulates from {}", dir.display());
+    }
+    Ok(summary)
+}
+
 async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     let request = match init {
         InitOnStart::Simulate => InitHpIoRequest {

@@ -64,6 +64,28 @@ pub(crate) enum Incoming {
     Unix(UnixIncoming),
 }
 
+/// Checks the form of a `listen` entry without binding it.
+pub(crate) fn check_address(addr: &str) -> Result<()> {
+    let fail = |reason: &str| {
+        Err(Error::Listen {
+            addr: addr.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if let Some(path) = addr.strip_prefix("unix://") {
+        if !Path::new(path).is_absolute() {
+            return fail("a unix socket needs an absolute path: unix:///abs/path.sock");
+        }
+        return Ok(());
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => {
+            fail("expected HOST:PORT (e.g. [::]:50051 or 127.0.0.1:50051) or unix:///abs/path.sock")
+        }
+    }
+}
+
 /// Binds one `listen` entry.
 pub(crate) async fn bind(addr: &str) -> Result<(Listening, Incoming)> {
     let fail = |reason: String| Error::Listen {
@@ -135,4 +157,31 @@ async fn remove_stale_socket(path: &Path) -> Result<(), String> {
     }
     tracing::info!("replacing stale socket file {}", path.display());
     std::fs::remove_file(path).map_err(|e| format!("removing stale socket {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_are_checked_for_form() {
+        for good in [
+            "[::]:50051",
+            "127.0.0.1:0",
+            "daq1:50051",
+            "unix:///tmp/x.sock",
+        ] {
+            assert!(check_address(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "50051",
+            ":50051",
+            "host:port",
+            "host:70000",
+            "unix://rel.sock",
+            "",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! `daqdata-server`: run the DaqData gRPC server on a DAQ node.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use daqdata_server::{Config, InitOnStart, Server};
 
 /// Streams the newest PANOSETI frames of the live DAQ run to any number of
@@ -34,6 +35,23 @@ struct Args {
     /// "daqdata_server=debug,hpio=info".
     #[arg(long, default_value = "info", env = "DAQDATA_LOG")]
     log_level: String,
+    /// Log line format on stderr: text for people (coloured only when
+    /// stderr is a terminal, so journald and files get plain text), or json
+    /// (one object per line) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Check this configuration file (and the hp_io_config.json and
+    /// fixtures it names, and every listen address) and exit without
+    /// listening: 0 when it is good, 1 with the reason when not. Use it
+    /// before restarting a running server.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "init_sim", "init"])]
+    check_config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[tokio::main]
@@ -41,10 +59,19 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("--log-level {:?} is not a level or filter", args.log_level))?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+
+    if let Some(path) = &args.check_config {
+        let checked = daqdata_server::check_config(path)?;
+        println!("{}: good. {checked}", path.display());
+        return Ok(());
+    }
 
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
