@@ -264,10 +264,19 @@ async fn links_and_dot_dot_cannot_leave_the_allowed_data_roots() {
             escape.display()
         );
     }
-    let reply = c
-        .init_hp_io(dir_request(&root.join("sub")))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(reply.success, "{}", reply.error_message);
+    // A genuine subdirectory, and a link that stays inside the root (as a
+    // `current -> run42` link on a DAQ node does), are let in.
+    std::os::unix::fs::symlink(root.join("sub"), root.join("current")).unwrap();
+    for inside in [root.join("sub"), root.join("current")] {
+        let reply = c.init_hp_io(dir_request(&inside)).await;
+        let reply = reply
+            .unwrap_or_else(|s| panic!("{}: {s}", inside.display()))
+            .into_inner();
+        assert!(
+            reply.success,
+            "{}: {}",
+            inside.display(),
+            reply.error_message
+        );
+    }
 }
