@@ -78,7 +78,7 @@ async fn streams_opened_while_init_hp_io_runs_are_told_to_retry() {
     make_the_active_run_check_slow(data.path(), 1000, 800);
     let server = TestServer::start(None, |_| {}).await;
 
-    // Opens streams, one after another on their own connection, until told
+    // Opens streams one after another, on a connection of its own, until told
     // to stop: the codes it got, and the first UNAVAILABLE message.
     let stop = Arc::new(AtomicBool::new(false));
     let (tried_tx, mut tried) = tokio::sync::watch::channel(0u64);
@@ -107,7 +107,7 @@ async fn streams_opened_while_init_hp_io_runs_are_told_to_retry() {
             (codes, retry_message)
         })
     };
-    // Before any InitHpIo the calls are refused as uninitialized.
+    // The loop runs (refused as uninitialized) before InitHpIo is called.
     tokio::time::timeout(Duration::from_secs(10), tried.wait_for(|&n| n > 0))
         .await
         .expect("no StreamImages answered within 10 s")
