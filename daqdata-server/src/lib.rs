@@ -105,7 +105,7 @@ impl Server {
         for addr in &state.config.listen {
             let (bound, incoming) = listen::bind(addr).await?;
             tracing::info!("listening on {bound}");
-            let router = router(state.clone())?;
+            let router = router(state.clone()).await?;
             let shutdown = state.shutdown.clone();
             let name = bound.to_string();
             tasks.spawn(async move {
@@ -232,7 +232,7 @@ async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     }
 }
 
-fn router(state: Arc<State>) -> Result<tonic::transport::server::Router> {
+async fn router(state: Arc<State>) -> Result<tonic::transport::server::Router> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -240,12 +240,12 @@ fn router(state: Arc<State>) -> Result<tonic::transport::server::Router> {
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    // Serving from the start: hp_io being uninitialized is answered per RPC.
-    tokio::spawn(async move {
-        health_reporter
-            .set_service_status(daqdata_proto::SERVICE, tonic_health::ServingStatus::Serving)
-            .await;
-    });
+    // Serving from the start (hp_io being uninitialized is answered per
+    // RPC), and before the listener opens, so no health check sees
+    // NOT_FOUND.
+    health_reporter
+        .set_service_status(daqdata_proto::SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
     Ok(tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(daqdata_proto::server::DaqDataServer::new(DaqDataService {
