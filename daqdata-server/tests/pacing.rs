@@ -48,7 +48,11 @@ async fn rates(mut stream: Streaming<StreamImagesResponse>) -> HashMap<(u32, i32
             Ok(Some(m)) => m,
             other => panic!("the stream ended early: {other:?}"),
         };
-        let t = seconds(m.timestamp.as_ref().expect("every response has a time stamp"));
+        let t = seconds(
+            m.timestamp
+                .as_ref()
+                .expect("every response has a time stamp"),
+        );
         let from = *start.get_or_insert(t + 1.0);
         if t >= from + MEASURED {
             break;
