@@ -12,7 +12,7 @@ use crate::{DataProduct, Error, ImageKind, Result};
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The header's end: a blank line, then the image marker.
-const HEADER_END: &[u8] = b"\n\n*";
+pub(crate) const HEADER_END: &[u8] = b"\n\n*";
 
 /// One quabo's packet stamps, as Hashpipe writes them in every header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

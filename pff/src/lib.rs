@@ -17,6 +17,8 @@
 //!   Hashpipe's fixed-width headers from values.
 //! - [`PffName`] and [`RunName`] parse and make file and run-directory names.
 //! - [`time`] turns node and White Rabbit stamps into Unix time.
+//! - [`SocketDecoder`] cuts Hashpipe's socket feed (a module id and a
+//!   frame per message) into [`SocketMessage`]s; [`encode_message`] makes one.
 //!
 //! Data moves one way: bytes on disk -> [`PffFile`] (seek, check) ->
 //! [`RawFrame`] -> [`Frame`] (parse) -> the caller. Writers go the other
@@ -65,6 +67,7 @@ mod frame;
 mod header_scan;
 mod names;
 mod product;
+mod socket;
 pub mod time;
 
 pub use error::{Error, Result};
@@ -72,3 +75,7 @@ pub use file::{Frames, Layout, PffFile};
 pub use frame::{header_len, Frame, Header, Pixels, Quabo, RawFrame, MAX_HEADER_BYTES};
 pub use names::{PffName, RunName, StartTime};
 pub use product::{DataProduct, ImageKind, UnknownDataProduct};
+pub use socket::{
+    encode_message, SocketDecoder, SocketError, SocketErrorKind, SocketMessage,
+    MAX_SOCKET_HEADER_BYTES,
+};
