@@ -362,6 +362,22 @@ impl RawFrame {
     }
 }
 
+/// One frame's bytes as Hashpipe writes them: the header text, a blank
+/// line, `*`, then the image (little-endian, `dp.image_bytes()` long).
+pub fn frame_bytes(header_text: &str, image: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header_text.len() + HEADER_END.len() + image.len());
+    append_frame(&mut out, header_text, image);
+    out
+}
+
+/// Like [`frame_bytes`], appending to `out`: a writer of many frames
+/// reuses one buffer.
+pub fn append_frame(out: &mut Vec<u8>, header_text: &str, image: &[u8]) {
+    out.extend_from_slice(header_text.as_bytes());
+    out.extend_from_slice(HEADER_END);
+    out.extend_from_slice(image);
+}
+
 /// Length of the header at the start of `bytes`, up to and including `*`.
 pub fn header_len(bytes: &[u8]) -> Result<usize> {
     match bytes.first() {
@@ -436,11 +452,7 @@ impl Frame {
 
     /// The frame's bytes as Hashpipe writes them.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.header.text.len() + 3 + self.pixels.len() * 2);
-        out.extend_from_slice(self.header.text.as_bytes());
-        out.extend_from_slice(HEADER_END);
-        out.extend_from_slice(&self.pixels.to_le_bytes());
-        out
+        frame_bytes(&self.header.text, &self.pixels.to_le_bytes())
     }
 
     /// Movie or pulse height, from the pixel type and the header layout.
@@ -488,6 +500,7 @@ mod tests {
         let (frame, len) = Frame::parse(&bytes, DataProduct::Ph256).unwrap();
         assert_eq!(len, bytes.len());
         assert_eq!(frame.to_bytes(), bytes);
+        assert_eq!(frame_bytes(PH, &bytes[len - 512..]), bytes);
         assert!(
             RawFrame::with_header_len(bytes[1..].to_vec(), DataProduct::Ph256, len - 512).is_err()
         );

@@ -15,14 +15,20 @@
 //!   stamps) and [`Pixels`]. [`Frame::to_bytes`] writes it back exactly as
 //!   Hashpipe does; [`Header::new_module`] and [`Header::new_quabo`] make
 //!   Hashpipe's fixed-width headers from values.
-//! - [`PffName`] and [`RunName`] parse and make file and run-directory names.
-//! - [`time`] turns node and White Rabbit stamps into Unix time.
+//! - [`PffName`] and [`RunName`] parse and make file and run-directory names;
+//!   [`daq_tree`] names the rest of a DAQ node's data directory
+//!   (`module_M`, `daq_hashpipe_pid`, `recording_ended`, `hk.pff`).
+//! - [`ModuleId`] is a module's id; [`ModuleProduct`] one data product of
+//!   one module, the unit a tracker follows.
+//! - [`time`] turns node and White Rabbit stamps into Unix time, and Unix
+//!   time into the `pkt_tai` a writer stamps ([`time::pkt_tai`]).
 //! - [`SocketDecoder`] cuts Hashpipe's socket feed (a module id and a
 //!   frame per message) into [`SocketMessage`]s; [`encode_message`] makes one.
 //!
 //! Data moves one way: bytes on disk -> [`PffFile`] (seek, check) ->
 //! [`RawFrame`] -> [`Frame`] (parse) -> the caller. Writers go the other
-//! way: [`Header`] + [`Pixels`] -> [`Frame::to_bytes`] -> a file.
+//! way: [`Header`] + [`Pixels`] -> [`Frame::to_bytes`] (or a header and
+//! image bytes -> [`frame_bytes`]) -> a file.
 //! Nothing here blocks on anything but the file it reads, and no async
 //! runtime is needed.
 //!
@@ -61,10 +67,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod daq_tree;
 mod error;
 mod file;
 mod frame;
 mod header_scan;
+mod module;
 mod names;
 mod product;
 mod socket;
@@ -72,7 +80,10 @@ pub mod time;
 
 pub use error::{Error, Result};
 pub use file::{Frames, Layout, PffFile};
-pub use frame::{header_len, Frame, Header, Pixels, Quabo, RawFrame, MAX_HEADER_BYTES};
+pub use frame::{
+    append_frame, frame_bytes, header_len, Frame, Header, Pixels, Quabo, RawFrame, MAX_HEADER_BYTES,
+};
+pub use module::{ModuleId, ModuleProduct};
 pub use names::{PffName, RunName, StartTime};
 pub use product::{DataProduct, ImageKind, UnknownDataProduct};
 pub use socket::{

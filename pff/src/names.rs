@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::daq_tree::{PFF_SUFFIX, RUN_DIR_SUFFIX};
 use crate::{DataProduct, Error, Result};
 
 /// A run or file start time, `YYYY-MM-DDTHH:MM:SSZ`.
@@ -159,7 +160,7 @@ impl PffName {
     /// Parses a file name (no directory).
     pub fn parse(name: &str) -> Result<Self> {
         const OF: &str = "file";
-        let stem = name.strip_suffix(".pff").ok_or_else(|| Error::Name {
+        let stem = name.strip_suffix(PFF_SUFFIX).ok_or_else(|| Error::Name {
             name: name.to_string(),
             of: OF,
             what: "does not end in .pff".into(),
@@ -209,7 +210,7 @@ impl PffName {
 impl fmt::Display for PffName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_pairs(f, &self.pairs)?;
-        f.write_str(".pff")
+        f.write_str(PFF_SUFFIX)
     }
 }
 
@@ -254,11 +255,13 @@ impl RunName {
     /// Parses a run directory name (no parent directory).
     pub fn parse(name: &str) -> Result<Self> {
         const OF: &str = "run directory";
-        let stem = name.strip_suffix(".pffd").ok_or_else(|| Error::Name {
-            name: name.to_string(),
-            of: OF,
-            what: "does not end in .pffd".into(),
-        })?;
+        let stem = name
+            .strip_suffix(RUN_DIR_SUFFIX)
+            .ok_or_else(|| Error::Name {
+                name: name.to_string(),
+                of: OF,
+                what: "does not end in .pffd".into(),
+            })?;
         let pairs = split_pairs(stem, name, OF)?;
         let get = |k: &str| {
             pairs
@@ -281,7 +284,7 @@ impl RunName {
 impl fmt::Display for RunName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_pairs(f, &self.pairs)?;
-        f.write_str(".pffd")
+        f.write_str(RUN_DIR_SUFFIX)
     }
 }
 

@@ -7,8 +7,17 @@
 
 use crate::{Error, Result, StartTime};
 
-/// TAI - UTC since 2017.
-const TAI_MINUS_UTC: i64 = 37;
+/// TAI - UTC in seconds, since 2017: White Rabbit counts TAI seconds, the
+/// node's clock and Unix time count UTC.
+pub const TAI_MINUS_UTC: i64 = 37;
+
+/// The White Rabbit seconds a quabo stamps (`pkt_tai`, the low 10 bits of
+/// TAI seconds) at Unix second `unix_secs`: what a writer of frames puts in
+/// `pkt_tai` so that [`wr_unix_time`] gives `unix_secs` back.
+pub fn pkt_tai(unix_secs: i64) -> u32 {
+    // rem_euclid(1024) is in 0..1024, so the cast keeps every bit.
+    (unix_secs + TAI_MINUS_UTC).rem_euclid(1024) as u32
+}
 
 /// The node's clock as Unix seconds (float, microsecond precision).
 pub fn node_unix_time(tv_sec: i64, tv_usec: u32) -> f64 {
@@ -75,6 +84,18 @@ mod tests {
         assert_eq!(wr_unix_time(1023, 0, tv_sec).unwrap().0, tv_sec);
         assert_eq!(wr_unix_time(0, 0, tv_sec).unwrap().0, tv_sec + 1);
         assert_eq!(wr_unix_time(0, 0, tv_sec + 1).unwrap().0, tv_sec + 1);
+    }
+
+    #[test]
+    fn a_stamped_pkt_tai_gives_the_same_second_back() {
+        for tv_sec in [0, 986, 987, 1_721_882_092, 1024 * 1_700_000 + 1023 - 37] {
+            assert_eq!(
+                wr_unix_time(pkt_tai(tv_sec), 5, tv_sec).unwrap(),
+                (tv_sec, 5)
+            );
+        }
+        // From the Lick img16 sample.
+        assert_eq!(pkt_tai(1_721_882_092), 529);
     }
 
     #[test]
