@@ -13,8 +13,10 @@
 //!   one [`ImageStream`] of [`Image`]s; a host that fails ends only its part.
 //! - [`Image`] is a decoded frame: typed pixels, module, file, frame number,
 //!   header, node and White Rabbit times.
-//! - [`view`] turns images into the live views, [`view::PlotView`] and
-//!   [`view::PhDist`], drawn in a terminal (ratatui) or to PNG.
+//! - `view` turns images into the live views, `view::PlotView` and
+//!   `view::PhDist`, drawn in a terminal (ratatui) or to PNG. It is the
+//!   `daqdata` binary's, so it comes with the `cli` feature (on by
+//!   default); without it the library needs no terminal or image crates.
 //!
 //! Data moves one way: servers -> [`ImageStream`] -> a view or a script.
 //! Every error says which host and what to do ([`Error`]).
@@ -42,6 +44,7 @@ mod error;
 mod hosts;
 mod image;
 mod reflect;
+#[cfg(feature = "cli")]
 pub mod view;
 
 pub use client::{channel, DaqClient, ImageStream, StreamSpec};
