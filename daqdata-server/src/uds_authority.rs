@@ -14,6 +14,14 @@
 //! value length) stays the same on both sides and nothing else changes.
 //! The authority is not used by this server. Only values sent as plain
 //! (not Huffman-coded) strings are touched; C-core sends them plain.
+//!
+//! Upstream: grpc/grpc#38142 (C-core's %-encoded unix `:authority`, since
+//! grpc/grpc#33571), tonic#243 (hyperium/tonic, now grpc/grpc-rust) and
+//! the open h2 pull request hyperium/h2#487 ("Do not require authority
+//! for UNIX domain sockets").
+//! Delete this module once the h2 that tonic uses accepts such an authority,
+//! or once the grpcio that panoseti-grpc pins sends `localhost` instead;
+//! the interop tests over the unix socket say whether it is still needed.
 
 use std::io;
 use std::pin::Pin;
