@@ -161,7 +161,7 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
         if !sink_recording.load(Ordering::Relaxed) {
             return;
         }
-        let k = slot(e.module, e.dp);
+        let k = slot(e.module.get(), e.dp);
         let w = &sink_written[k];
         let Some(at) = w.at.get(e.frame_index as usize) else {
             return;

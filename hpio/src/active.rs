@@ -4,10 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::Error;
+use pff::daq_tree::{self, HASHPIPE_PID_FILE as PID_FILE};
 
-/// Hashpipe's start script writes its process id here.
-const PID_FILE: &str = "daq_hashpipe_pid";
+use crate::Error;
 
 /// Whether a run is active under `data_dir`: `daq_hashpipe_pid` names a
 /// live process, or a PFF file of a run directory (`module_*/RUN.pffd/*.pff`
@@ -29,7 +28,7 @@ pub fn active_run(data_dir: &Path, idle: Duration) -> Result<Option<String>, Err
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !name.ends_with(".pff") || name == "hk.pff" {
+            if !daq_tree::is_image_file_name(name) {
                 continue;
             }
             let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
@@ -69,7 +68,8 @@ fn run_dirs(data_dir: &Path) -> Vec<PathBuf> {
     if let Ok(entries) = fs::read_dir(data_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name();
-            if name.to_str().is_some_and(|n| n.starts_with("module_")) && entry.path().is_dir() {
+            let module = name.to_str().and_then(daq_tree::parse_module_dir);
+            if module.is_some() && entry.path().is_dir() {
                 locations.push(entry.path());
             }
         }
@@ -79,9 +79,9 @@ fn run_dirs(data_dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            if name.to_str().is_some_and(|n| n.ends_with(".pffd")) && entry.path().is_dir() {
-                runs.push(entry.path());
+            let path = entry.path();
+            if daq_tree::is_run_dir(&path) {
+                runs.push(path);
             }
         }
     }

@@ -9,10 +9,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use inotify::EventMask;
+use pff::{ModuleId, ModuleProduct};
 
 use crate::demand::Demand;
 use crate::follow::Followed;
-use crate::tree::{Key, Tree};
+use crate::tree::Tree;
 use crate::wake::{Notice, Wake, Woken};
 use crate::warn::{Cause, Warnings};
 use crate::Error;
@@ -63,7 +64,7 @@ impl TrackerConfig {
 #[derive(Clone, Debug)]
 pub struct FrameEvent {
     /// The module, from the file name.
-    pub module: u32,
+    pub module: ModuleId,
     /// The data product, from the file name.
     pub dp: pff::DataProduct,
     /// The PFF file name, without its directory.
@@ -77,6 +78,16 @@ pub struct FrameEvent {
     pub frame: pff::RawFrame,
     /// When the tracker read it, to measure how fresh it is.
     pub read_at: Instant,
+}
+
+impl FrameEvent {
+    /// Which module's which data product this frame is of.
+    pub fn module_product(&self) -> ModuleProduct {
+        ModuleProduct {
+            module: self.module,
+            dp: self.dp,
+        }
+    }
 }
 
 /// Follows a data directory on its own thread until stopped or dropped.
@@ -116,7 +127,7 @@ impl Tracker {
                 let _span =
                     tracing::info_span!("tracker", data_dir = %config.data_dir.display()).entered();
                 let wake = Wake::new(stop_rx, demand_rx, !config.poll_only, config.interval);
-                Loop::new(config, wake, wanted, sink).run();
+                TrackerThread::new(config, wake, wanted, sink).run();
             })
             .map_err(thread_error)?;
         Ok(Tracker {
@@ -156,44 +167,51 @@ impl Drop for Tracker {
     }
 }
 
-/// The state of the tracker thread.
-struct Loop<S> {
+/// The state of the tracker thread: the tree, the file followed for each
+/// (module, data product), and what notifications marked for a look.
+struct TrackerThread<S> {
     interval: Duration,
     tree: Tree,
     wake: Wake,
-    followed: HashMap<Key, Followed>,
+    followed: HashMap<ModuleProduct, Followed>,
     /// Name of each followed file, to route notifications.
-    by_name: HashMap<OsString, Key>,
-    /// The kernel dropped notifications: look at everything.
-    overflowed: bool,
+    by_name: HashMap<OsString, ModuleProduct>,
     /// When directories are next stat'ed on a tick, while notified.
     next_rescan: Instant,
-    seq: HashMap<Key, u64>,
+    seq: HashMap<ModuleProduct, u64>,
     warnings: Warnings,
     sink: S,
     /// For an on-demand tracker: frames are read only while it is held.
     wanted: Option<Demand>,
     /// Filled from notifications between checks.
-    dirty_files: Vec<Key>,
-    dirty_dirs: HashSet<PathBuf>,
+    marked: Marked,
 }
 
-impl<S: FnMut(FrameEvent)> Loop<S> {
+/// What notifications marked for a look, gathered between checks.
+#[derive(Default)]
+struct Marked {
+    /// The kernel dropped notifications: look at everything.
+    overflowed: bool,
+    /// Followed files that were written (or renamed, removed).
+    files: Vec<ModuleProduct>,
+    /// Directories to list again.
+    dirs: HashSet<PathBuf>,
+}
+
+impl<S: FnMut(FrameEvent)> TrackerThread<S> {
     fn new(config: TrackerConfig, wake: Wake, wanted: Option<Demand>, sink: S) -> Self {
-        Loop {
+        TrackerThread {
             interval: config.interval.max(Duration::from_micros(100)),
             tree: Tree::new(config.data_dir, config.modules),
             wake,
             followed: HashMap::new(),
             by_name: HashMap::new(),
-            overflowed: false,
             next_rescan: Instant::now(),
             seq: HashMap::new(),
             warnings: Warnings::default(),
             sink,
             wanted,
-            dirty_files: Vec::new(),
-            dirty_dirs: HashSet::new(),
+            marked: Marked::default(),
         }
     }
 
@@ -243,7 +261,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
     /// the next safety-net look, not the next interval: a wake-up costs
     /// more than the checks it would make.
     fn next_useful_tick(&self, next_tick: Instant) -> Instant {
-        if !self.wake.notifying() || !self.dirty_dirs.is_empty() {
+        if !self.wake.notifying() || !self.marked.dirs.is_empty() {
             return next_tick;
         }
         let mut due = self.next_rescan;
@@ -259,12 +277,12 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
     /// Everything, whether notified or not.
     fn tick(&mut self) {
         let now = Instant::now();
-        if !self.wake.notifying() || now >= self.next_rescan || !self.dirty_dirs.is_empty() {
+        if !self.wake.notifying() || now >= self.next_rescan || !self.marked.dirs.is_empty() {
             self.next_rescan = now + RESCAN;
-            let dirty = std::mem::take(&mut self.dirty_dirs);
+            let dirty = std::mem::take(&mut self.marked.dirs);
             self.refresh_tree(&|dir| dirty.contains(dir));
         }
-        let mut keys = std::mem::take(&mut self.dirty_files);
+        let mut keys = std::mem::take(&mut self.marked.files);
         keys.clear();
         // Ticks look at files that are not (or no longer) notified: idle
         // ones, and those on file systems without notifications.
@@ -280,7 +298,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             self.check(key);
         }
         keys.clear();
-        self.dirty_files = keys;
+        self.marked.files = keys;
     }
 
     /// Back from dormancy: whatever was written meanwhile is news. The
@@ -289,9 +307,9 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
     /// frame of every file is handed on again, for the new watchers.
     fn wake_up(&mut self) {
         while self.wake.drain(|_| {}) > 0 {}
-        self.dirty_files.clear();
-        self.dirty_dirs.clear();
-        self.overflowed = false;
+        self.marked.files.clear();
+        self.marked.dirs.clear();
+        self.marked.overflowed = false;
         self.next_rescan = Instant::now() + RESCAN;
         // Before the refresh, which checks files it starts to follow: those
         // are handed on there, the others after it, each once.
@@ -309,8 +327,8 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             followed.recheck_path();
         }
         self.refresh_tree(&|_| true);
-        self.dirty_files.clear();
-        let keys: Vec<Key> = self.followed.keys().copied().collect();
+        self.marked.files.clear();
+        let keys: Vec<ModuleProduct> = self.followed.keys().copied().collect();
         for key in keys {
             self.check(key);
         }
@@ -319,35 +337,24 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
     /// Every write is a notification: take all that are pending, then
     /// check each file once.
     fn on_notified(&mut self) -> usize {
-        let Loop {
+        let TrackerThread {
             wake,
             followed,
             by_name,
-            overflowed,
-            dirty_files,
-            dirty_dirs,
+            marked,
             ..
         } = self;
-        let notices = wake.drain(|notice| {
-            note(
-                notice,
-                followed,
-                by_name,
-                overflowed,
-                dirty_files,
-                dirty_dirs,
-            )
-        });
-        if std::mem::take(&mut self.overflowed) {
+        let notices = wake.drain(|notice| marked.mark(notice, followed, by_name));
+        if std::mem::take(&mut self.marked.overflowed) {
             tracing::debug!("file-system notifications overflowed; looking at everything");
             self.look_at_everything();
             return notices;
         }
-        if !self.dirty_dirs.is_empty() {
-            let dirty = std::mem::take(&mut self.dirty_dirs);
+        if !self.marked.dirs.is_empty() {
+            let dirty = std::mem::take(&mut self.marked.dirs);
             self.refresh_tree(&|dir| dirty.contains(dir));
         }
-        let mut dirty = std::mem::take(&mut self.dirty_files);
+        let mut dirty = std::mem::take(&mut self.marked.files);
         dirty.sort_unstable();
         dirty.dedup();
         let now = Instant::now();
@@ -358,7 +365,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             self.check(key);
         }
         dirty.clear();
-        self.dirty_files = dirty;
+        self.marked.files = dirty;
         notices
     }
 
@@ -390,13 +397,13 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
 
     /// Switches each (module, data product) to its active file.
     fn follow_active_files(&mut self) {
-        let active: HashMap<Key, _> = self
+        let active: HashMap<ModuleProduct, _> = self
             .tree
             .active_files()
             .into_iter()
             .map(|(k, e)| (k, e.clone()))
             .collect();
-        let gone: Vec<Key> = self
+        let gone: Vec<ModuleProduct> = self
             .followed
             .iter()
             .filter(|(k, f)| active.get(k).is_none_or(|e| e.path != f.entry.path))
@@ -417,7 +424,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
             if self.followed.contains_key(&key) {
                 continue;
             }
-            tracing::info!(module = key.0, dp = %key.1, file = %entry.path.display(), "following file");
+            tracing::info!(module = key.module.get(), dp = %key.dp, file = %entry.path.display(), "following file");
             self.by_name.insert(OsString::from(&*entry.file_name), key);
             self.followed.insert(key, Followed::new(entry));
             added.push(key);
@@ -428,7 +435,7 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         }
     }
 
-    fn check(&mut self, key: Key) {
+    fn check(&mut self, key: ModuleProduct) {
         let Some(followed) = self.followed.get_mut(&key) else {
             return;
         };
@@ -438,8 +445,8 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
         let seq = self.seq.entry(key).or_insert(0);
         *seq += 1;
         (self.sink)(FrameEvent {
-            module: key.0,
-            dp: key.1,
+            module: key.module,
+            dp: key.dp,
             file: read.file,
             frame_index: read.index,
             seq: *seq,
@@ -449,55 +456,56 @@ impl<S: FnMut(FrameEvent)> Loop<S> {
     }
 }
 
-/// Routes one notification: a write marks its file, anything else
-/// (create, delete, rename, attributes) marks its directory for listing.
-fn note(
-    notice: Notice<'_>,
-    followed: &mut HashMap<Key, Followed>,
-    by_name: &HashMap<OsString, Key>,
-    overflowed: &mut bool,
-    dirty_files: &mut Vec<Key>,
-    dirty_dirs: &mut HashSet<PathBuf>,
-) {
-    let Some(dir) = notice.dir else {
-        *overflowed = true;
-        return;
-    };
-    let file = notice.name.and_then(|name| {
-        let key = *by_name.get(name)?;
-        let in_dir = followed
-            .get(&key)?
-            .entry
-            .path
-            .parent()
-            .is_some_and(|p| p.as_os_str() == dir.as_os_str());
-        in_dir.then_some(key)
-    });
-    if notice
-        .mask
-        .intersects(EventMask::MODIFY | EventMask::CLOSE_WRITE)
-    {
+impl Marked {
+    /// Routes one notification: a write marks its file, anything else
+    /// (create, delete, rename, attributes) marks its directory for
+    /// listing. `by_name` finds the followed file a name belongs to.
+    fn mark(
+        &mut self,
+        notice: Notice<'_>,
+        followed: &mut HashMap<ModuleProduct, Followed>,
+        by_name: &HashMap<OsString, ModuleProduct>,
+    ) {
+        let Some(dir) = notice.dir else {
+            self.overflowed = true;
+            return;
+        };
+        let file = notice.name.and_then(|name| {
+            let key = *by_name.get(name)?;
+            let in_dir = followed
+                .get(&key)?
+                .entry
+                .path
+                .parent()
+                .is_some_and(|p| p.as_os_str() == dir.as_os_str());
+            in_dir.then_some(key)
+        });
+        if notice
+            .mask
+            .intersects(EventMask::MODIFY | EventMask::CLOSE_WRITE)
+        {
+            if let Some(key) = file {
+                self.files.push(key);
+            }
+            return;
+        }
         if let Some(key) = file {
-            dirty_files.push(key);
+            self.files.push(key);
+            if let Some(f) = followed.get_mut(&key) {
+                f.recheck_path();
+            }
         }
-        return;
-    }
-    if let Some(key) = file {
-        dirty_files.push(key);
-        if let Some(f) = followed.get_mut(&key) {
-            f.recheck_path();
-        }
-    }
-    dirty_dirs.insert(dir.to_path_buf());
-    match notice.name {
-        // A new or removed entry: perhaps a module or run directory.
-        Some(name) => {
-            dirty_dirs.insert(dir.join(name));
-        }
-        // The watched directory itself went: its parent changed.
-        None => {
-            if let Some(parent) = dir.parent() {
-                dirty_dirs.insert(parent.to_path_buf());
+        self.dirs.insert(dir.to_path_buf());
+        match notice.name {
+            // A new or removed entry: perhaps a module or run directory.
+            Some(name) => {
+                self.dirs.insert(dir.join(name));
+            }
+            // The watched directory itself went: its parent changed.
+            None => {
+                if let Some(parent) = dir.parent() {
+                    self.dirs.insert(parent.to_path_buf());
+                }
             }
         }
     }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pff::{DataProduct, PffName, RunName, StartTime};
+use pff::daq_tree::{is_image_file_name, is_run_dir_name, parse_module_dir};
+use pff::{ModuleProduct, PffName, RunName, StartTime};
 
 use crate::warn::{Cause, Warnings};
 
@@ -23,9 +24,6 @@ use crate::warn::{Cause, Warnings};
 /// an entry added in the same clock step as a listing leaves the time
 /// unchanged. A directory changed this recently is listed again next time.
 const SETTLE: Duration = Duration::from_millis(50);
-
-/// A followed stream of frames: one data product of one module.
-pub(crate) type Key = (u32, DataProduct);
 
 /// A directory's modification time when it was last listed.
 #[derive(Default)]
@@ -281,7 +279,7 @@ impl Tree {
 
     /// The file each (module, data product) should follow: the highest
     /// seqno in that module's newest run.
-    pub(crate) fn active_files(&self) -> HashMap<Key, &PffEntry> {
+    pub(crate) fn active_files(&self) -> HashMap<ModuleProduct, &PffEntry> {
         let runs: Vec<&RunDir> = self
             .bare
             .iter()
@@ -299,13 +297,13 @@ impl Tree {
                 }
             }
         }
-        let mut active: HashMap<Key, &PffEntry> = HashMap::new();
+        let mut active: HashMap<ModuleProduct, &PffEntry> = HashMap::new();
         for run in &runs {
             for f in &run.files {
                 if newest.get(&f.name.module) != Some(&&run.start) {
                     continue;
                 }
-                let key = (f.name.module, f.name.dp);
+                let key = ModuleProduct::new(f.name.module, f.name.dp);
                 let slot = active.entry(key).or_insert(f);
                 if (f.name.seqno, &f.file_name) > (slot.name.seqno, &slot.file_name) {
                     *slot = f;
@@ -397,12 +395,9 @@ fn list_root(dir: &Path) -> io::Result<(Vec<PathBuf>, Option<(PathBuf, StartTime
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let module = name
-            .strip_prefix("module_")
-            .is_some_and(|m| m.parse::<u32>().is_ok());
-        if module && is_dir(&entry) {
+        if parse_module_dir(name).is_some() && is_dir(&entry) {
             modules.push(entry.path());
-        } else if name.ends_with(".pffd") && is_dir(&entry) {
+        } else if is_run_dir_name(name) && is_dir(&entry) {
             consider_run(&mut newest, name, entry.path());
         }
     }
@@ -416,7 +411,7 @@ fn newest_run(dir: &Path) -> io::Result<Option<(PathBuf, StartTime)>> {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".pffd") && is_dir(&entry) {
+        if is_run_dir_name(name) && is_dir(&entry) {
             consider_run(&mut newest, name, entry.path());
         }
     }
@@ -444,7 +439,7 @@ fn list_pff(dir: &Path) -> io::Result<Vec<PffEntry>> {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !name.ends_with(".pff") {
+        if !is_image_file_name(name) {
             continue;
         }
         if let Ok(parsed) = PffName::parse(name) {
@@ -462,6 +457,7 @@ fn list_pff(dir: &Path) -> io::Result<Vec<PffEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pff::DataProduct;
 
     #[test]
     fn the_newest_run_is_chosen_by_its_start_time_not_its_name() {

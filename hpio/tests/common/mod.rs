@@ -263,10 +263,10 @@ pub fn has(events: &[FrameEvent], file: &Path, index: u64) -> bool {
 /// Checks what a consumer relies on: per (module, data product) `seq`
 /// rises by one, and within a file the index only rises.
 pub fn assert_ordered(events: &[FrameEvent]) {
-    let mut last: std::collections::HashMap<(u32, DataProduct), (u64, Arc<str>, u64)> =
+    let mut last: std::collections::HashMap<pff::ModuleProduct, (u64, Arc<str>, u64)> =
         Default::default();
     for e in events {
-        if let Some((seq, file, index)) = last.get(&(e.module, e.dp)) {
+        if let Some((seq, file, index)) = last.get(&e.module_product()) {
             assert_eq!(e.seq, seq + 1, "seq of {} {}", e.module, e.dp);
             if *file == e.file {
                 assert!(
@@ -277,6 +277,6 @@ pub fn assert_ordered(events: &[FrameEvent]) {
                 );
             }
         }
-        last.insert((e.module, e.dp), (e.seq, e.file.clone(), e.frame_index));
+        last.insert(e.module_product(), (e.seq, e.file.clone(), e.frame_index));
     }
 }
