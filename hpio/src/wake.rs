@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,47 +109,36 @@ impl Wake {
     /// Sleeps until a notification (when `notifications`), a stop
     /// request, a demand wake-up, or `timeout`.
     pub(crate) fn wait(&mut self, timeout: Duration, notifications: bool) -> Woken {
-        let inotify_fd: RawFd = match &self.inotify {
-            Some(i) if notifications => i.as_raw_fd(),
-            _ => -1,
-        };
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+        let inotify = self.inotify.as_ref().filter(|_| notifications);
+        // Without inotify, only the first two are polled.
+        let third = inotify.map_or(self.stop.as_fd(), |i| i.as_fd());
         let mut fds = [
-            libc::pollfd {
-                fd: self.stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            // poll ignores a negative descriptor.
-            libc::pollfd {
-                fd: inotify_fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.demand.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(&self.stop, PollFlags::IN),
+            PollFd::new(&self.demand, PollFlags::IN),
+            PollFd::from_borrowed_fd(third, PollFlags::IN),
         ];
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        let polled = if inotify.is_some() { 3 } else { 2 };
+        let ts = Timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        // SAFETY: `fds` is a valid array of three pollfd for the whole
-        // call, `ts` a valid timespec, and a null signal mask means
-        // "unchanged".
-        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 3, &ts, std::ptr::null()) };
-        if n <= 0 {
+        // ppoll, with the signal mask unchanged.
+        match poll(&mut fds[..polled], Some(&ts)) {
             // Timeout, or a signal (EINTR): either way, look and wait again.
-            return Woken::Timeout;
+            Ok(0) | Err(_) => return Woken::Timeout,
+            Ok(_) => {}
         }
-        if fds[0].revents != 0 {
+        let woke = |i: usize| i < polled && !fds[i].revents().is_empty();
+        let (stop, demand, notified) = (woke(0), woke(1), woke(2));
+        if stop {
             return Woken::Stop;
         }
-        if fds[2].revents != 0 {
+        if demand {
             crate::demand::drain(&mut self.demand);
         }
-        if fds[1].revents != 0 {
+        if notified {
             Woken::Notified
         } else {
             Woken::Timeout
