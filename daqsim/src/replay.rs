@@ -9,7 +9,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pff::{DataProduct, PffName, Quabo, RunName, StartTime};
+use pff::daq_tree::{module_dir_name, HASHPIPE_PID_FILE, RECORDING_ENDED, RUN_NAME_FILE};
+use pff::{ModuleId, ModuleProduct, PffName, Quabo, RunName, StartTime};
 
 use crate::fixtures::Stream;
 use crate::{Error, Fixtures};
@@ -140,22 +141,24 @@ impl Replay {
         let run_name = run.to_string();
         let start = StartTime::from_unix(now.0);
         let mut outputs = Vec::with_capacity(plan.len());
-        for (fixture_module, dp, module, rate) in plan {
+        for Planned {
+            fixture,
+            module,
+            rate,
+        } in plan
+        {
+            let dp = fixture.dp;
             let stream = fixtures
-                .stream(fixture_module, dp)
-                .ok_or_else(|| {
-                    Error::Config(format!("no fixture for module {fixture_module} {dp}"))
-                })?
+                .stream(fixture.module.get(), dp)
+                .ok_or_else(|| Error::Config(format!("no fixture for {fixture}")))?
                 .clone();
-            let run_dir = out.join(format!("module_{module}")).join(&run_name);
-            tracing::info!(
-                "fixture module {fixture_module} {dp} -> module {module} at {rate:.2} frames/s"
-            );
+            let run_dir = out.join(module_dir_name(module)).join(&run_name);
+            tracing::info!("fixture {fixture} -> module {module} at {rate:.2} frames/s");
             mkdir(&run_dir)?;
             outputs.push(Output {
                 stream,
                 run_dir,
-                name: PffName::new(start.clone(), dp, module, 0),
+                name: PffName::new(start.clone(), dp, module.get(), 0),
                 file: None,
                 in_file: 0,
                 next: 0,
@@ -168,12 +171,9 @@ impl Replay {
         for output in &mut outputs {
             output.open()?;
         }
+        write_file(&out.join(RUN_NAME_FILE), format!("{run_name}\n").as_bytes())?;
         write_file(
-            &out.join("daq_run_name"),
-            format!("{run_name}\n").as_bytes(),
-        )?;
-        write_file(
-            &out.join("daq_hashpipe_pid"),
+            &out.join(HASHPIPE_PID_FILE),
             format!("{}\n", std::process::id()).as_bytes(),
         )?;
         let shared = Arc::new(Shared {
@@ -188,9 +188,9 @@ impl Replay {
             finished: AtomicBool::new(false),
         });
         tracing::info!(
-            "replaying {} streams into {}",
+            "replaying {} streams into run {run_name} of the module directories in {}",
             outputs.len(),
-            out.join("module_*").join(&run_name).display()
+            out.display()
         );
         let (stop, stopped) = mpsc::channel();
         let writer = Writer {
@@ -285,12 +285,18 @@ impl Drop for Replay {
     }
 }
 
-/// (fixture module, data product, output module, frames per second) for
-/// every output stream.
-fn plan(
-    fixtures: &Fixtures,
-    config: &ReplayConfig,
-) -> Result<Vec<(u32, DataProduct, u32, f64)>, Error> {
+/// One output stream of a replay.
+struct Planned {
+    /// The fixture stream replayed.
+    fixture: ModuleProduct,
+    /// The module it is written as (same data product).
+    module: ModuleId,
+    /// Frames per second.
+    rate: f64,
+}
+
+/// What every output stream replays, as which module, how fast.
+fn plan(fixtures: &Fixtures, config: &ReplayConfig) -> Result<Vec<Planned>, Error> {
     if let Some(rate) = config.rate {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(Error::Config(format!(
@@ -319,10 +325,11 @@ fn plan(
         }
         config.modules.clone()
     };
-    let mut plan = Vec::new();
+    let mut plan: Vec<Planned> = Vec::new();
     for &(from, to) in &mapping {
+        let to = ModuleId::from(to);
         for &(module, dp) in streams.iter().filter(|(m, _)| *m == from) {
-            if plan.iter().any(|&(_, d, m, _)| (d, m) == (dp, to)) {
+            if plan.iter().any(|p| (p.fixture.dp, p.module) == (dp, to)) {
                 return Err(Error::Config(format!(
                     "output module {to} is fed {dp} by two fixture modules"
                 )));
@@ -331,7 +338,11 @@ fn plan(
                 .rate
                 .or_else(|| fixtures.cadence(module, dp))
                 .unwrap_or(DEFAULT_RATE);
-            plan.push((module, dp, to, rate));
+            plan.push(Planned {
+                fixture: ModuleProduct::new(module, dp),
+                module: to,
+                rate,
+            });
         }
     }
     Ok(plan)
@@ -469,16 +480,13 @@ impl Writer {
             let header = stream.headers[n].map_quabos(|q| Quabo {
                 tv_sec,
                 tv_usec,
-                // The low 10 bits of TAI seconds (TAI = UTC + 37 s), so the
-                // White Rabbit and node clocks agree.
-                pkt_tai: (tv_sec + 37).rem_euclid(1024) as u32,
+                // The White Rabbit clock agrees with the node's.
+                pkt_tai: pff::time::pkt_tai(tv_sec),
                 pkt_nsec: tv_usec * 1000,
                 ..q
             });
             self.buf.clear();
-            self.buf.extend_from_slice(header.text().as_bytes());
-            self.buf.extend_from_slice(b"\n\n*");
-            self.buf.extend_from_slice(&frame[stream.header_len..]);
+            pff::append_frame(&mut self.buf, header.text(), &frame[stream.header_len..]);
             &self.buf
         } else {
             frame
@@ -535,11 +543,11 @@ impl Writer {
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
-            if let Err(e) = write_file(&dir.join("recording_ended"), ended.as_bytes()) {
+            if let Err(e) = write_file(&dir.join(RECORDING_ENDED), ended.as_bytes()) {
                 result = result.and(Err(e));
             }
         }
-        let pid = self.out.join("daq_hashpipe_pid");
+        let pid = self.out.join(HASHPIPE_PID_FILE);
         if let Err(e) = std::fs::remove_file(&pid) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 result = result.and(Err(Error::io("removing", pid, e)));
