@@ -12,13 +12,11 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use daqdata_proto::daqdata::PanoImage;
-use pff::{DataProduct, RawFrame};
+use pff::{DataProduct, ModuleProduct, RawFrame};
 use tokio::sync::watch;
 
-/// A slot: one module's one data product.
-pub(crate) type Key = (u32, DataProduct);
-
-/// What a slot holds: the newest frame, or nothing yet.
+/// What a slot (one module's one data product, a [`ModuleProduct`]) holds:
+/// the newest frame, or nothing yet.
 pub(crate) type Slot = Option<Arc<SharedFrame>>;
 
 /// Where a frame came from.
@@ -63,7 +61,7 @@ impl SharedFrame {
 
 /// All slots of one hp_io configuration.
 pub(crate) struct Broadcast {
-    slots: RwLock<HashMap<Key, Arc<watch::Sender<Slot>>>>,
+    slots: RwLock<HashMap<ModuleProduct, Arc<watch::Sender<Slot>>>>,
     /// Bumped whenever a slot is added, so streams can subscribe to it.
     keys: watch::Sender<u64>,
     /// Streams watching; see [`Watching`].
@@ -115,8 +113,9 @@ impl Broadcast {
 
     /// A frame read by hp_io.
     pub(crate) fn publish_tracked(&self, event: hpio::FrameEvent) {
+        let key = event.module_product();
         let frame = SharedFrame {
-            module: event.module,
+            module: event.module.get(),
             source: Source::Tracked {
                 frame: event.frame,
                 file: event.file,
@@ -124,7 +123,7 @@ impl Broadcast {
             },
             encoded: OnceLock::new(),
         };
-        self.publish((event.module, event.dp), frame);
+        self.publish(key, frame);
     }
 
     /// An uploaded image of product `dp`.
@@ -135,14 +134,14 @@ impl Broadcast {
             source: Source::Uploaded(image),
             encoded: OnceLock::new(),
         };
-        self.publish((module, dp), frame);
+        self.publish(ModuleProduct::new(module, dp), frame);
     }
 
-    fn publish(&self, key: Key, frame: SharedFrame) {
+    fn publish(&self, key: ModuleProduct, frame: SharedFrame) {
         self.sender(key).send_replace(Some(Arc::new(frame)));
     }
 
-    fn sender(&self, key: Key) -> Arc<watch::Sender<Slot>> {
+    fn sender(&self, key: ModuleProduct) -> Arc<watch::Sender<Slot>> {
         // A poisoned lock only means a panic elsewhere mid-insert; the map
         // itself is still whole, so go on with it.
         if let Some(s) = self
@@ -171,9 +170,9 @@ impl Broadcast {
     /// Receivers for the slots that `wanted` accepts and are not in `have`.
     pub(crate) fn subscribe_new(
         &self,
-        have: &[Key],
-        wanted: impl Fn(&Key) -> bool,
-    ) -> Vec<(Key, watch::Receiver<Slot>)> {
+        have: &[ModuleProduct],
+        wanted: impl Fn(&ModuleProduct) -> bool,
+    ) -> Vec<(ModuleProduct, watch::Receiver<Slot>)> {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
         let mut new: Vec<_> = slots
             .iter()
@@ -205,7 +204,7 @@ mod tests {
         let mut subs = b.subscribe_new(&[], |_| true);
         assert_eq!(subs.len(), 1);
         let (key, rx) = &mut subs[0];
-        assert_eq!(*key, (3, DataProduct::Ph256));
+        assert_eq!(*key, ModuleProduct::new(3, DataProduct::Ph256));
         assert!(rx.has_changed().unwrap());
         let frame = rx.borrow_and_update().clone().unwrap();
         assert!(frame.encoded().is_some());

@@ -15,14 +15,14 @@ use std::time::{Duration, SystemTime};
 use daqdata_proto::daqdata::StreamImagesRequest;
 use daqdata_proto::SharedStreamImagesResponse;
 use futures::future::{pending, select_all};
-use pff::ImageKind;
+use pff::{ImageKind, ModuleProduct};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::admission::StreamTicket;
-use crate::broadcast::{Broadcast, Key, Slot};
+use crate::broadcast::{Broadcast, Slot};
 use crate::state::State;
 
 /// What a stream asked for.
@@ -35,12 +35,12 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    fn wants(&self, (module, dp): &Key) -> bool {
+    fn wants(&self, ModuleProduct { module, dp }: &ModuleProduct) -> bool {
         let kind_ok = match dp.kind() {
             ImageKind::Movie => self.movie,
             ImageKind::PulseHeight => self.pulse_height,
         };
-        kind_ok && (self.modules.is_empty() || self.modules.contains(module))
+        kind_ok && (self.modules.is_empty() || self.modules.contains(&module.get()))
     }
 }
 
@@ -53,7 +53,7 @@ struct Ends {
 }
 
 struct Sub {
-    key: Key,
+    key: ModuleProduct,
     rx: watch::Receiver<Slot>,
     due: Instant,
 }
@@ -138,7 +138,7 @@ impl PacedStream {
     }
 
     fn subscribe_new_slots(&mut self) {
-        let have: Vec<Key> = self.subs.iter().map(|s| s.key).collect();
+        let have: Vec<ModuleProduct> = self.subs.iter().map(|s| s.key).collect();
         let now = Instant::now();
         let filter = &self.filter;
         for (key, rx) in self.broadcast.subscribe_new(&have, |k| filter.wants(k)) {
