@@ -165,7 +165,7 @@ mod tests {
     fn movie_quabo(tv_sec: i64) -> Quabo {
         Quabo {
             pkt_num: 7,
-            pkt_tai: ((tv_sec + 37) % 1024) as u32,
+            pkt_tai: pff::time::pkt_tai(tv_sec),
             pkt_nsec: 500_000_000,
             tv_sec,
             tv_usec: 250_000,

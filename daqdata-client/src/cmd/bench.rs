@@ -15,6 +15,8 @@ use daqdata_proto::daqdata::{StreamImagesRequest, UploadImageRequest};
 use daqdata_proto::{
     decode_pano_image_header, SharedStreamImagesClient, SharedStreamImagesResponse,
 };
+use hdrhistogram::Histogram;
+use procfs::process::Process;
 use serde::Serialize;
 use tokio::time::Instant as TokioInstant;
 use tonic::transport::Channel;
@@ -188,16 +190,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         *errors.entry(e).or_insert(0) += 1;
     }
     let images: u64 = results.iter().map(|r| r.images).sum();
-    let mut ages: Vec<f32> = results
-        .iter()
-        .flat_map(|r| r.ages_ms.iter().copied())
-        .collect();
-    ages.sort_by(f32::total_cmp);
+    // Microseconds, to three significant digits; a frame stamped after it
+    // arrived (the clocks of two machines apart) counts as age 0.
+    let mut ages = Histogram::<u64>::new(3)?;
+    for age_ms in results.iter().flat_map(|r| r.ages_ms.iter()) {
+        ages.saturating_record((age_ms.max(0.0) * 1e3) as u64);
+    }
     let pct = |q: f64| {
         if ages.is_empty() {
             0.0
         } else {
-            f64::from(ages[((ages.len() - 1) as f64 * q).round() as usize])
+            ages.value_at_quantile(q) as f64 / 1e3
         }
     };
     let report = Report {
@@ -218,7 +221,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             p90: pct(0.90),
             p99: pct(0.99),
             max: pct(1.0),
-            samples: ages.len(),
+            samples: ages.len() as usize,
         },
         per_client_min_images: results.iter().map(|r| r.images).min().unwrap_or(0),
         per_client_max_images: results.iter().map(|r| r.images).max().unwrap_or(0),
@@ -390,7 +393,7 @@ fn synthetic_event(module: u32, client: u32) -> daqdata_proto::daqdata::PanoImag
     let tv_sec = now as i64;
     let quabo = pff::Quabo {
         pkt_num: client,
-        pkt_tai: ((tv_sec + 37).rem_euclid(1024)) as u32,
+        pkt_tai: pff::time::pkt_tai(tv_sec),
         pkt_nsec: 0,
         tv_sec,
         tv_usec: ((now.fract()) * 1e6) as u32,
@@ -411,38 +414,14 @@ fn synthetic_event(module: u32, client: u32) -> daqdata_proto::daqdata::PanoImag
 }
 
 /// utime + stime of `pid`, clock ticks.
-fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces; the fields after ')' do not.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After ')': state is field 3, so utime (14) and stime (15) are at 11, 12.
-    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    match (get(11), get(12)) {
-        (Some(u), Some(s)) => Ok(u + s),
-        _ => Err(std::io::Error::other(format!(
-            "/proc/{pid}/stat has no utime/stime"
-        ))),
-    }
+fn cpu_ticks(pid: u32) -> procfs::ProcResult<u64> {
+    let stat = Process::new(pid as i32)?.stat()?;
+    Ok(stat.utime + stat.stime)
 }
 
-/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+/// `/proc/PID/status`: `vmrss` and `vmhwm` in KiB.
+fn status(pid: u32) -> Option<procfs::process::Status> {
+    Process::new(pid as i32).and_then(|p| p.status()).ok()
 }
 
 async fn sample_process(
@@ -450,17 +429,18 @@ async fn sample_process(
     from: TokioInstant,
     to: TokioInstant,
 ) -> anyhow::Result<ServerUsage> {
-    let hz = clock_ticks_per_second();
+    let hz = procfs::ticks_per_second() as f64;
     cpu_ticks(pid).with_context(|| {
         format!("cannot read /proc/{pid}/stat: is --server-pid the server's PID?")
     })?;
     tokio::time::sleep_until(from).await;
     let (t0, c0) = (Instant::now(), cpu_ticks(pid)?);
-    let mut peak = status_kib(pid, "VmRSS").unwrap_or(0);
+    let rss = || status(pid).and_then(|s| s.vmrss).unwrap_or(0);
+    let mut peak = rss();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while TokioInstant::now() < to {
         tick.tick().await;
-        peak = peak.max(status_kib(pid, "VmRSS").unwrap_or(0));
+        peak = peak.max(rss());
     }
     let c1 = cpu_ticks(pid)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -468,7 +448,7 @@ async fn sample_process(
         pid,
         cpu_percent: (c1.saturating_sub(c0)) as f64 / hz / secs * 100.0,
         peak_rss_kib: peak,
-        vm_hwm_kib: status_kib(pid, "VmHWM"),
+        vm_hwm_kib: status(pid).and_then(|s| s.vmhwm),
     })
 }
 
@@ -480,7 +460,7 @@ mod tests {
     fn proc_sampling_reads_this_process() {
         let me = std::process::id();
         assert!(cpu_ticks(me).is_ok());
-        assert!(status_kib(me, "VmRSS").unwrap() > 0);
+        assert!(status(me).and_then(|s| s.vmrss).unwrap() > 0);
     }
 
     #[test]
