@@ -211,10 +211,12 @@ fn open_file(entry: &PffEntry, dev: u64, ino: u64, len: u64, warnings: &mut Warn
         // The tracker never parses the frames it hands on; one parse
         // here keeps files that only look like PFF out.
         let text =
-            std::str::from_utf8(&head[..header_len - 3]).map_err(|_| pff::Error::Format {
-                path: None,
-                offset: 0,
-                what: "header is not UTF-8 text".into(),
+            std::str::from_utf8(&head[..header_len - pff::HEADER_END.len()]).map_err(|_| {
+                pff::Error::Format {
+                    path: None,
+                    offset: 0,
+                    what: "header is not UTF-8 text".into(),
+                }
             })?;
         pff::Header::parse(text)?;
         Ok(header_len)
@@ -231,7 +233,7 @@ fn open_file(entry: &PffEntry, dev: u64, ino: u64, len: u64, warnings: &mut Warn
         // The first header is still being written.
         Err(_)
             if head.first() == Some(&b'{')
-                && !head.windows(3).any(|w| w == b"\n\n*")
+                && pff::header_len(&head).is_err()
                 && head.len() < MAX_HEADER_BYTES =>
         {
             Opened::NotYet

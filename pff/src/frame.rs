@@ -11,8 +11,9 @@ use crate::{DataProduct, Error, ImageKind, Result};
 /// marker is not a PFF header, and searching on would only waste time.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// The header's end: a blank line, then the image marker.
-pub(crate) const HEADER_END: &[u8] = b"\n\n*";
+/// The header's end: a blank line, then the image marker. A header's
+/// length ([`header_len`]) includes it; its text does not.
+pub const HEADER_END: &[u8] = b"\n\n*";
 
 /// One quabo's packet stamps, as Hashpipe writes them in every header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
