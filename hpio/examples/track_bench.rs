@@ -14,13 +14,15 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hdrhistogram::Histogram;
 use pff::{DataProduct, PffName, RunName, StartTime};
+use procfs::process::Process;
 
 #[derive(Parser)]
 #[command(about = "Frame age at emission and tracker CPU, with Hashpipe-like writers")]
@@ -53,7 +55,7 @@ struct Args {
 
 const START: i64 = 1_721_882_046;
 
-fn main() -> anyhow_free::Result {
+fn main() -> TextResult {
     let args = Args::parse();
     println!(
         "{} module(s) x {{img16, ph256}} at {} frames/s each, {} s per mode, {} old runs; {} CPUs",
@@ -102,7 +104,7 @@ struct Written {
     at: Vec<AtomicU64>,
 }
 
-fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_free::Result {
+fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> TextResult {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let n = (args.seconds * f64::from(args.rate)) as usize;
     let products = [DataProduct::Img16, DataProduct::Ph256];
@@ -216,11 +218,13 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
     tracker.stop();
 
     let events = ages.lock().map_err(|_| "poisoned")?.clone();
-    let mut ages: Vec<u64> = events.iter().map(|e| e.2).collect();
-    ages.sort_unstable();
+    let mut ages = histogram()?;
+    for e in &events {
+        ages.record(e.2).map_err(|e| e.to_string())?;
+    }
     // News delay: for each frame written, how long until it or a newer
     // frame of its file was handed on (what a viewer waits for news).
-    let mut delays = Vec::new();
+    let mut delays = histogram()?;
     for (k, w) in written.iter().enumerate() {
         let emitted: Vec<&(usize, u64, u64, u64)> = events.iter().filter(|e| e.0 == k).collect();
         let mut j = 0;
@@ -233,13 +237,17 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> anyhow_f
                 j += 1;
             }
             let Some(e) = emitted.get(j) else { break };
-            delays.push(e.3.saturating_sub(at));
+            delays
+                .record(e.3.saturating_sub(at))
+                .map_err(|e| e.to_string())?;
         }
     }
-    delays.sort_unstable();
-    let pct = |v: &[u64], p: f64| {
-        v.get(((v.len() as f64 - 1.0) * p) as usize)
-            .map_or(f64::NAN, |&a| a as f64 / 1e6)
+    let pct = |h: &Histogram<u64>, p: f64| {
+        if h.is_empty() {
+            f64::NAN
+        } else {
+            h.value_at_quantile(p) as f64 / 1e6
+        }
     };
     let total_written = if args.idle { 0 } else { n * files.len() };
     println!(
@@ -271,7 +279,7 @@ fn write(
     n: usize,
     period: Duration,
     start: Instant,
-) -> anyhow_free::Result {
+) -> TextResult {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -292,7 +300,7 @@ fn write(
 }
 
 /// Finished runs, older than the live one, 10 small files each.
-fn make_old_runs(data_dir: &Path, runs: u32, modules: u32) -> anyhow_free::Result {
+fn make_old_runs(data_dir: &Path, runs: u32, modules: u32) -> TextResult {
     let frame = frames(DataProduct::Ph256, 1).remove(0);
     for r in 0..runs {
         let m = r % modules + 1;
@@ -310,31 +318,29 @@ fn make_old_runs(data_dir: &Path, runs: u32, modules: u32) -> anyhow_free::Resul
     Ok(())
 }
 
+/// Nanoseconds, to three significant digits.
+fn histogram() -> TextResult<Histogram<u64>> {
+    Histogram::new(3).map_err(|e| e.to_string())
+}
+
 /// Thread ids of the tracker.
-fn tracker_threads() -> Vec<u32> {
-    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+fn tracker_threads() -> Vec<i32> {
+    let Ok(tasks) = Process::myself().and_then(|me| me.tasks()) else {
         return Vec::new();
     };
     tasks
         .flatten()
-        .filter_map(|t| {
-            let comm = fs::read_to_string(t.path().join("comm")).ok()?;
-            let ours = comm.starts_with("hpio-tracker");
-            ours.then(|| t.file_name().to_str()?.parse().ok())?
-        })
+        .filter(|t| t.stat().is_ok_and(|s| s.comm.starts_with("hpio-tracker")))
+        .map(|t| t.tid)
         .collect()
 }
 
 /// CPU time of a thread so far, in ns (schedstat: time on the CPU).
-fn cpu_ns(tid: u32) -> u64 {
-    let path = PathBuf::from(format!("/proc/self/task/{tid}/schedstat"));
-    fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+fn cpu_ns(tid: i32) -> u64 {
+    Process::myself()
+        .and_then(|me| me.task_from_tid(tid)?.schedstat())
+        .map_or(0, |s| s.sum_exec_runtime)
 }
 
-/// Errors as text: a benchmark only reports them.
-mod anyhow_free {
-    pub type Result<T = ()> = std::result::Result<T, String>;
-}
+/// A result whose error is text: a benchmark only reports errors.
+type TextResult<T = ()> = Result<T, String>;

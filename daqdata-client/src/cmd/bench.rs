@@ -194,7 +194,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // arrived (the clocks of two machines apart) counts as age 0.
     let mut ages = Histogram::<u64>::new(3)?;
     for age_ms in results.iter().flat_map(|r| r.ages_ms.iter()) {
-        ages.saturating_record((age_ms.max(0.0) * 1e3) as u64);
+        ages.record((age_ms.max(0.0) * 1e3) as u64)?;
     }
     let pct = |q: f64| {
         if ages.is_empty() {
