@@ -35,6 +35,8 @@ enum Source {
 pub(crate) struct SharedFrame {
     module: u32,
     source: Source,
+    /// Pushed through Hashpipe's socket rather than read from a file.
+    pushed: bool,
     encoded: OnceLock<Option<Bytes>>,
 }
 
@@ -56,6 +58,27 @@ impl SharedFrame {
                 }
             })
             .as_ref()
+    }
+
+    /// The header's node time stamp (`tv_sec`, `tv_usec` of its first
+    /// quabo), if it has one; parsed only where files and sockets feed one
+    /// slot.
+    fn stamp(&self) -> Option<(i64, u32)> {
+        let Source::Tracked { frame, .. } = &self.source else {
+            return None;
+        };
+        let header = pff::Header::parse(frame.header_text().ok()?).ok()?;
+        header.first_quabo().map(|q| (q.tv_sec, q.tv_usec))
+    }
+
+    /// SPEC §7: where files and sockets both feed a slot, a frame stamped
+    /// before the slot's current one would take streams back in time.
+    /// Files alone are not checked: the tracker reads in order.
+    fn is_older_than(&self, current: &SharedFrame) -> bool {
+        if !(self.pushed || current.pushed) {
+            return false;
+        }
+        matches!((self.stamp(), current.stamp()), (Some(new), Some(now)) if new < now)
     }
 }
 
@@ -121,9 +144,23 @@ impl Broadcast {
                 file: event.file,
                 index: event.frame_index,
             },
+            pushed: false,
             encoded: OnceLock::new(),
         };
         self.publish(key, frame);
+    }
+
+    /// A frame Hashpipe pushed through its socket: `file` is
+    /// `uds_{dp_name}`, `index` counts from 0 per connection.
+    pub(crate) fn publish_pushed(&self, module: u32, frame: RawFrame, file: Arc<str>, index: u64) {
+        let dp = frame.data_product();
+        let frame = SharedFrame {
+            module,
+            source: Source::Tracked { frame, file, index },
+            pushed: true,
+            encoded: OnceLock::new(),
+        };
+        self.publish(ModuleProduct::new(module, dp), frame);
     }
 
     /// An uploaded image of product `dp`.
@@ -132,13 +169,21 @@ impl Broadcast {
         let frame = SharedFrame {
             module,
             source: Source::Uploaded(image),
+            pushed: false,
             encoded: OnceLock::new(),
         };
         self.publish(ModuleProduct::new(module, dp), frame);
     }
 
     fn publish(&self, key: ModuleProduct, frame: SharedFrame) {
-        self.sender(key).send_replace(Some(Arc::new(frame)));
+        let frame = Arc::new(frame);
+        self.sender(key).send_if_modified(|slot| {
+            if slot.as_ref().is_some_and(|now| frame.is_older_than(now)) {
+                return false;
+            }
+            *slot = Some(frame.clone());
+            true
+        });
     }
 
     fn sender(&self, key: ModuleProduct) -> Arc<watch::Sender<Slot>> {

@@ -29,6 +29,11 @@ pub struct Config {
     pub init_hp_io_config: Option<PathBuf>,
     /// What `simulate_daq` replays.
     pub simulate: SimulateConfig,
+    /// Follow the PFF files under `data_dir` (the Python server's
+    /// `filesystem_poll` / `filesystem_pipe`).
+    pub track_files: bool,
+    /// Hashpipe's socket feed (SPEC §7).
+    pub hashpipe_sockets: crate::hashpipe_sockets::HashpipeSocketsConfig,
 }
 
 /// The `[simulate]` table: how `simulate_daq=true` replays fixtures.
@@ -45,6 +50,21 @@ pub struct SimulateConfig {
     pub frames_per_second: Option<f64>,
     /// Rotate to the next seqno after this many frames.
     pub frames_per_file: Option<u64>,
+    /// Write PFF files for hp_io to track (`files`, the default), or push
+    /// frames into Hashpipe's sockets made in the simulation's private
+    /// directory (`sockets`).
+    pub mode: SimulateMode,
+}
+
+/// How a simulated DAQ hands its frames to hp_io.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SimulateMode {
+    /// PFF files in a run directory, as Hashpipe records them.
+    #[default]
+    Files,
+    /// Messages into Hashpipe's sockets, as `snapshot.c` sends them.
+    Sockets,
 }
 
 impl Default for Config {
@@ -59,6 +79,8 @@ impl Default for Config {
             allowed_data_roots: Vec::new(),
             init_hp_io_config: None,
             simulate: SimulateConfig::default(),
+            track_files: true,
+            hashpipe_sockets: Default::default(),
         }
     }
 }
@@ -135,6 +157,7 @@ impl Config {
                     .into(),
             );
         }
+        self.hashpipe_sockets.validate().map_err(Error::Invalid)?;
         if self.max_concurrent_rpcs == 0 {
             return bail("max_concurrent_rpcs must be at least 1".into());
         }
@@ -188,10 +211,14 @@ impl Config {
                         .pointer("/strategies/filesystem_poll/frames_per_pff")
                         .and_then(|v| v.as_u64());
                     c.simulate.frames_per_file = fpp;
+                    if value.get("simulation_mode").and_then(|v| v.as_str()) == Some("uds") {
+                        c.simulate.mode = SimulateMode::Sockets;
+                    }
                     tracing::warn!(
                         "simulate_daq_cfg: only sim_module_ids and frames_per_pff are used; the simulator replays the built-in fixtures"
                     );
                 }
+                "acquisition_methods" => map_acquisition_methods(value, &mut c)?,
                 other => {
                     tracing::warn!("ignoring unknown key {other:?} of the Python server config")
                 }
@@ -202,6 +229,39 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// The Python server's `acquisition_methods`: `uds` is Hashpipe's socket
+/// feed; `filesystem_poll` and `filesystem_pipe` are both "follow the
+/// files", which the tracker does either way.
+fn map_acquisition_methods(value: &serde_json::Value, c: &mut Config) -> Result<(), String> {
+    let enabled = |method: &str| {
+        value
+            .pointer(&format!("/{method}/enabled"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    };
+    c.track_files = enabled("filesystem_poll") || enabled("filesystem_pipe");
+    let sockets = &mut c.hashpipe_sockets;
+    sockets.enabled = enabled("uds");
+    if let Some(uds) = value.get("uds") {
+        if let Some(dps) = uds.get("data_products").and_then(|v| v.as_array()) {
+            sockets.data_products = dps
+                .iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<_>>()
+                .ok_or("acquisition_methods.uds.data_products must be names")?;
+        }
+        if let Some(t) = uds.get("socket_path_template").and_then(|v| v.as_str()) {
+            sockets.path_template = t.to_string();
+        }
+        if let Some(t) = uds.get("read_timeout") {
+            sockets.read_timeout_seconds = t
+                .as_f64()
+                .ok_or("acquisition_methods.uds.read_timeout must be a number")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -240,5 +300,35 @@ mod tests {
         assert_eq!(c.shutdown_grace_period_seconds, 2.0);
         assert_eq!(c.init_hp_io_config, Some(PathBuf::from("hp.json")));
         assert_eq!(c.simulate.module_ids, [224]);
+    }
+
+    #[test]
+    fn the_python_acquisition_methods_map_onto_sockets_and_files() {
+        let json = r#"{"acquisition_methods": {
+            "filesystem_poll": {"enabled": false}, "filesystem_pipe": {"enabled": false},
+            "uds": {"enabled": true, "data_products": ["img16", "ph256"],
+                    "socket_path_template": "/run/hp.{dp_name}.sock", "read_timeout": 30.0}}}"#;
+        let c = Config::from_python_json(json).unwrap();
+        assert!(!c.track_files);
+        let s = &c.hashpipe_sockets;
+        assert!(s.enabled);
+        assert_eq!(s.data_products, ["img16", "ph256"]);
+        assert_eq!(s.path_template, "/run/hp.{dp_name}.sock");
+        assert_eq!(s.read_timeout_seconds, 30.0);
+        let json = r#"{"acquisition_methods": {"filesystem_pipe": {"enabled": true}}}"#;
+        let c = Config::from_python_json(json).unwrap();
+        assert!(c.track_files && !c.hashpipe_sockets.enabled);
+    }
+
+    #[test]
+    fn the_hashpipe_sockets_table_reads_from_toml() {
+        let c: Config = toml::from_str(
+            "track_files = false\n[hashpipe_sockets]\npath_template = \"/run/x.{dp_name}.sock\"\nread_timeout_seconds = 5\ngroup = \"panoseti\"\n[simulate]\nmode = \"sockets\"\n",
+        )
+        .unwrap();
+        assert!(!c.track_files && c.hashpipe_sockets.enabled);
+        assert_eq!(c.hashpipe_sockets.read_timeout_seconds, 5.0);
+        assert_eq!(c.hashpipe_sockets.group.as_deref(), Some("panoseti"));
+        assert_eq!(c.simulate.mode, SimulateMode::Sockets);
     }
 }

@@ -2,13 +2,15 @@
 //! private simulated run, and the broadcast its frames go to.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
-use crate::config::SimulateConfig;
+use crate::config::{Config, SimulateConfig, SimulateMode};
+use crate::hashpipe_sockets::{HashpipeSockets, HashpipeSocketsConfig, SocketsError};
 
 /// What InitHpIo asked for, once validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +50,14 @@ pub(crate) enum StartError {
     Tracker { dir: PathBuf, source: hpio::Error },
     #[error("starting hp_io failed unexpectedly: {0}")]
     Panicked(String),
+    #[error(transparent)]
+    Sockets(#[from] SocketsError),
+    #[error("hp_io would have no source of frames: track_files is false and [hashpipe_sockets] is disabled")]
+    NoSource,
+    #[error("starting the simulated Hashpipe socket feed: {0}")]
+    Push(daqsim::Error),
+    #[error("counting stream demand: {0}")]
+    Demand(std::io::Error),
 }
 
 /// What streams of one configuration share.
@@ -60,55 +70,125 @@ pub(crate) struct Generation {
     pub reconfigured: CancellationToken,
 }
 
-/// A simulated DAQ: the replay and the private directory it writes into,
-/// removed when this is dropped.
+/// A simulated DAQ: what feeds frames and the private directory it works
+/// in, removed when this is dropped.
 struct Simulation {
-    replay: daqsim::Replay,
-    dir: tempfile::TempDir,
+    feeder: Feeder,
+    /// Removed on drop, after the feeder stopped.
+    _dir: tempfile::TempDir,
+}
+
+/// How a simulation hands frames on (`[simulate] mode`).
+enum Feeder {
+    /// PFF files in a run directory, for the tracker.
+    Files(daqsim::Replay),
+    /// Messages into Hashpipe's sockets, made in the private directory.
+    Sockets(daqsim::SocketPush),
 }
 
 /// A running configuration.
 pub(crate) struct HpIo {
     pub settings: Settings,
     pub generation: Arc<Generation>,
-    tracker: hpio::Tracker,
+    tracker: Option<hpio::Tracker>,
+    sockets: Option<HashpipeSockets>,
     simulation: Option<Simulation>,
 }
 
 impl HpIo {
-    /// Starts tracking (and, when simulating, replaying first). Blocking:
-    /// call from a blocking thread.
+    /// Starts tracking (and, when simulating, replaying first) and
+    /// Hashpipe's sockets where configured; `connections` counts their open
+    /// connections. Blocking, and needs the tokio runtime: call from
+    /// `spawn_blocking`.
     pub(crate) fn start(
         settings: &Settings,
-        simulate: &SimulateConfig,
+        config: &Config,
         fixtures: &daqsim::Fixtures,
+        connections: Arc<AtomicUsize>,
     ) -> Result<HpIo, StartError> {
-        let (data_dir, simulation) = if settings.simulate {
-            let sim = start_simulation(settings, simulate, fixtures)?;
-            (sim.dir.path().to_path_buf(), Some(sim))
-        } else {
-            (settings.data_dir.clone(), None)
-        };
         let broadcast = Arc::new(Broadcast::new());
-        let sink = broadcast.clone();
-        let tracker = hpio::Tracker::spawn(
-            hpio::TrackerConfig {
-                interval: settings.interval,
-                modules: settings.modules.clone(),
-                // Nothing is read while no stream watches: idle tracking
-                // costs Hashpipe's node nothing.
-                on_demand: true,
-                ..hpio::TrackerConfig::new(data_dir.clone())
-            },
-            move |event| sink.publish_tracked(event),
-        )
-        .map_err(|source| StartError::Tracker {
-            dir: data_dir.clone(),
-            source,
-        })?;
+        let simulate = &config.simulate;
+        let by_sockets = settings.simulate && simulate.mode == SimulateMode::Sockets;
+        // SPEC §7: on real data, the sockets exist while hp_io runs; a
+        // socket-fed simulation makes its own in its private directory.
+        let mut sockets = None;
+        let mut simulation = None;
+        let data_dir = if settings.simulate {
+            let dir = tempfile::Builder::new()
+                .prefix("daqdata-sim-")
+                .tempdir()
+                .map_err(StartError::SimulationDir)?;
+            let path = dir.path().to_path_buf();
+            let feeder = if by_sockets {
+                let template = path.join("hashpipe.dp_{dp_name}.sock");
+                let template = template.to_string_lossy().into_owned();
+                let all = HashpipeSocketsConfig {
+                    enabled: true,
+                    ..HashpipeSocketsConfig::default()
+                };
+                sockets = Some(HashpipeSockets::start(
+                    &all,
+                    &template,
+                    broadcast.clone(),
+                    connections,
+                )?);
+                Feeder::Sockets(start_push(settings, simulate, fixtures, template)?)
+            } else {
+                Feeder::Files(start_replay(settings, simulate, fixtures, &path)?)
+            };
+            simulation = Some(Simulation { feeder, _dir: dir });
+            path
+        } else {
+            let hashpipe = &config.hashpipe_sockets;
+            if hashpipe.enabled {
+                sockets = Some(HashpipeSockets::start(
+                    hashpipe,
+                    &hashpipe.path_template,
+                    broadcast.clone(),
+                    connections,
+                )?);
+            } else if !config.track_files {
+                return Err(StartError::NoSource);
+            }
+            settings.data_dir.clone()
+        };
+        let track = if settings.simulate {
+            !by_sockets
+        } else {
+            config.track_files
+        };
+        let tracker = if track {
+            let sink = broadcast.clone();
+            let tracker = hpio::Tracker::spawn(
+                hpio::TrackerConfig {
+                    interval: settings.interval,
+                    modules: settings.modules.clone(),
+                    // Nothing is read while no stream watches: idle tracking
+                    // costs Hashpipe's node nothing.
+                    on_demand: true,
+                    ..hpio::TrackerConfig::new(data_dir.clone())
+                },
+                move |event| sink.publish_tracked(event),
+            )
+            .map_err(|source| StartError::Tracker {
+                dir: data_dir.clone(),
+                source,
+            })?;
+            Some(tracker)
+        } else {
+            None
+        };
+        let demand = match &tracker {
+            Some(t) => t.demand(),
+            None => hpio::Demand::detached().map_err(StartError::Demand)?,
+        };
+        if let Some(s) = &sockets {
+            let paths: Vec<_> = s.paths().map(|p| p.display().to_string()).collect();
+            tracing::info!("Hashpipe's sockets: {}", paths.join(", "));
+        }
         let generation = Arc::new(Generation {
             broadcast,
-            demand: tracker.demand(),
+            demand,
             interval: settings.interval,
             reconfigured: CancellationToken::new(),
         });
@@ -116,58 +196,87 @@ impl HpIo {
             settings: settings.clone(),
             generation,
             tracker,
+            sockets,
             simulation,
         })
     }
 
-    /// Stops the tracker, then the replay (which marks its run ended) and
-    /// removes the simulated directory. Blocking.
+    /// Stops the tracker, closes and removes Hashpipe's sockets, then stops
+    /// the simulation (a replay marks its run ended) and removes its
+    /// directory. Blocking.
     pub(crate) fn stop(self) {
-        self.tracker.stop();
+        if let Some(tracker) = self.tracker {
+            tracker.stop();
+        }
+        drop(self.sockets);
         if let Some(sim) = self.simulation {
-            if let Err(e) = sim.replay.stop() {
+            let stopped = match sim.feeder {
+                Feeder::Files(replay) => replay.stop().map(drop),
+                Feeder::Sockets(push) => push.stop().map(drop),
+            };
+            if let Err(e) = stopped {
                 tracing::warn!("stopping the simulated DAQ: {e}");
             }
         }
     }
 }
 
-fn start_simulation(
+/// Output modules of a simulation: the configured ones, else the ones
+/// InitHpIo asked for, else the fixtures' own; as (fixture, output) pairs.
+fn simulated_modules(
     settings: &Settings,
     simulate: &SimulateConfig,
     fixtures: &daqsim::Fixtures,
-) -> Result<Simulation, StartError> {
-    let dir = tempfile::Builder::new()
-        .prefix("daqdata-sim-")
-        .tempdir()
-        .map_err(StartError::SimulationDir)?;
-    // Output modules: the configured ones, else the ones InitHpIo asked
-    // for, else the fixtures' own.
+) -> Result<Vec<(u32, u32)>, StartError> {
     let outputs = if !simulate.module_ids.is_empty() {
         simulate.module_ids.clone()
     } else {
         settings.modules.clone()
     };
-    let modules = if outputs.is_empty() {
-        Vec::new()
-    } else {
-        // One fixture module per output, the one with the most products,
-        // so that each output module gets movie and pulse-height data.
-        let source = primary_module(fixtures).ok_or(StartError::NoFixtures)?;
-        outputs.iter().map(|&m| (source, m)).collect()
-    };
-    let replay = daqsim::Replay::start(
+    if outputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One fixture module per output, the one with the most products, so
+    // that each output module gets movie and pulse-height data.
+    let source = primary_module(fixtures).ok_or(StartError::NoFixtures)?;
+    Ok(outputs.iter().map(|&m| (source, m)).collect())
+}
+
+fn start_push(
+    settings: &Settings,
+    simulate: &SimulateConfig,
+    fixtures: &daqsim::Fixtures,
+    template: String,
+) -> Result<daqsim::SocketPush, StartError> {
+    daqsim::SocketPush::start(
+        fixtures.clone(),
+        daqsim::SocketPushConfig {
+            template,
+            rate: simulate.frames_per_second,
+            modules: simulated_modules(settings, simulate, fixtures)?,
+            ..daqsim::SocketPushConfig::default()
+        },
+    )
+    .map_err(StartError::Push)
+}
+
+fn start_replay(
+    settings: &Settings,
+    simulate: &SimulateConfig,
+    fixtures: &daqsim::Fixtures,
+    out: &std::path::Path,
+) -> Result<daqsim::Replay, StartError> {
+    daqsim::Replay::start(
         fixtures.clone(),
         daqsim::ReplayConfig {
-            out: dir.path().to_path_buf(),
+            out: out.to_path_buf(),
             rate: simulate.frames_per_second,
-            modules,
+            modules: simulated_modules(settings, simulate, fixtures)?,
             frames_per_file: simulate.frames_per_file,
             ..daqsim::ReplayConfig::default()
         },
     )
-    .map_err(StartError::Replay)?;
-    Ok(Simulation { replay, dir })
+    .map_err(StartError::Replay)
 }
 
 fn primary_module(fixtures: &daqsim::Fixtures) -> Option<u32> {

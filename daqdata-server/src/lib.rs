@@ -21,7 +21,8 @@
 //! `lifecycle` is InitHpIo (validate, stop, start, restore); `hp_io` is one
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
-//! UploadImages; `listen` and `uds_authority` the sockets.
+//! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
+//! Hashpipe's socket feed, a second source of frames beside the tracker.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -39,6 +40,7 @@ mod admission;
 mod broadcast;
 mod config;
 mod error;
+mod hashpipe_sockets;
 mod hp_io;
 mod lifecycle;
 mod listen;
@@ -55,7 +57,8 @@ use daqdata_proto::daqdata::InitHpIoRequest;
 use daqdata_proto::HpIoConfig;
 use tokio::task::JoinSet;
 
-pub use config::{Config, SimulateConfig};
+pub use config::{Config, SimulateConfig, SimulateMode};
+pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use error::{Error, Result};
 pub use listen::Listening;
 

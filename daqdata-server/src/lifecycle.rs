@@ -4,7 +4,7 @@
 //! time; while it runs, new streams are told to retry.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ pub(crate) struct Lifecycle {
     /// The running hp_io; its lock is the "one InitHpIo at a time" lock.
     running: tokio::sync::Mutex<Option<HpIo>>,
     initializing: AtomicBool,
+    /// Open Hashpipe socket connections: Hashpipe is running.
+    hashpipe_connections: Arc<AtomicUsize>,
 }
 
 impl Lifecycle {
@@ -33,6 +35,7 @@ impl Lifecycle {
             current: RwLock::new(None),
             running: tokio::sync::Mutex::new(None),
             initializing: AtomicBool::new(false),
+            hashpipe_connections: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -138,9 +141,10 @@ impl Lifecycle {
     }
 
     async fn start(&self, settings: Settings) -> Result<HpIo, StartError> {
-        let simulate = self.config.simulate.clone();
+        let config = self.config.clone();
         let fixtures = self.fixtures.clone();
-        tokio::task::spawn_blocking(move || HpIo::start(&settings, &simulate, &fixtures))
+        let connections = self.hashpipe_connections.clone();
+        tokio::task::spawn_blocking(move || HpIo::start(&settings, &config, &fixtures, connections))
             .await
             .unwrap_or_else(|e| Err(StartError::Panicked(e.to_string())))
     }
@@ -148,6 +152,13 @@ impl Lifecycle {
     /// SPEC §3: the active-run check, on a blocking thread (it may walk a
     /// large tree).
     async fn check_active_run(&self, data_dir: &Path) -> Result<(), Status> {
+        // SPEC §7: Hashpipe connected to the running configuration's
+        // sockets is Hashpipe running, whatever the files say.
+        let connections = self.hashpipe_connections.load(Ordering::Acquire);
+        if connections > 0 {
+            tracing::info!("active run: {connections} Hashpipe socket connection(s) open");
+            return Ok(());
+        }
         let dir = data_dir.to_path_buf();
         let idle = Duration::from_secs_f64(self.config.active_run_idle_seconds);
         let active_run = tokio::task::spawn_blocking(move || hpio::active_run(&dir, idle))
@@ -162,7 +173,7 @@ impl Lifecycle {
                 Ok(())
             }
             None => Err(Status::failed_precondition(format!(
-                "no active run under {}: no live daq_hashpipe_pid and no PFF file grew in the last {} s; start the DAQ first",
+                "no active run under {}: no hashpipe process, no live daq_hashpipe_pid, no Hashpipe socket connection and no PFF file grew in the last {} s; start the DAQ first",
                 data_dir.display(),
                 self.config.active_run_idle_seconds
             ))),

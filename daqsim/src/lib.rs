@@ -18,6 +18,9 @@
 //!   live; [`Replay::stop`] (or drop) writes `recording_ended` and removes
 //!   the pid file, as the PANOSETI stop script does.
 //! - [`Stats`] reports frames written and the rate achieved.
+//! - [`SocketPush`] pushes the same frames into Hashpipe's unix sockets
+//!   instead (a module id and a frame per message), as Hashpipe's
+//!   `snapshot.c` does for a DaqData server that listens on them.
 //!
 //! ```no_run
 //! use daqsim::{Fixtures, Replay, ReplayConfig};
@@ -40,7 +43,9 @@
 mod error;
 mod fixtures;
 mod replay;
+mod sockets;
 
 pub use error::Error;
 pub use fixtures::Fixtures;
 pub use replay::{Replay, ReplayConfig, Stats, LATE};
+pub use sockets::{PushStats, SocketPush, SocketPushConfig, HASHPIPE_RECONNECT};

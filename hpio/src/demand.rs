@@ -15,6 +15,8 @@ struct Shared {
     holders: AtomicUsize,
     /// Written to when the first holder arrives, to wake the tracker.
     wake: UnixStream,
+    /// The tracker's end, kept here when no tracker polls it.
+    _unpolled: Option<UnixStream>,
 }
 
 /// A handle to say "frames are wanted" to an on-demand tracker
@@ -39,6 +41,16 @@ impl Demand {
         DemandHold {
             shared: self.shared.clone(),
         }
+    }
+
+    /// A demand no tracker follows, for a source of frames that needs no
+    /// waking (Hashpipe's socket feed): holds are counted, nothing else.
+    pub fn detached() -> io::Result<Demand> {
+        let (mut demand, woken) = pair()?;
+        if let Some(shared) = Arc::get_mut(&mut demand.shared) {
+            shared._unpolled = Some(woken);
+        }
+        Ok(demand)
     }
 
     /// True while any hold lives.
@@ -70,6 +82,7 @@ pub(crate) fn pair() -> io::Result<(Demand, UnixStream)> {
         shared: Arc::new(Shared {
             holders: AtomicUsize::new(0),
             wake,
+            _unpolled: None,
         }),
     };
     Ok((demand, woken))

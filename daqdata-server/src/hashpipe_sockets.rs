@@ -1,0 +1,422 @@
+//! Hashpipe's socket feed (SPEC §7): the server listens on one unix stream
+//! socket per data product, and Hashpipe connects and pushes a message (a
+//! 2-byte module id and one PFF frame) per (module, data product) every
+//! snapshot interval.
+//!
+//! The sockets exist while one hp_io configuration runs on real data (or a
+//! socket-fed simulation), and are removed when it stops. Each connection
+//! is read on its own task through a [`pff::SocketDecoder`]; its frames go
+//! into the same broadcast slots as the file tracker's, as
+//! `file = "uds_{dp_name}"` with `frame_number` counting from 0 per
+//! connection, as the Python server does. A malformed message or a silent
+//! spell of `read_timeout_seconds` closes that connection only.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pff::{DataProduct, SocketDecoder};
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::broadcast::Broadcast;
+
+/// The `[hashpipe_sockets]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HashpipeSocketsConfig {
+    /// Listen on Hashpipe's sockets while hp_io runs on real data.
+    pub enabled: bool,
+    /// One socket per data product named here (`img8`, `img16`, `ph256`,
+    /// `ph1024`).
+    pub data_products: Vec<String>,
+    /// Where each socket is made; `{dp_name}` is replaced by the product's
+    /// name. Hashpipe's `snapshot.c` connects to the default.
+    pub path_template: String,
+    /// A connection that sends nothing for this long is closed.
+    pub read_timeout_seconds: f64,
+    /// Group (name or number) given the socket files; unset: the server's.
+    pub group: Option<String>,
+}
+
+impl Default for HashpipeSocketsConfig {
+    fn default() -> Self {
+        HashpipeSocketsConfig {
+            enabled: true,
+            data_products: DataProduct::ALL.iter().map(|d| d.name().into()).collect(),
+            path_template: "/tmp/hashpipe_grpc.dp_{dp_name}.sock".into(),
+            read_timeout_seconds: 600.0,
+            group: None,
+        }
+    }
+}
+
+impl HashpipeSocketsConfig {
+    /// Checks what a typo could make absurd; the message names the key.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        self.products()?;
+        if !self.path_template.contains("{dp_name}") && self.data_products.len() > 1 {
+            return Err(format!(
+                "[hashpipe_sockets] path_template {:?} has no {{dp_name}}, so every data product would share one socket",
+                self.path_template
+            ));
+        }
+        let t = self.read_timeout_seconds;
+        if !(t.is_finite() && t > 0.0) {
+            return Err(format!(
+                "[hashpipe_sockets] read_timeout_seconds must be a positive number of seconds, got {t}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn products(&self) -> Result<Vec<DataProduct>, String> {
+        self.data_products
+            .iter()
+            .map(|n| {
+                n.parse()
+                    .map_err(|e| format!("[hashpipe_sockets] data_products: {e}"))
+            })
+            .collect()
+    }
+
+    /// The socket of `dp` under `template`.
+    pub(crate) fn path_for(template: &str, dp: DataProduct) -> PathBuf {
+        PathBuf::from(template.replace("{dp_name}", dp.name()))
+    }
+}
+
+/// Why the sockets could not be made; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SocketsError {
+    #[error("Hashpipe socket {}: a {kind} is in the way; remove it or change [hashpipe_sockets] path_template", .path.display())]
+    InTheWay { path: PathBuf, kind: &'static str },
+    #[error("Hashpipe socket {}: another process listens on it (another DaqData server?); stop it or change [hashpipe_sockets] path_template", .path.display())]
+    InUse { path: PathBuf },
+    #[error("Hashpipe socket {}: {what}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("[hashpipe_sockets] group {0:?} is neither a number nor a group in /etc/group")]
+    UnknownGroup(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Everything one hp_io configuration listens on; dropped (or stopped), it
+/// closes every connection and removes its socket files.
+pub(crate) struct HashpipeSockets {
+    cancel: CancellationToken,
+    bound: Vec<Bound>,
+}
+
+/// A socket file this server made, told apart from a later one at the same
+/// path (another server's) by its inode.
+#[derive(Debug)]
+struct Bound {
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+/// What every connection of every socket shares.
+struct Feed {
+    broadcast: Arc<Broadcast>,
+    cancel: CancellationToken,
+    read_timeout: Duration,
+    /// Open connections of the whole server (the active-run check reads it).
+    open: Arc<AtomicUsize>,
+    /// Numbers connections in logs.
+    next_connection: AtomicU64,
+}
+
+impl HashpipeSockets {
+    /// Makes one socket per configured data product, at `template` (the
+    /// configured one, or a simulation's private one), and reads every
+    /// connection into `broadcast`. `open` counts open connections.
+    ///
+    /// Call within a tokio runtime (a `spawn_blocking` thread is).
+    pub(crate) fn start(
+        config: &HashpipeSocketsConfig,
+        template: &str,
+        broadcast: Arc<Broadcast>,
+        open: Arc<AtomicUsize>,
+    ) -> Result<HashpipeSockets, SocketsError> {
+        let products = config.products().map_err(SocketsError::Config)?;
+        let gid = config.group.as_deref().map(group_id).transpose()?;
+        let feed = Arc::new(Feed {
+            broadcast,
+            cancel: CancellationToken::new(),
+            read_timeout: Duration::from_secs_f64(config.read_timeout_seconds),
+            open,
+            next_connection: AtomicU64::new(0),
+        });
+        let mut sockets = HashpipeSockets {
+            cancel: feed.cancel.clone(),
+            bound: Vec::new(),
+        };
+        // On an error, dropping `sockets` removes the ones already made.
+        for dp in products {
+            let path = HashpipeSocketsConfig::path_for(template, dp);
+            let (listener, bound) = bind(&path, gid)?;
+            sockets.bound.push(bound);
+            tracing::info!("listening for Hashpipe's {dp} frames on {}", path.display());
+            tokio::spawn(accept(listener, path, dp, feed.clone()));
+        }
+        Ok(sockets)
+    }
+
+    /// The socket files, for logs and tests.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.bound.iter().map(|b| b.path.as_path())
+    }
+}
+
+impl Drop for HashpipeSockets {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        for b in &self.bound {
+            // Only our own file: another server may have replaced it.
+            let ours =
+                std::fs::symlink_metadata(&b.path).is_ok_and(|m| (m.dev(), m.ino()) == b.inode);
+            if ours {
+                if let Err(e) = std::fs::remove_file(&b.path) {
+                    tracing::warn!("removing Hashpipe socket {}: {e}", b.path.display());
+                }
+            }
+        }
+    }
+}
+
+/// Replaces a stale socket file, refuses anything else in the way, binds,
+/// and sets the mode (0660) and group.
+fn bind(path: &Path, gid: Option<u32>) -> Result<(UnixListener, Bound), SocketsError> {
+    let io = |what| {
+        let path = path.to_path_buf();
+        move |source| SocketsError::Io { path, what, source }
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("looking at what is there")(e)),
+        Ok(m) if m.file_type().is_socket() => {
+            // A socket someone still accepts on is not stale.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(SocketsError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            std::fs::remove_file(path).map_err(io("removing the stale socket file"))?;
+            tracing::info!("replaced a stale socket file at {}", path.display());
+        }
+        Ok(m) => {
+            let kind = if m.is_dir() {
+                "directory"
+            } else if m.file_type().is_symlink() {
+                "symbolic link"
+            } else {
+                "file that is not a socket"
+            };
+            return Err(SocketsError::InTheWay {
+                path: path.to_path_buf(),
+                kind,
+            });
+        }
+    }
+    let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(io("binding"))?;
+    let meta = std::fs::metadata(path).map_err(io("reading the new socket's inode"))?;
+    let bound = Bound {
+        path: path.to_path_buf(),
+        inode: (meta.dev(), meta.ino()),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("setting mode 0660"))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io("setting the group"))?;
+    }
+    std_listener
+        .set_nonblocking(true)
+        .map_err(io("making the socket non-blocking"))?;
+    let listener = UnixListener::from_std(std_listener).map_err(io("registering the socket"))?;
+    Ok((listener, bound))
+}
+
+/// A group given by number, or by name as in `/etc/group`.
+fn group_id(group: &str) -> Result<u32, SocketsError> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| SocketsError::UnknownGroup(group.to_string()))
+}
+
+async fn accept(listener: UnixListener, path: PathBuf, dp: DataProduct, feed: Arc<Feed>) {
+    let path: Arc<Path> = path.into();
+    let mut failing = false;
+    loop {
+        let accepted = tokio::select! {
+            _ = feed.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                failing = false;
+                let n = feed.next_connection.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(read_connection(stream, path.clone(), n, dp, feed.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors, most likely: say it once, and
+                // give the system a moment.
+                if !failing {
+                    tracing::warn!("accepting on Hashpipe socket {}: {e}", path.display());
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads one connection until it ends, fails, falls silent or the
+/// configuration stops; logs why it closed, once.
+async fn read_connection(
+    mut stream: UnixStream,
+    path: Arc<Path>,
+    n: u64,
+    dp: DataProduct,
+    feed: Arc<Feed>,
+) {
+    feed.open.fetch_add(1, Ordering::AcqRel);
+    let _open = Open(feed.open.clone());
+    let who = format!("Hashpipe socket {} connection {n}", path.display());
+    tracing::info!("{who}: opened");
+    let file: Arc<str> = format!("uds_{dp}").into();
+    let mut decoder = SocketDecoder::new(dp);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut frames = 0u64;
+    loop {
+        let read = tokio::select! {
+            _ = feed.cancel.cancelled() => return,
+            read = tokio::time::timeout(feed.read_timeout, stream.read(&mut buf)) => read,
+        };
+        let got = match read {
+            Err(_) => {
+                tracing::info!(
+                    "{who}: closed after {frames} frames: nothing received for {:?} (read_timeout_seconds)",
+                    feed.read_timeout
+                );
+                return;
+            }
+            Ok(Ok(0)) => {
+                tracing::info!("{who}: closed by the sender after {frames} frames");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("{who}: closed after {frames} frames: reading failed: {e}");
+                return;
+            }
+            Ok(Ok(got)) => got,
+        };
+        decoder.extend(&buf[..got]);
+        loop {
+            match decoder.next_message() {
+                Ok(Some(message)) => {
+                    feed.broadcast.publish_pushed(
+                        u32::from(message.module),
+                        message.frame,
+                        file.clone(),
+                        frames,
+                    );
+                    frames += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("{who}: closed after {frames} frames: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_python_servers() {
+        let c = HashpipeSocketsConfig::default();
+        assert!(c.enabled);
+        assert_eq!(c.data_products, ["img16", "img8", "ph256", "ph1024"]);
+        assert_eq!(
+            HashpipeSocketsConfig::path_for(&c.path_template, DataProduct::Ph256),
+            Path::new("/tmp/hashpipe_grpc.dp_ph256.sock")
+        );
+        assert_eq!(c.read_timeout_seconds, 600.0);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn typos_are_named() {
+        let bad = |f: fn(&mut HashpipeSocketsConfig)| {
+            let mut c = HashpipeSocketsConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.data_products.push("img32".into())).contains("img32"));
+        assert!(bad(|c| c.path_template = "/tmp/x.sock".into()).contains("{dp_name}"));
+        assert!(bad(|c| c.read_timeout_seconds = 0.0).contains("read_timeout_seconds"));
+    }
+
+    #[test]
+    fn groups_are_numbers_or_names() {
+        assert_eq!(group_id("1234").unwrap(), 1234);
+        assert_eq!(group_id("root").unwrap(), 0);
+        assert!(group_id("no-such-group-here").is_err());
+    }
+
+    #[tokio::test]
+    async fn only_stale_sockets_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        std::fs::write(&path, "x").unwrap();
+        let err = bind(&path, None).unwrap_err().to_string();
+        assert!(
+            err.contains(&*path.to_string_lossy()) && err.contains("in the way"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        // A socket file nobody listens on is stale...
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let (live, _) = bind(&path, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+        // ...one somebody listens on is not.
+        let err = bind(&path, None).unwrap_err().to_string();
+        assert!(err.contains("another process listens"), "{err}");
+        drop(live);
+    }
+}
