@@ -120,20 +120,20 @@ fn draw_panel(buf: &mut Buffer, area: Rect, x0: u16, y0: u16, panel: &Panel) {
     );
 }
 
+/// Module titles.
+const BOLD: Style = Style::new().add_modifier(Modifier::BOLD);
+
+/// What a view shows before its first image.
+fn waiting(buf: &mut Buffer, area: Rect, text: &str) {
+    put(buf, area, area.x, area.y, text, Style::default());
+}
+
 impl Widget for &PlotView {
     fn render(self, area: Rect, buf: &mut Buffer) {
         if self.modules.is_empty() {
-            put(
-                buf,
-                area,
-                area.x,
-                area.y,
-                "waiting for images...",
-                Style::default(),
-            );
+            waiting(buf, area, "waiting for images...");
             return;
         }
-        let bold = Style::default().add_modifier(Modifier::BOLD);
         for (row, (module, m)) in self.modules.iter().enumerate() {
             let row = u16::try_from(row).unwrap_or(u16::MAX);
             let (_, y_title) = map_origin(area, row, 0);
@@ -149,7 +149,7 @@ impl Widget for &PlotView {
                 Some(s) => format!("module {module} ({s})"),
                 None => format!("module {module}"),
             };
-            put(buf, area, area.x, y_title - 1, &title, bold);
+            put(buf, area, area.x, y_title - 1, &title, BOLD);
             for (i, panel) in [&m.pulse_height, &m.movie].into_iter().enumerate() {
                 let (x0, y0) = map_origin(area, row, i as u16);
                 match panel {
@@ -178,17 +178,9 @@ const BARS: [&str; 9] = [" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "
 impl Widget for &PhDist {
     fn render(self, area: Rect, buf: &mut Buffer) {
         if self.modules.is_empty() {
-            put(
-                buf,
-                area,
-                area.x,
-                area.y,
-                "waiting for pulse-height images...",
-                Style::default(),
-            );
+            waiting(buf, area, "waiting for pulse-height images...");
             return;
         }
-        let bold = Style::default().add_modifier(Modifier::BOLD);
         let bar_style = Style::default().fg(rgb(heat_color(0.7, 0.0, 1.0)));
         for (row, module) in self.modules.keys().enumerate() {
             let y0 = area.y
@@ -204,7 +196,7 @@ impl Widget for &PhDist {
                 area.x,
                 y0,
                 &format!("module {module}: max pixel per pulse-height image (log counts)"),
-                bold,
+                BOLD,
             );
             let (lo, hi) = self.range(*module);
             for (i, h) in self.histograms(*module).iter().enumerate() {
