@@ -8,8 +8,9 @@ use pff::daq_tree::{self, HASHPIPE_PID_FILE as PID_FILE};
 
 use crate::Error;
 
-/// Whether a run is active under `data_dir`: `daq_hashpipe_pid` names a
-/// live process, or a PFF file of a run directory (`module_*/RUN.pffd/*.pff`
+/// Whether a run is active under `data_dir`: a process named `hashpipe`
+/// runs (the Python server's rule), `daq_hashpipe_pid` names a live
+/// process, or a PFF file of a run directory (`module_*/RUN.pffd/*.pff`
 /// or `RUN.pffd/*.pff`) was written within `idle`. Returns why, for logs,
 /// or `None` when nothing is recording.
 ///
@@ -17,6 +18,11 @@ use crate::Error;
 /// for InitHpIo, not for every tick.
 pub fn active_run(data_dir: &Path, idle: Duration) -> Result<Option<String>, Error> {
     Error::check_data_dir(data_dir)?;
+    if let Some(pid) = process_named(HASHPIPE_PROCESS) {
+        return Ok(Some(format!(
+            "{HASHPIPE_PROCESS} is running (process {pid})"
+        )));
+    }
     if let Some(pid) = live_hashpipe(data_dir) {
         return Ok(Some(format!("{PID_FILE} names running process {pid}")));
     }
@@ -46,6 +52,18 @@ pub fn active_run(data_dir: &Path, idle: Duration) -> Result<Option<String>, Err
         }
     }
     Ok(None)
+}
+
+/// Hashpipe's process name, as panoseti's `control_utils` looks for it.
+const HASHPIPE_PROCESS: &str = "hashpipe";
+
+/// A process whose name (Linux: `/proc/PID/comm`) is `name`, if any.
+fn process_named(name: &str) -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = fs::read_to_string(entry.path().join("comm")).ok()?;
+        (comm.trim_end() == name).then_some(pid)
+    })
 }
 
 /// The process id in the pid file, if that process is alive.
@@ -93,4 +111,17 @@ fn run_dirs(data_dir: &Path) -> Vec<PathBuf> {
     };
     runs.sort_by_cached_key(|p| std::cmp::Reverse(start(p)));
     runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_found_by_its_name() {
+        // This test's own process has a name; a made-up one has none.
+        let me = fs::read_to_string("/proc/self/comm").unwrap();
+        assert!(process_named(me.trim_end()).is_some());
+        assert_eq!(process_named("no-such-process-name"), None);
+    }
 }
