@@ -45,6 +45,12 @@ class Server:
         self.port = free_port()
         self.sock = tmp / "daq_data.sock"
         self.log = open(tmp / "server.log", "w")
+        if "--config" not in extra:
+            # Hashpipe's sockets (made while hp_io runs on real data) in the
+            # test's own directory, not /tmp's default that every server shares.
+            config = tmp / "hashpipe_sockets.toml"
+            config.write_text(f'[hashpipe_sockets]\npath_template = "{tmp}/hp_{{dp_name}}.sock"\n')
+            extra = ("--config", str(config), *extra)
         self.proc = subprocess.Popen(
             [str(SERVER), "--listen", f"127.0.0.1:{self.port}", "--listen", f"unix://{self.sock}", *extra],
             stderr=self.log,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{InitHpIoRequest, StreamImagesRequest, StreamImagesResponse};
-use daqdata_server::{Config, InitOnStart, Server};
+use daqdata_server::{Config, HashpipeSocketsConfig, InitOnStart, Server};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
@@ -25,6 +25,12 @@ impl TestServer {
         let mut config = Config {
             listen: vec![format!("unix://{}", sock.display())],
             shutdown_grace_period_seconds: 2.0,
+            // Hashpipe's sockets in the test's own directory: tests run
+            // servers on real data in parallel, and /tmp is shared.
+            hashpipe_sockets: HashpipeSocketsConfig {
+                path_template: private_hashpipe_sockets(dir.path()),
+                ..HashpipeSocketsConfig::default()
+            },
             ..Config::default()
         };
         tweak(&mut config);
@@ -45,6 +51,11 @@ impl TestServer {
             s.shutdown().await.unwrap();
         }
     }
+}
+
+/// A `[hashpipe_sockets] path_template` inside `dir`.
+pub fn private_hashpipe_sockets(dir: &Path) -> String {
+    dir.join("hashpipe.dp_{dp_name}.sock").display().to_string()
 }
 
 pub async fn unix_channel(sock: &Path) -> Channel {
@@ -169,7 +180,11 @@ impl BinServer {
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
-            format!("listen = [\"unix://{}\"]\n{toml}", sock.display()),
+            format!(
+                "listen = [\"unix://{}\"]\nhashpipe_sockets = {{ path_template = \"{}\" }}\n{toml}",
+                sock.display(),
+                private_hashpipe_sockets(dir.path())
+            ),
         )
         .unwrap();
         let log = dir.path().join("server.log");
