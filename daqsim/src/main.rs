@@ -25,6 +25,7 @@ mod fixture_tools;
         daqsim --replay fixtures/                          # until Ctrl-C, output printed at start\n  \
         daqsim --replay fixtures/ --out /tmp/daq --modules 1:200,3:201 --rate 50\n  \
         daqsim --replay fixtures/ --rate 5000 --frames 50000 --frames-per-file 10000\n  \
+        daqsim --replay fixtures/ --to-sockets '/tmp/hashpipe_grpc.dp_{dp_name}.sock' --rate 100\n  \
         daqsim cut SAMPLE.pff --frames 300 --out fixtures/\n  \
         daqsim synth --img16 IMG16.pff --ph256 PH256.pff --frames 200 --module 2 --out fixtures/",
     args_conflicts_with_subcommands = true
@@ -66,8 +67,24 @@ struct ReplayArgs {
     #[arg(long)]
     no_restamp: bool,
     /// Write each frame in two parts with a pause between, so readers meet torn frames.
+    /// With --to-sockets: also, every 50 messages, a second connection sends garbage or a
+    /// message cut short, so the server must close it and keep the good one.
     #[arg(long)]
     torn: bool,
+    /// Push frames into Hashpipe's unix sockets instead of writing files, as Hashpipe's
+    /// snapshot.c does: a 2-byte big-endian module id and one PFF frame per message, one
+    /// socket per data product ({dp_name} is replaced by img16, ph256, ...), reconnecting
+    /// when the server goes away. E.g. "/tmp/hashpipe_grpc.dp_{dp_name}.sock".
+    #[arg(long, value_name = "TEMPLATE", conflicts_with_all = ["out", "frames_per_file", "frames"])]
+    to_sockets: Option<String>,
+    /// With --to-sockets: seconds between attempts to connect (Hashpipe: 15).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 15.0,
+        requires = "to_sockets"
+    )]
+    reconnect_seconds: f64,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +180,19 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let fixtures =
         Fixtures::load(&dir).with_context(|| format!("loading fixtures from {}", dir.display()))?;
+    if let Some(template) = args.to_sockets {
+        let reconnect = Duration::try_from_secs_f64(args.reconnect_seconds)
+            .context("--reconnect-seconds must be a number of seconds")?;
+        let config = daqsim::SocketPushConfig {
+            template,
+            rate: args.rate,
+            modules: args.modules,
+            restamp: !args.no_restamp,
+            torn: args.torn,
+            reconnect,
+        };
+        return push(fixtures, config);
+    }
     let mut config = ReplayConfig {
         rate: args.rate,
         modules: args.modules,
@@ -223,6 +253,32 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         stats.worst_lag.as_secs_f64() * 1e3,
         out.display()
     );
+    Ok(())
+}
+
+/// `--to-sockets`: push until Ctrl-C, logging progress now and then.
+fn push(fixtures: Fixtures, config: daqsim::SocketPushConfig) -> anyhow::Result<()> {
+    let (interrupt, interrupted) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = interrupt.send(());
+    })
+    .context("installing the Ctrl-C handler")?;
+    let template = config.template.clone();
+    let push = daqsim::SocketPush::start(fixtures, config).context("starting the push")?;
+    println!("pushing into {template}");
+    let report = |s: daqsim::PushStats| {
+        format!(
+            "{} messages sent, {} dropped while no server listened, {} connections, {} bad ones sent on purpose",
+            s.messages, s.dropped, s.connections, s.hostile
+        )
+    };
+    while let Err(mpsc::RecvTimeoutError::Timeout) =
+        interrupted.recv_timeout(Duration::from_secs(5))
+    {
+        tracing::info!("{}", report(push.stats()));
+    }
+    let stats = push.stop().context("stopping the push")?;
+    println!("{}", report(stats));
     Ok(())
 }
 
