@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use pff::daq_tree::{module_dir_name, RECORDING_ENDED};
 use pff::{DataProduct, PffName, RunName, StartTime};
 use procfs::process::Process;
 
@@ -112,7 +113,7 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> TextResu
     for m in 1..=args.modules {
         let run = dir
             .path()
-            .join(format!("module_{m}"))
+            .join(module_dir_name(m.into()))
             .join(RunName::new("BENCH", StartTime::from_unix(START), "bench").to_string());
         fs::create_dir_all(&run).map_err(|e| e.to_string())?;
         for dp in products {
@@ -306,14 +307,14 @@ fn make_old_runs(data_dir: &Path, runs: u32, modules: u32) -> TextResult {
         let m = r % modules + 1;
         let start = StartTime::from_unix(START - 60 * (i64::from(r) + 1));
         let run = data_dir
-            .join(format!("module_{m}"))
+            .join(module_dir_name(m.into()))
             .join(RunName::new("BENCH", start.clone(), "bench").to_string());
         fs::create_dir_all(&run).map_err(|e| e.to_string())?;
         for s in 0..10 {
             let name = PffName::new(start.clone(), DataProduct::Ph256, m, s).to_string();
             fs::write(run.join(name), &frame).map_err(|e| e.to_string())?;
         }
-        fs::write(run.join("recording_ended"), "").map_err(|e| e.to_string())?;
+        fs::write(run.join(RECORDING_ENDED), "").map_err(|e| e.to_string())?;
     }
     Ok(())
 }
