@@ -3,8 +3,10 @@
 //! be free. A [`StreamTicket`] takes everything a stream holds, in the one
 //! order that works, and gives it back when dropped.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tonic::Status;
 
@@ -12,13 +14,17 @@ use crate::broadcast::Watching;
 use crate::hp_io::Generation;
 use crate::lifecycle::Lifecycle;
 
-/// The places of `max_concurrent_rpcs`, and the streams among them.
+/// The places of `max_concurrent_rpcs`, the streams among them, and each
+/// remote peer's share (SPEC §6 `max_streams_per_peer`).
 pub(crate) struct Admission {
     /// Streams and uploads, against `max`.
     rpcs: Arc<AtomicUsize>,
     /// Streams alone, for InitHpIo's force check.
     streams: Arc<AtomicUsize>,
     max: usize,
+    /// Streams per limited peer address.
+    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_peer: usize,
 }
 
 /// Everything an admitted stream holds while it lives.
@@ -28,6 +34,7 @@ pub(crate) struct StreamTicket {
     _demand: hpio::DemandHold,
     _watching: Watching,
     _stream: Place,
+    _peer: Option<PeerPlace>,
     _rpc: Place,
 }
 
@@ -38,11 +45,13 @@ pub(crate) struct UploadTicket {
 }
 
 impl Admission {
-    pub(crate) fn new(max_concurrent_rpcs: usize) -> Self {
+    pub(crate) fn new(max_concurrent_rpcs: usize, max_streams_per_peer: usize) -> Self {
         Admission {
             rpcs: Arc::new(AtomicUsize::new(0)),
             streams: Arc::new(AtomicUsize::new(0)),
             max: max_concurrent_rpcs,
+            per_peer: Arc::new(Mutex::new(HashMap::new())),
+            max_per_peer: max_streams_per_peer,
         }
     }
 
@@ -55,8 +64,15 @@ impl Admission {
     /// demand is taken: the first watcher of a quiet spell empties the
     /// stale tracked frames, and the demand wakes the tracker, whose fresh
     /// frames then refill the slots. The other order could empty fresh ones.
-    pub(crate) fn stream(&self, lifecycle: &Lifecycle) -> Result<StreamTicket, Status> {
+    /// `peer` is the remote address when the per-peer limit applies to it
+    /// (TCP, not loopback unless configured so).
+    pub(crate) fn stream(
+        &self,
+        lifecycle: &Lifecycle,
+        peer: Option<IpAddr>,
+    ) -> Result<StreamTicket, Status> {
         let generation = lifecycle.current()?;
+        let peer = peer.map(|ip| self.peer_place(ip)).transpose()?;
         let rpc = self.rpc_place()?;
         let stream = Place::count(&self.streams);
         let watching = generation.broadcast.watch();
@@ -66,6 +82,7 @@ impl Admission {
             _demand: demand,
             _watching: watching,
             _stream: stream,
+            _peer: peer,
             _rpc: rpc,
         })
     }
@@ -77,6 +94,22 @@ impl Admission {
         Ok(UploadTicket {
             generation,
             _rpc: rpc,
+        })
+    }
+
+    fn peer_place(&self, ip: IpAddr) -> Result<PeerPlace, Status> {
+        let mut counts = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.max_per_peer {
+            return Err(Status::resource_exhausted(format!(
+                "{ip} already holds {n} streams, this server's max_streams_per_peer; close one first",
+                n = *n
+            )));
+        }
+        *n += 1;
+        Ok(PeerPlace {
+            counts: self.per_peer.clone(),
+            ip,
         })
     }
 
@@ -118,6 +151,24 @@ impl Drop for Place {
     }
 }
 
+/// One stream of a limited peer; given back when dropped.
+struct PeerPlace {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +184,22 @@ mod tests {
         assert!(Place::take(&count, 2).is_some());
         drop(b);
         assert_eq!(count.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn each_peer_gets_its_share_and_gives_it_back() {
+        let admission = Admission::new(10, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = admission.peer_place(a).unwrap();
+        let _a2 = admission.peer_place(a).unwrap();
+        let refused = admission.peer_place(a).err().map(|s| s.code());
+        assert_eq!(refused, Some(tonic::Code::ResourceExhausted));
+        assert!(
+            admission.peer_place(b).is_ok(),
+            "another peer still gets places"
+        );
+        drop(a1);
+        assert!(admission.peer_place(a).is_ok());
     }
 }

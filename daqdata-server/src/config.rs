@@ -34,6 +34,28 @@ pub struct Config {
     pub track_files: bool,
     /// Hashpipe's socket feed (SPEC §7).
     pub hashpipe_sockets: crate::hashpipe_sockets::HashpipeSocketsConfig,
+    /// Streams one remote TCP address may hold (SPEC §6).
+    pub max_streams_per_peer: usize,
+    /// Open connections one remote TCP address may hold (SPEC §6).
+    pub max_connections_per_peer: usize,
+    /// Roles, tokens and the unix socket's permissions (SPEC §6).
+    pub access: crate::access::AccessConfig,
+    /// Certificates for `tls://` listeners (SPEC §6).
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[tls]` table: the server's certificate and, for mutual TLS, the CA
+/// that signs client certificates.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate.
+    pub key_file: PathBuf,
+    /// PEM CA certificate(s); set, `tls://` listeners require a client
+    /// certificate signed by it.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The `[simulate]` table: how `simulate_daq=true` replays fixtures.
@@ -81,6 +103,10 @@ impl Default for Config {
             simulate: SimulateConfig::default(),
             track_files: true,
             hashpipe_sockets: Default::default(),
+            max_streams_per_peer: 32,
+            max_connections_per_peer: 64,
+            access: crate::access::AccessConfig::default(),
+            tls: None,
         }
     }
 }
@@ -110,12 +136,24 @@ impl Config {
     }
 
     fn resolve_relative(&mut self, base: &Path) {
-        if let Some(p) = &mut self.init_hp_io_config {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        if let Some(p) = &mut self.simulate.fixtures_dir {
+        let paths = [
+            self.init_hp_io_config.as_mut(),
+            self.simulate.fixtures_dir.as_mut(),
+            self.access.operator_tokens_file.as_mut(),
+            self.access.viewer_tokens_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.tls.iter_mut().flat_map(|t| {
+            [
+                Some(&mut t.cert_file),
+                Some(&mut t.key_file),
+                t.client_ca_file.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+        }));
+        for p in paths {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -160,6 +198,19 @@ impl Config {
         self.hashpipe_sockets.validate().map_err(Error::Invalid)?;
         if self.max_concurrent_rpcs == 0 {
             return bail("max_concurrent_rpcs must be at least 1".into());
+        }
+        if self.max_streams_per_peer == 0 || self.max_connections_per_peer == 0 {
+            return bail(
+                "max_streams_per_peer and max_connections_per_peer must be at least 1".into(),
+            );
+        }
+        self.access.socket_mode()?;
+        if self.tls.is_none() {
+            if let Some(addr) = self.listen.iter().find(|a| a.starts_with("tls://")) {
+                return bail(format!(
+                    "listen address {addr} serves TLS but the config has no [tls] section with cert_file and key_file"
+                ));
+            }
         }
         if self.listen.is_empty() {
             return bail(

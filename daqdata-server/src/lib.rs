@@ -36,9 +36,11 @@
 //! # }
 //! ```
 
+mod access;
 mod admission;
 mod broadcast;
 mod config;
+mod conn_guard;
 mod error;
 mod hashpipe_sockets;
 mod hp_io;
@@ -47,6 +49,7 @@ mod listen;
 mod service;
 mod state;
 mod stream;
+mod tls;
 mod uds_authority;
 mod upload;
 
@@ -58,8 +61,8 @@ use daqdata_proto::HpIoConfig;
 use tokio::task::JoinSet;
 
 pub use config::{Config, SimulateConfig, SimulateMode};
-pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use error::{Error, Result};
+pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use listen::Listening;
 
 use service::DaqDataService;
@@ -98,17 +101,29 @@ impl Server {
             (None, Some(path)) => Some(InitOnStart::Config(HpIoConfig::load(path)?)),
             (None, None) => None,
         };
-        let state = Arc::new(State::new(config, fixtures));
+        // Token files and certificates are checked before anything runs.
+        let access = access::Access::load(&config.access)?;
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let state = Arc::new(State::new(config, fixtures, access));
         if let Some(init) = init {
             initialize(&state, init).await?;
         }
 
+        let limits = conn_guard::ConnLimits::new(
+            state.config.max_connections_per_peer,
+            state.config.access.per_peer_limits_on_loopback,
+        );
         let mut listening = Vec::new();
         let mut tasks = JoinSet::new();
         for addr in &state.config.listen {
-            let (bound, incoming) = listen::bind(addr).await?;
+            let (bound, incoming) = listen::bind(addr, &state.config.access, &limits).await?;
             tracing::info!("listening on {bound}");
-            let router = router(state.clone()).await?;
+            warn_if_open(&state, &bound);
+            let tls = match &bound {
+                Listening::Tls(_) => tls.clone(),
+                _ => None,
+            };
+            let router = router(state.clone(), tls).await?;
             let shutdown = state.shutdown.clone();
             let name = bound.to_string();
             tasks.spawn(async move {
@@ -235,7 +250,33 @@ async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     }
 }
 
-async fn router(state: Arc<State>) -> Result<tonic::transport::server::Router> {
+/// SPEC §6: with the Python server's defaults, anyone who reaches a TCP
+/// listener may reconfigure hp_io and inject images; say so at start.
+fn warn_if_open(state: &State, bound: &Listening) {
+    let (Listening::Tcp(addr) | Listening::Tls(addr)) = bound else {
+        return;
+    };
+    let access = &state.config.access;
+    if !addr.ip().is_loopback() && access.effective_tcp_role() == access::Role::Operator {
+        tracing::warn!(
+            "InitHpIo and UploadImages are open to anyone who can reach {addr}; see [access]"
+        );
+    }
+}
+
+/// HTTP/2 keepalive (SPEC §6): a ping every 30 s, and a peer that does not
+/// answer within 10 s is dropped, freeing its streams' slots.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type AuthedRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<access::AuthLayer, tower::layer::util::Identity>,
+>;
+
+async fn router(
+    state: Arc<State>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<AuthedRouter> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -249,11 +290,22 @@ async fn router(state: Arc<State>) -> Result<tonic::transport::server::Router> {
     health_reporter
         .set_service_status(daqdata_proto::SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    Ok(tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| Error::Invalid(format!("[tls]: {e}")))?;
+    }
+    let auth = access::AuthLayer(state.access.clone());
+    Ok(builder
         .tcp_nodelay(true)
-        .add_service(daqdata_proto::server::DaqDataServer::new(DaqDataService {
-            state,
-        }))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(auth)
+        .add_service(
+            daqdata_proto::server::DaqDataServer::new(DaqDataService { state })
+                .max_decoding_message_size(upload::MAX_MESSAGE_BYTES),
+        )
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(health))

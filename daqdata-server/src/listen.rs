@@ -9,6 +9,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
+use crate::access::AccessConfig;
+use crate::conn_guard::{ConnLimits, Guarded};
 use crate::error::{Error, Result};
 use crate::uds_authority::AuthorityFix;
 
@@ -17,6 +19,8 @@ use crate::uds_authority::AuthorityFix;
 pub enum Listening {
     /// A TCP address (the real port when `:0` was asked for).
     Tcp(SocketAddr),
+    /// A TCP address serving TLS (`tls://HOST:PORT`).
+    Tls(SocketAddr),
     /// A unix socket file, removed at shutdown, and the (device, inode) it
     /// had when bound.
     Unix(PathBuf, (u64, u64)),
@@ -49,6 +53,7 @@ impl fmt::Display for Listening {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Listening::Tcp(a) => write!(f, "{a}"),
+            Listening::Tls(a) => write!(f, "tls://{a}"),
             Listening::Unix(p, _) => write!(f, "unix://{}", p.display()),
         }
     }
@@ -59,10 +64,20 @@ pub(crate) type UnixIncoming = std::pin::Pin<
     Box<dyn futures::Stream<Item = std::io::Result<AuthorityFix<tokio::net::UnixStream>>> + Send>,
 >;
 
+/// TCP connections, each behind [`Guarded`] (handshake deadline, per-peer
+/// connection limit).
+pub(crate) type TcpConns = std::pin::Pin<
+    Box<dyn futures::Stream<Item = std::io::Result<Guarded<tokio::net::TcpStream>>> + Send>,
+>;
+
 pub(crate) enum Incoming {
-    Tcp(TcpIncoming),
+    Tcp(TcpConns),
     Unix(UnixIncoming),
 }
+
+/// TCP keepalive probes start after this much silence (SPEC §6: dead peers
+/// are dropped and their slots freed).
+const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Checks the form of a `listen` entry without binding it.
 pub(crate) fn check_address(addr: &str) -> Result<()> {
@@ -78,6 +93,7 @@ pub(crate) fn check_address(addr: &str) -> Result<()> {
         }
         return Ok(());
     }
+    let addr = addr.strip_prefix("tls://").unwrap_or(addr);
     match addr.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
         _ => {
@@ -87,7 +103,11 @@ pub(crate) fn check_address(addr: &str) -> Result<()> {
 }
 
 /// Binds one `listen` entry.
-pub(crate) async fn bind(addr: &str) -> Result<(Listening, Incoming)> {
+pub(crate) async fn bind(
+    addr: &str,
+    access: &AccessConfig,
+    limits: &ConnLimits,
+) -> Result<(Listening, Incoming)> {
     let fail = |reason: String| Error::Listen {
         addr: addr.to_string(),
         reason,
@@ -102,6 +122,7 @@ pub(crate) async fn bind(addr: &str) -> Result<(Listening, Incoming)> {
         remove_stale_socket(&path).await.map_err(fail)?;
         let listener = UnixListener::bind(&path)
             .map_err(|e| fail(format!("binding unix socket {}: {e}", path.display())))?;
+        set_socket_access(&path, access).map_err(fail)?;
         let id =
             file_id(&path).map_err(|e| fail(format!("reading back {}: {e}", path.display())))?;
         let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityFix::new));
@@ -110,6 +131,10 @@ pub(crate) async fn bind(addr: &str) -> Result<(Listening, Incoming)> {
             Incoming::Unix(Box::pin(incoming)),
         ));
     }
+    let (tls, addr) = match addr.strip_prefix("tls://") {
+        Some(rest) => (true, rest),
+        None => (false, addr),
+    };
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         // A host without IPv6 cannot bind [::]; all IPv4 addresses are
@@ -130,10 +155,50 @@ pub(crate) async fn bind(addr: &str) -> Result<(Listening, Incoming)> {
     let local = listener
         .local_addr()
         .map_err(|e| fail(format!("reading the bound address: {e}")))?;
-    Ok((
-        Listening::Tcp(local),
-        Incoming::Tcp(TcpIncoming::from(listener).with_nodelay(Some(true))),
-    ))
+    let limits = limits.clone();
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(TCP_KEEPALIVE))
+        .filter_map(move |conn| match conn {
+            Ok(stream) => {
+                let ip = stream.peer_addr().ok()?.ip();
+                // Beyond its share the connection is dropped, i.e. closed.
+                let place = limits.admit(ip)?;
+                Some(Ok(Guarded::new(stream, place)))
+            }
+            Err(e) => Some(Err(e)),
+        });
+    let bound = if tls {
+        Listening::Tls(local)
+    } else {
+        Listening::Tcp(local)
+    };
+    Ok((bound, Incoming::Tcp(Box::pin(incoming))))
+}
+
+/// SPEC §6: the unix socket's permissions are the guard of its operator
+/// role: `unix_socket_mode` and, when set, `unix_socket_group`.
+fn set_socket_access(path: &Path, access: &AccessConfig) -> std::result::Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = access.socket_mode().map_err(|e| e.to_string())?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("setting mode {mode:04o} on {}: {e}", path.display()))?;
+    if let Some(group) = &access.unix_socket_group {
+        let gid = match group.parse::<u32>() {
+            Ok(gid) => nix::unistd::Gid::from_raw(gid),
+            Err(_) => {
+                nix::unistd::Group::from_name(group)
+                    .map_err(|e| format!("looking up group {group:?}: {e}"))?
+                    .ok_or_else(|| {
+                        format!("unix_socket_group {group:?} is not a group on this host")
+                    })?
+                    .gid
+            }
+        };
+        nix::unistd::chown(path, None, Some(gid))
+            .map_err(|e| format!("giving {} to group {group}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A socket file left by a server that died is replaced; one a live server

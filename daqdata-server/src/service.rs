@@ -10,6 +10,7 @@ use daqdata_proto::daqdata::{
 use daqdata_proto::SharedStreamImagesResponse;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::Caller;
 use crate::state::State;
 use crate::stream::PacedStream;
 
@@ -19,11 +20,12 @@ pub(crate) struct DaqDataService {
     pub state: Arc<State>,
 }
 
-fn peer<T>(req: &Request<T>) -> String {
-    match req.remote_addr() {
-        Some(addr) => addr.to_string(),
-        None => "unix socket".into(),
-    }
+/// Who called, as `access::AuthLayer` decided before any work.
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the request was not checked for access; refusing it"))
 }
 
 type ImageResponses =
@@ -37,13 +39,14 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         &self,
         request: Request<StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
-        let peer = peer(&request);
+        let caller = caller(&request)?;
+        let peer = caller.to_string();
         let req = request.into_inner();
         tracing::info!(
             %peer, movie = req.stream_movie_data, pulse_height = req.stream_pulse_height_data,
             interval = req.update_interval_seconds, modules = ?req.module_ids, "StreamImages started"
         );
-        match PacedStream::open(&self.state, req, peer.clone()) {
+        match PacedStream::open(&self.state, req, &caller) {
             Ok(stream) => Ok(Response::new(Box::pin(stream.into_stream()))),
             Err(status) => {
                 tracing::info!(%peer, code = ?status.code(), "StreamImages refused: {}", status.message());
@@ -56,7 +59,8 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         &self,
         request: Request<InitHpIoRequest>,
     ) -> Result<Response<InitHpIoResponse>, Status> {
-        let peer = peer(&request);
+        // Audit (SPEC §6): peer, role, token or certificate name, outcome.
+        let peer = caller(&request)?.to_string();
         let req = request.into_inner();
         tracing::info!(
             %peer, data_dir = %req.data_dir, interval = req.update_interval_seconds, force = req.force,
@@ -76,7 +80,7 @@ impl daqdata_proto::server::DaqData for DaqDataService {
     }
 
     async fn ping(&self, request: Request<()>) -> Result<Response<()>, Status> {
-        tracing::debug!(peer = %peer(&request), "Ping");
+        tracing::debug!(peer = %caller(&request)?, "Ping");
         Ok(Response::new(()))
     }
 
@@ -84,7 +88,8 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         &self,
         request: Request<Streaming<UploadImageRequest>>,
     ) -> Result<Response<()>, Status> {
-        let peer = peer(&request);
+        // Audit (SPEC §6): peer, role, token or certificate name, outcome.
+        let peer = caller(&request)?.to_string();
         tracing::info!(%peer, "UploadImages started");
         let result = crate::upload::receive(&self.state, request.into_inner()).await;
         match &result {

@@ -1,7 +1,10 @@
 //! What every RPC shares.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Access;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
@@ -13,15 +16,17 @@ pub(crate) struct State {
     pub host: String,
     pub lifecycle: Lifecycle,
     pub admission: Admission,
+    pub access: Arc<Access>,
     pub shutdown: CancellationToken,
 }
 
 impl State {
-    pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures) -> Self {
+    pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures, access: Access) -> Self {
         State {
             host: host_name(),
             lifecycle: Lifecycle::new(config.clone(), fixtures),
-            admission: Admission::new(config.max_concurrent_rpcs),
+            admission: Admission::new(config.max_concurrent_rpcs, config.max_streams_per_peer),
+            access: Arc::new(access),
             config,
             shutdown: CancellationToken::new(),
         }

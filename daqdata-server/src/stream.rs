@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::access::Caller;
 use crate::admission::StreamTicket;
 use crate::broadcast::{Broadcast, Slot};
 use crate::state::State;
@@ -83,7 +84,7 @@ impl PacedStream {
     pub(crate) fn open(
         state: &State,
         req: StreamImagesRequest,
-        peer: String,
+        caller: &Caller,
     ) -> Result<PacedStream, Status> {
         if state.shutdown.is_cancelled() {
             return Err(Status::unavailable("the DaqData server is shutting down"));
@@ -95,7 +96,10 @@ impl PacedStream {
         }
         let max = state.config.max_client_update_interval_seconds;
         let asked = client_interval(req.update_interval_seconds, max)?;
-        let ticket = state.admission.stream(&state.lifecycle)?;
+        let limited = caller
+            .ip()
+            .filter(|ip| state.access.config().limits_apply_to(*ip));
+        let ticket = state.admission.stream(&state.lifecycle, limited)?;
         let generation = &ticket.generation;
         let interval = effective_interval(asked, generation.interval);
         let broadcast = generation.broadcast.clone();
@@ -119,7 +123,7 @@ impl PacedStream {
             next: 0,
             ends,
             done: false,
-            peer,
+            peer: caller.to_string(),
             sent: 0,
             ended_by: "the client went away",
             _ticket: ticket,
