@@ -173,7 +173,9 @@ pub struct BinServer {
 
 impl BinServer {
     /// Starts the binary with `toml` as its config file (the listen address
-    /// is added) and `env` set, and waits (up to 20 s) until it answers Ping.
+    /// and a private `hashpipe_sockets.path_template` are added, so `toml`
+    /// sets other such keys dotted, not as a table) and `env` set, and
+    /// waits (up to 20 s) until it answers Ping.
     pub async fn start(toml: &str, env: &[(&str, &str)]) -> BinServer {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("x.sock");
@@ -181,7 +183,7 @@ impl BinServer {
         std::fs::write(
             &config,
             format!(
-                "listen = [\"unix://{}\"]\nhashpipe_sockets = {{ path_template = \"{}\" }}\n{toml}",
+                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\n{toml}",
                 sock.display(),
                 private_hashpipe_sockets(dir.path())
             ),
