@@ -341,3 +341,6 @@ mod tests {
         assert!(fix_block(&mut block).is_none());
     }
 }
+
+#[cfg(test)]
+mod props;
