@@ -37,6 +37,8 @@ pub(crate) struct SharedFrame {
     source: Source,
     /// Pushed through Hashpipe's socket rather than read from a file.
     pushed: bool,
+    /// The header's stamp, once someone needed it (see [`SharedFrame::stamp`]).
+    stamp: OnceLock<Option<(i64, u32)>>,
     encoded: OnceLock<Option<Bytes>>,
 }
 
@@ -64,11 +66,13 @@ impl SharedFrame {
     /// quabo), if it has one; parsed only where files and sockets feed one
     /// slot.
     fn stamp(&self) -> Option<(i64, u32)> {
-        let Source::Tracked { frame, .. } = &self.source else {
-            return None;
-        };
-        let header = pff::Header::parse(frame.header_text().ok()?).ok()?;
-        header.first_quabo().map(|q| (q.tv_sec, q.tv_usec))
+        *self.stamp.get_or_init(|| {
+            let Source::Tracked { frame, .. } = &self.source else {
+                return None;
+            };
+            let header = pff::Header::parse(frame.header_text().ok()?).ok()?;
+            header.first_quabo().map(|q| (q.tv_sec, q.tv_usec))
+        })
     }
 
     /// SPEC §7: where files and sockets both feed a slot, a frame stamped
@@ -145,19 +149,30 @@ impl Broadcast {
                 index: event.frame_index,
             },
             pushed: false,
+            stamp: OnceLock::new(),
             encoded: OnceLock::new(),
         };
         self.publish(key, frame);
     }
 
     /// A frame Hashpipe pushed through its socket: `file` is
-    /// `uds_{dp_name}`, `index` counts from 0 per connection.
-    pub(crate) fn publish_pushed(&self, module: u32, frame: RawFrame, file: Arc<str>, index: u64) {
+    /// `uds_{dp_name}`, `index` counts from 0 per connection; `header` is
+    /// the frame's, already parsed by the socket's decoder.
+    pub(crate) fn publish_pushed(
+        &self,
+        module: u32,
+        frame: RawFrame,
+        header: &pff::Header,
+        file: Arc<str>,
+        index: u64,
+    ) {
         let dp = frame.data_product();
+        let stamp = header.first_quabo().map(|q| (q.tv_sec, q.tv_usec));
         let frame = SharedFrame {
             module,
             source: Source::Tracked { frame, file, index },
             pushed: true,
+            stamp: OnceLock::from(stamp),
             encoded: OnceLock::new(),
         };
         self.publish(ModuleProduct::new(module, dp), frame);
@@ -170,6 +185,7 @@ impl Broadcast {
             module,
             source: Source::Uploaded(image),
             pushed: false,
+            stamp: OnceLock::new(),
             encoded: OnceLock::new(),
         };
         self.publish(ModuleProduct::new(module, dp), frame);

@@ -347,6 +347,7 @@ async fn read_connection(
                     feed.broadcast.publish_pushed(
                         u32::from(message.module),
                         message.frame,
+                        &message.header,
                         file.clone(),
                         frames,
                     );

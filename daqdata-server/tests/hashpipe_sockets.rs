@@ -433,3 +433,67 @@ async fn files_and_sockets_feeding_one_module_never_go_back_in_time() {
         images.len()
     );
 }
+
+#[tokio::test]
+async fn a_socket_fed_simulation_streams_through_private_sockets() {
+    let server = TestServer::start(None, |c| {
+        c.simulate.mode = daqdata_server::SimulateMode::Sockets;
+        c.simulate.frames_per_second = Some(200.0);
+    })
+    .await;
+    let mut c = server.client().await;
+    assert!(
+        c.init_hp_io(sim_request())
+            .await
+            .unwrap()
+            .into_inner()
+            .success
+    );
+    let mut stream = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let images = images_until(&mut stream, Duration::from_secs(2)).await;
+    let files: HashSet<&str> = images.iter().map(|i| i.file.as_str()).collect();
+    assert!(files.len() >= 3, "{files:?}");
+    assert!(files.iter().all(|f| f.starts_with("uds_")), "{files:?}");
+    // Not in the configured (shared) place: in the simulation's own directory.
+    let template = private_hashpipe_sockets(server.dir.path());
+    assert!(!socket(&template, DataProduct::Img16).exists());
+}
+
+#[tokio::test]
+async fn a_torn_push_with_hostile_connections_keeps_streaming() {
+    let server = BinServer::start("track_files = false\n", &[]).await;
+    let template = private_hashpipe_sockets(server.dir.path());
+    let data = live_data_dir();
+    let mut c = server.client().await;
+    assert!(
+        c.init_hp_io(real_request(data.path()))
+            .await
+            .unwrap()
+            .into_inner()
+            .success
+    );
+    let push = SocketPush::start(
+        Fixtures::embedded(),
+        SocketPushConfig {
+            template: template.clone(),
+            rate: Some(200.0),
+            modules: vec![(1, 5)],
+            torn: true,
+            reconnect: Duration::from_millis(100),
+            ..SocketPushConfig::default()
+        },
+    )
+    .unwrap();
+    let mut stream = open(&mut c, stream_request(true, true, 0.0, &[5])).await;
+    let images = images_until(&mut stream, Duration::from_secs(3)).await;
+    let stats = push.stop().unwrap();
+    assert!(stats.hostile >= 2, "{stats:?}");
+    // The good connections were never the ones closed.
+    assert_eq!(stats.connections, 2, "{stats:?}");
+    assert!(images.len() >= 100, "{} images", images.len());
+    let log = server.log();
+    assert!(
+        log.matches("closed after").count() as u64 >= stats.hostile.min(1),
+        "{log}"
+    );
+}

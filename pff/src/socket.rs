@@ -48,6 +48,9 @@ pub struct SocketMessage {
     pub module: u16,
     /// The frame as sent.
     pub frame: RawFrame,
+    /// Its header, parsed (every message's is, to refuse one that is not
+    /// JSON), so a reader need not parse it again for the stamps.
+    pub header: Header,
 }
 
 /// What is wrong with a message.
@@ -197,13 +200,15 @@ impl SocketDecoder {
             .header_text()
             .map_err(|e| e.to_string())
             .and_then(|text| Header::parse(text).map_err(|e| e.to_string()));
-        if let Err(why) = parsed {
-            return Err(self.error(SocketErrorKind::NotJson(why)));
-        }
+        let header = parsed.map_err(|why| self.error(SocketErrorKind::NotJson(why)))?;
         self.header_len = Some(header_len);
         self.searched = 0;
         self.start += MODULE_ID_BYTES + frame_len;
-        Ok(Some(SocketMessage { module, frame }))
+        Ok(Some(SocketMessage {
+            module,
+            frame,
+            header,
+        }))
     }
 
     /// The first frame's header end (just past `*`): the first blank line,
