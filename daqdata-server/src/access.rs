@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// What a caller may do. `Operator` may do everything a `Viewer` may.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -376,13 +377,14 @@ fn bearer<B>(req: &http::Request<B>) -> Option<&str> {
 /// The tower layer that checks every RPC of every service (DaqData,
 /// reflection, health) before it runs.
 #[derive(Clone)]
-pub(crate) struct AuthLayer(pub Arc<Access>);
+pub(crate) struct AuthLayer(pub Arc<Access>, pub Arc<Metrics>);
 
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = Auth<S>;
     fn layer(&self, inner: S) -> Auth<S> {
         Auth {
             access: self.0.clone(),
+            metrics: self.1.clone(),
             inner,
         }
     }
@@ -391,7 +393,21 @@ impl<S> tower::Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub(crate) struct Auth<S> {
     access: Arc<Access>,
+    metrics: Arc<Metrics>,
     inner: S,
+}
+
+/// A bounded label for an RPC path.
+fn rpc_name(path: &str) -> &'static str {
+    match path {
+        "/daqdata.DaqData/StreamImages" => "StreamImages",
+        "/daqdata.DaqData/InitHpIo" => "InitHpIo",
+        "/daqdata.DaqData/Ping" => "Ping",
+        "/daqdata.DaqData/UploadImages" => "UploadImages",
+        p if p.starts_with("/grpc.reflection.") => "reflection",
+        p if p.starts_with("/grpc.health.") => "health",
+        _ => "other",
+    }
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
@@ -430,6 +446,7 @@ where
             Err(status) => {
                 // Audit (SPEC §6): refusals too, never the token.
                 tracing::info!(rpc = %path, peer = %peer.door, code = ?status.code(), "refused: {}", status.message());
+                self.metrics.refused(rpc_name(&path), status.code());
                 futures::future::Either::Right(futures::future::ready(Ok(status.into_http())))
             }
         }

@@ -13,6 +13,7 @@ use tonic::Status;
 use crate::broadcast::Watching;
 use crate::hp_io::Generation;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 
 /// The places of `max_concurrent_rpcs`, the streams among them, and each
 /// remote peer's share (SPEC §6 `max_streams_per_peer`).
@@ -25,6 +26,10 @@ pub(crate) struct Admission {
     /// Streams per limited peer address.
     per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max_per_peer: usize,
+    /// Streams per peer, limited or not (the unix socket is `None`), for
+    /// the active-peers gauge.
+    peers: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Everything an admitted stream holds while it lives.
@@ -35,6 +40,7 @@ pub(crate) struct StreamTicket {
     _watching: Watching,
     _stream: Place,
     _peer: Option<PeerPlace>,
+    _seen: SeenPeer,
     _rpc: Place,
 }
 
@@ -45,8 +51,14 @@ pub(crate) struct UploadTicket {
 }
 
 impl Admission {
-    pub(crate) fn new(max_concurrent_rpcs: usize, max_streams_per_peer: usize) -> Self {
+    pub(crate) fn new(
+        max_concurrent_rpcs: usize,
+        max_streams_per_peer: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Admission {
+            peers: Arc::new(Mutex::new(HashMap::new())),
+            metrics,
             rpcs: Arc::new(AtomicUsize::new(0)),
             streams: Arc::new(AtomicUsize::new(0)),
             max: max_concurrent_rpcs,
@@ -64,17 +76,23 @@ impl Admission {
     /// demand is taken: the first watcher of a quiet spell empties the
     /// stale tracked frames, and the demand wakes the tracker, whose fresh
     /// frames then refill the slots. The other order could empty fresh ones.
-    /// `peer` is the remote address when the per-peer limit applies to it
-    /// (TCP, not loopback unless configured so).
+    /// `remote` is the caller's address (`None`: the unix socket);
+    /// `limited` says whether the per-peer limit applies to it (TCP, not
+    /// loopback unless configured so).
     pub(crate) fn stream(
         &self,
         lifecycle: &Lifecycle,
-        peer: Option<IpAddr>,
+        remote: Option<IpAddr>,
+        limited: bool,
     ) -> Result<StreamTicket, Status> {
         let generation = lifecycle.current()?;
-        let peer = peer.map(|ip| self.peer_place(ip)).transpose()?;
+        let peer = match remote {
+            Some(ip) if limited => Some(self.peer_place(ip)?),
+            _ => None,
+        };
         let rpc = self.rpc_place()?;
         let stream = Place::count(&self.streams);
+        let seen = SeenPeer::new(self, remote);
         let watching = generation.broadcast.watch();
         let demand = generation.demand.hold();
         Ok(StreamTicket {
@@ -83,6 +101,7 @@ impl Admission {
             _watching: watching,
             _stream: stream,
             _peer: peer,
+            _seen: seen,
             _rpc: rpc,
         })
     }
@@ -151,6 +170,41 @@ impl Drop for Place {
     }
 }
 
+/// One open stream in the active-streams and active-peers gauges.
+struct SeenPeer {
+    peers: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+    metrics: Arc<Metrics>,
+    remote: Option<IpAddr>,
+}
+
+impl SeenPeer {
+    fn new(admission: &Admission, remote: Option<IpAddr>) -> SeenPeer {
+        let mut peers = admission.peers.lock().unwrap_or_else(|e| e.into_inner());
+        *peers.entry(remote).or_insert(0) += 1;
+        admission.metrics.active_peers.set(peers.len() as i64);
+        admission.metrics.active_streams.inc();
+        SeenPeer {
+            peers: admission.peers.clone(),
+            metrics: admission.metrics.clone(),
+            remote,
+        }
+    }
+}
+
+impl Drop for SeenPeer {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = peers.get_mut(&self.remote) {
+            *n -= 1;
+            if *n == 0 {
+                peers.remove(&self.remote);
+            }
+        }
+        self.metrics.active_peers.set(peers.len() as i64);
+        self.metrics.active_streams.dec();
+    }
+}
+
 /// One stream of a limited peer; given back when dropped.
 struct PeerPlace {
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -188,7 +242,7 @@ mod tests {
 
     #[test]
     fn each_peer_gets_its_share_and_gives_it_back() {
-        let admission = Admission::new(10, 2);
+        let admission = Admission::new(10, 2, Metrics::new());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let a1 = admission.peer_place(a).unwrap();

@@ -9,11 +9,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use daqdata_proto::daqdata::PanoImage;
 use pff::{DataProduct, ModuleProduct, RawFrame};
 use tokio::sync::watch;
+
+use crate::metrics::{Metrics, SlotLabels};
 
 /// What a slot (one module's one data product, a [`ModuleProduct`]) holds:
 /// the newest frame, or nothing yet.
@@ -31,6 +34,10 @@ enum Source {
     Uploaded(PanoImage),
 }
 
+/// How many earlier publishes of its slot a frame remembers, for counting
+/// what a slow stream skipped.
+pub(crate) const REMEMBERED: usize = 8;
+
 /// One frame, as every stream will send it.
 pub(crate) struct SharedFrame {
     module: u32,
@@ -40,9 +47,45 @@ pub(crate) struct SharedFrame {
     /// The header's stamp, once someone needed it (see [`SharedFrame::stamp`]).
     stamp: OnceLock<Option<(i64, u32)>>,
     encoded: OnceLock<Option<Bytes>>,
+    /// Its place in its slot: 1 for the first frame published there.
+    seq: u64,
+    published: Instant,
+    /// When the frames before it in the slot were published, newest first.
+    before: [Option<Instant>; REMEMBERED],
 }
 
 impl SharedFrame {
+    fn new(module: u32, source: Source, pushed: bool) -> Self {
+        SharedFrame {
+            module,
+            source,
+            pushed,
+            stamp: OnceLock::new(),
+            encoded: OnceLock::new(),
+            seq: 1,
+            published: Instant::now(),
+            before: [None; REMEMBERED],
+        }
+    }
+
+    /// Its place in its slot, counting from 1.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// How many of the frames published into its slot after `last_seq` and
+    /// before it came at or after `since`: those a stream that sent
+    /// `last_seq` and fell due at `since` let a newer frame replace (up to
+    /// [`REMEMBERED`] of them).
+    pub(crate) fn replaced_since(&self, last_seq: u64, since: Instant) -> u64 {
+        let unsent = self.seq.saturating_sub(last_seq + 1) as usize;
+        self.before
+            .iter()
+            .take(unsent)
+            .filter(|t| t.is_some_and(|t| t >= since))
+            .count() as u64
+    }
+
     /// The encoded `PanoImage`; `None` if the frame's header is not JSON
     /// (such a frame is skipped, and logged once, by the first taker).
     pub(crate) fn encoded(&self) -> Option<&Bytes> {
@@ -93,6 +136,9 @@ pub(crate) struct Broadcast {
     keys: watch::Sender<u64>,
     /// Streams watching; see [`Watching`].
     watchers: AtomicUsize,
+    metrics: Arc<Metrics>,
+    /// Tracked frames so far, for sampling their age.
+    tracked: AtomicUsize,
 }
 
 /// A stream watching a [`Broadcast`]. While none does, the tracker reads
@@ -108,11 +154,13 @@ impl Drop for Watching {
 }
 
 impl Broadcast {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Broadcast {
             slots: RwLock::new(HashMap::new()),
             keys: watch::Sender::new(0),
             watchers: AtomicUsize::new(0),
+            metrics,
+            tracked: AtomicUsize::new(0),
         }
     }
 
@@ -141,17 +189,16 @@ impl Broadcast {
     /// A frame read by hp_io.
     pub(crate) fn publish_tracked(&self, event: hpio::FrameEvent) {
         let key = event.module_product();
-        let frame = SharedFrame {
-            module: event.module.get(),
-            source: Source::Tracked {
+        let frame = SharedFrame::new(
+            event.module.get(),
+            Source::Tracked {
                 frame: event.frame,
                 file: event.file,
                 index: event.frame_index,
             },
-            pushed: false,
-            stamp: OnceLock::new(),
-            encoded: OnceLock::new(),
-        };
+            false,
+        );
+        self.count_tracked(key, &frame);
         self.publish(key, frame);
     }
 
@@ -166,40 +213,58 @@ impl Broadcast {
         file: Arc<str>,
         index: u64,
     ) {
-        let dp = frame.data_product();
-        let stamp = header.first_quabo().map(|q| (q.tv_sec, q.tv_usec));
-        let frame = SharedFrame {
-            module,
-            source: Source::Tracked { frame, file, index },
-            pushed: true,
-            stamp: OnceLock::from(stamp),
-            encoded: OnceLock::new(),
-        };
-        self.publish(ModuleProduct::new(module, dp), frame);
+        let key = ModuleProduct::new(module, frame.data_product());
+        let frame = SharedFrame::new(module, Source::Tracked { frame, file, index }, true);
+        let _ = frame
+            .stamp
+            .set(header.first_quabo().map(|q| (q.tv_sec, q.tv_usec)));
+        self.count_tracked(key, &frame);
+        self.publish(key, frame);
     }
 
     /// An uploaded image of product `dp`.
     pub(crate) fn publish_uploaded(&self, dp: DataProduct, image: PanoImage) {
         let module = image.module_id;
-        let frame = SharedFrame {
-            module,
-            source: Source::Uploaded(image),
-            pushed: false,
-            stamp: OnceLock::new(),
-            encoded: OnceLock::new(),
-        };
+        let frame = SharedFrame::new(module, Source::Uploaded(image), false);
         self.publish(ModuleProduct::new(module, dp), frame);
     }
 
-    fn publish(&self, key: ModuleProduct, frame: SharedFrame) {
-        let frame = Arc::new(frame);
+    fn publish(&self, key: ModuleProduct, mut frame: SharedFrame) {
         self.sender(key).send_if_modified(|slot| {
-            if slot.as_ref().is_some_and(|now| frame.is_older_than(now)) {
-                return false;
+            if let Some(now) = slot.as_ref() {
+                if frame.is_older_than(now) {
+                    return false;
+                }
+                frame.seq = now.seq + 1;
+                frame.before[0] = Some(now.published);
+                frame.before[1..].copy_from_slice(&now.before[..REMEMBERED - 1]);
             }
-            *slot = Some(frame.clone());
+            *slot = Some(Arc::new(frame));
             true
         });
+    }
+
+    /// Metrics of a frame hp_io handed on: counted per slot, and its age
+    /// (receipt minus its own time stamp) sampled one frame in eight, since
+    /// reading the stamp means parsing the header.
+    fn count_tracked(&self, key: ModuleProduct, frame: &SharedFrame) {
+        self.metrics
+            .frames_tracked
+            .get_or_create(&SlotLabels {
+                module: key.module.get(),
+                data_product: key.dp.name(),
+            })
+            .inc();
+        if self.tracked.fetch_add(1, Ordering::Relaxed) % 8 != 0 {
+            return;
+        }
+        if let Some((sec, usec)) = frame.stamp() {
+            let stamped = sec as f64 + f64::from(usec) * 1e-6;
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.metrics.frame_age.observe((now - stamped).max(0.0));
+        }
     }
 
     fn sender(&self, key: ModuleProduct) -> Arc<watch::Sender<Slot>> {
@@ -256,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_new_subscriber_sees_the_frame_already_there_and_nothing_twice() {
-        let b = Broadcast::new();
+        let b = Broadcast::new(Metrics::new());
         let image = PanoImage {
             module_id: 3,
             ..Default::default()
@@ -271,5 +336,32 @@ mod tests {
         assert!(frame.encoded().is_some());
         assert!(!rx.has_changed().unwrap());
         assert!(b.subscribe_new(&[*key], |_| true).is_empty());
+    }
+
+    #[test]
+    fn a_frame_knows_which_of_the_frames_before_it_came_after_a_moment() {
+        let b = Broadcast::new(Metrics::new());
+        let upload = || PanoImage {
+            module_id: 1,
+            ..Default::default()
+        };
+        let mut rx = b
+            .sender(ModuleProduct::new(1, DataProduct::Ph256))
+            .subscribe();
+        b.publish_uploaded(DataProduct::Ph256, upload());
+        let first = rx.borrow_and_update().clone().unwrap();
+        assert_eq!(first.seq(), 1);
+        let due = Instant::now();
+        for _ in 0..3 {
+            b.publish_uploaded(DataProduct::Ph256, upload());
+        }
+        let newest = rx.borrow_and_update().clone().unwrap();
+        assert_eq!(newest.seq(), 4);
+        // Sent 1, fell due after it: 2 and 3 were replaced while due.
+        assert_eq!(newest.replaced_since(1, due), 2);
+        // Sent 3: nothing in between.
+        assert_eq!(newest.replaced_since(3, due), 0);
+        // Due only later than all of them: none counts.
+        assert_eq!(newest.replaced_since(1, Instant::now()), 0);
     }
 }

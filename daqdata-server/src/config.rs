@@ -42,6 +42,8 @@ pub struct Config {
     pub access: crate::access::AccessConfig,
     /// Certificates for `tls://` listeners (SPEC §6).
     pub tls: Option<TlsConfig>,
+    /// `HOST:PORT` of the Prometheus `/metrics` endpoint; empty: none.
+    pub metrics_listen: String,
 }
 
 /// The `[tls]` table: the server's certificate and, for mutual TLS, the CA
@@ -107,6 +109,7 @@ impl Default for Config {
             max_connections_per_peer: 64,
             access: crate::access::AccessConfig::default(),
             tls: None,
+            metrics_listen: "127.0.0.1:9108".into(),
         }
     }
 }

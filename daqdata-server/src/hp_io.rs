@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broadcast::Broadcast;
 use crate::config::{Config, SimulateConfig, SimulateMode};
 use crate::hashpipe_sockets::{HashpipeSockets, HashpipeSocketsConfig, SocketsError};
+use crate::metrics::Metrics;
 
 /// What InitHpIo asked for, once validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,8 +106,9 @@ impl HpIo {
         config: &Config,
         fixtures: &daqsim::Fixtures,
         connections: Arc<AtomicUsize>,
+        metrics: Arc<Metrics>,
     ) -> Result<HpIo, StartError> {
-        let broadcast = Arc::new(Broadcast::new());
+        let broadcast = Arc::new(Broadcast::new(metrics.clone()));
         let simulate = &config.simulate;
         let by_sockets = settings.simulate && simulate.mode == SimulateMode::Sockets;
         // SPEC §7: on real data, the sockets exist while hp_io runs; a
@@ -166,6 +168,7 @@ impl HpIo {
                     // Nothing is read while no stream watches: idle tracking
                     // costs Hashpipe's node nothing.
                     on_demand: true,
+                    wakeups: metrics.tracker_wakeups.clone(),
                     ..hpio::TrackerConfig::new(data_dir.clone())
                 },
                 move |event| sink.publish_tracked(event),

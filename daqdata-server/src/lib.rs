@@ -46,6 +46,7 @@ mod hashpipe_sockets;
 mod hp_io;
 mod lifecycle;
 mod listen;
+mod metrics;
 mod service;
 mod state;
 mod stream;
@@ -81,6 +82,7 @@ pub enum InitOnStart {
 pub struct Server {
     state: Arc<State>,
     listening: Vec<Listening>,
+    metrics: Option<std::net::SocketAddr>,
     tasks: JoinSet<Result<()>>,
 }
 
@@ -109,6 +111,25 @@ impl Server {
             initialize(&state, init).await?;
         }
 
+        // Metrics are for watching, not for serving: a port another
+        // server on this host already took is said loudly, and the server
+        // serves on without them.
+        let metrics = match state.config.metrics_listen.as_str() {
+            "" => None,
+            addr => match metrics::serve(addr, state.metrics.clone(), state.shutdown.clone()).await
+            {
+                Ok(bound) => {
+                    tracing::info!("metrics on http://{bound}/metrics");
+                    Some(bound)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "{e}; serving without metrics (set metrics_listen or --metrics-listen)"
+                    );
+                    None
+                }
+            },
+        };
         let limits = conn_guard::ConnLimits::new(
             state.config.max_connections_per_peer,
             state.config.access.per_peer_limits_on_loopback,
@@ -146,6 +167,7 @@ impl Server {
         Ok(Server {
             state,
             listening,
+            metrics,
             tasks,
         })
     }
@@ -153,6 +175,11 @@ impl Server {
     /// Where it listens (with the real port when `:0` was asked for).
     pub fn listening(&self) -> &[Listening] {
         &self.listening
+    }
+
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
     }
 
     /// Ends every stream (UNAVAILABLE: shutting down), stops accepting,
@@ -296,7 +323,7 @@ async fn router(
             .tls_config(tls)
             .map_err(|e| Error::Invalid(format!("[tls]: {e}")))?;
     }
-    let auth = access::AuthLayer(state.access.clone());
+    let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
     Ok(builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

@@ -13,6 +13,7 @@ use tonic::Status;
 
 use crate::config::Config;
 use crate::hp_io::{Generation, HpIo, Settings, StartError};
+use crate::metrics::{HpIoLabels, Metrics};
 
 /// The running hp_io configuration and what new streams attach to.
 pub(crate) struct Lifecycle {
@@ -25,13 +26,15 @@ pub(crate) struct Lifecycle {
     initializing: AtomicBool,
     /// Open Hashpipe socket connections: Hashpipe is running.
     hashpipe_connections: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
 }
 
 impl Lifecycle {
-    pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures) -> Self {
+    pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures, metrics: Arc<Metrics>) -> Self {
         Lifecycle {
             config,
             fixtures,
+            metrics,
             current: RwLock::new(None),
             running: tokio::sync::Mutex::new(None),
             initializing: AtomicBool::new(false),
@@ -58,7 +61,15 @@ impl Lifecycle {
             })
     }
 
-    fn set_current(&self, generation: Option<Arc<Generation>>) {
+    fn set_current(&self, running: Option<(&Settings, Arc<Generation>)>) {
+        self.metrics
+            .set_hp_io(running.as_ref().map(|(settings, _)| HpIoLabels {
+                data_dir: settings.data_dir.display().to_string(),
+                interval_seconds: settings.interval.as_secs_f64().to_string(),
+                simulate: settings.simulate.to_string(),
+                modules: format!("{:?}", settings.modules),
+            }));
+        let generation = running.map(|(_, g)| g);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = generation;
     }
 
@@ -91,6 +102,7 @@ impl Lifecycle {
             .take()
         {
             old.reconfigured.cancel();
+            self.metrics.set_hp_io(None);
         }
         let previous = running.take();
         let previous_settings = previous.as_ref().map(|p| p.settings.clone());
@@ -101,7 +113,7 @@ impl Lifecycle {
         match self.start(settings.clone()).await {
             Ok(started) => {
                 tracing::info!("hp_io started: {}", started.settings);
-                self.set_current(Some(started.generation.clone()));
+                self.set_current(Some((&started.settings, started.generation.clone())));
                 *running = Some(started);
                 Ok(InitHpIoResponse {
                     success: true,
@@ -116,7 +128,7 @@ impl Lifecycle {
                 };
                 match self.start(previous.clone()).await {
                     Ok(restored) => {
-                        self.set_current(Some(restored.generation.clone()));
+                        self.set_current(Some((&restored.settings, restored.generation.clone())));
                         *running = Some(restored);
                         Ok(failure(format!(
                             "{why}; the previous configuration ({previous}) was restored"
@@ -144,9 +156,12 @@ impl Lifecycle {
         let config = self.config.clone();
         let fixtures = self.fixtures.clone();
         let connections = self.hashpipe_connections.clone();
-        tokio::task::spawn_blocking(move || HpIo::start(&settings, &config, &fixtures, connections))
-            .await
-            .unwrap_or_else(|e| Err(StartError::Panicked(e.to_string())))
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            HpIo::start(&settings, &config, &fixtures, connections, metrics)
+        })
+        .await
+        .unwrap_or_else(|e| Err(StartError::Panicked(e.to_string())))
     }
 
     /// SPEC §3: the active-run check, on a blocking thread (it may walk a
@@ -280,7 +295,11 @@ mod tests {
 
     #[test]
     fn streams_opened_while_init_runs_are_told_to_retry() {
-        let lifecycle = Lifecycle::new(Config::default(), daqsim::Fixtures::embedded());
+        let lifecycle = Lifecycle::new(
+            Config::default(),
+            daqsim::Fixtures::embedded(),
+            Metrics::new(),
+        );
         let code = |l: &Lifecycle| l.current().err().map(|s| s.code());
         assert_eq!(code(&lifecycle), Some(tonic::Code::FailedPrecondition));
         lifecycle.initializing.store(true, Ordering::Release);

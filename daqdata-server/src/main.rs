@@ -25,6 +25,11 @@ struct Args {
     /// several. Replaces the configured list.
     #[arg(long, value_name = "ADDR")]
     listen: Vec<String>,
+    /// Where to serve Prometheus metrics (GET /metrics), HOST:PORT; an
+    /// empty value turns them off. Replaces the config's metrics_listen
+    /// (default 127.0.0.1:9108).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
     /// Start tracking a simulated DAQ run (the built-in fixtures) at once.
     #[arg(long, conflicts_with = "init")]
     init_sim: bool,
@@ -79,6 +84,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if !args.listen.is_empty() {
         config.listen = args.listen.clone();
+    }
+    if let Some(addr) = &args.metrics_listen {
+        config.metrics_listen = addr.clone();
     }
     let init = if args.init_sim {
         Some(InitOnStart::Simulate)

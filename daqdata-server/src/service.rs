@@ -11,6 +11,7 @@ use daqdata_proto::SharedStreamImagesResponse;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::Caller;
+use crate::metrics::OutcomeLabels;
 use crate::state::State;
 use crate::stream::PacedStream;
 
@@ -50,6 +51,7 @@ impl daqdata_proto::server::DaqData for DaqDataService {
             Ok(stream) => Ok(Response::new(Box::pin(stream.into_stream()))),
             Err(status) => {
                 tracing::info!(%peer, code = ?status.code(), "StreamImages refused: {}", status.message());
+                self.state.metrics.refused("StreamImages", status.code());
                 Err(status)
             }
         }
@@ -74,7 +76,10 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         match &result {
             Ok(r) if r.success => tracing::info!(%peer, "InitHpIo succeeded"),
             Ok(r) => tracing::warn!(%peer, "InitHpIo failed: {}", r.error_message),
-            Err(s) => tracing::info!(%peer, code = ?s.code(), "InitHpIo refused: {}", s.message()),
+            Err(s) => {
+                tracing::info!(%peer, code = ?s.code(), "InitHpIo refused: {}", s.message());
+                state.metrics.refused("InitHpIo", s.code());
+            }
         }
         result.map(Response::new)
     }
@@ -92,10 +97,15 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         let peer = caller(&request)?.to_string();
         tracing::info!(%peer, "UploadImages started");
         let result = crate::upload::receive(&self.state, request.into_inner()).await;
+        let uploads = &self.state.metrics.uploads;
         match &result {
             Ok(n) => tracing::info!(%peer, images = n, "UploadImages ended"),
             Err(s) => {
-                tracing::info!(%peer, code = ?s.code(), "UploadImages ended: {}", s.message())
+                tracing::info!(%peer, code = ?s.code(), "UploadImages ended: {}", s.message());
+                uploads
+                    .get_or_create(&OutcomeLabels { outcome: "refused" })
+                    .inc();
+                self.state.metrics.refused("UploadImages", s.code());
             }
         }
         result.map(|_| Response::new(()))

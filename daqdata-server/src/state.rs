@@ -8,6 +8,7 @@ use crate::access::Access;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 
 /// Shared by every RPC.
 pub(crate) struct State {
@@ -17,15 +18,22 @@ pub(crate) struct State {
     pub lifecycle: Lifecycle,
     pub admission: Admission,
     pub access: Arc<Access>,
+    pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
 }
 
 impl State {
     pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures, access: Access) -> Self {
+        let metrics = Metrics::new();
         State {
             host: host_name(),
-            lifecycle: Lifecycle::new(config.clone(), fixtures),
-            admission: Admission::new(config.max_concurrent_rpcs, config.max_streams_per_peer),
+            lifecycle: Lifecycle::new(config.clone(), fixtures, metrics.clone()),
+            admission: Admission::new(
+                config.max_concurrent_rpcs,
+                config.max_streams_per_peer,
+                metrics.clone(),
+            ),
+            metrics,
             access: Arc::new(access),
             config,
             shutdown: CancellationToken::new(),

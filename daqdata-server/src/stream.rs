@@ -24,6 +24,7 @@ use tonic::Status;
 use crate::access::Caller;
 use crate::admission::StreamTicket;
 use crate::broadcast::{Broadcast, Slot};
+use crate::metrics::Metrics;
 use crate::state::State;
 
 /// What a stream asked for.
@@ -57,6 +58,8 @@ struct Sub {
     key: ModuleProduct,
     rx: watch::Receiver<Slot>,
     due: Instant,
+    /// The slot place (`SharedFrame::seq`) of the last frame sent.
+    sent_seq: Option<u64>,
 }
 
 /// One StreamImages call's state between two sends.
@@ -72,6 +75,7 @@ pub(crate) struct PacedStream {
     done: bool,
     peer: String,
     sent: u64,
+    metrics: Arc<Metrics>,
     ended_by: &'static str,
     _ticket: StreamTicket,
 }
@@ -96,10 +100,9 @@ impl PacedStream {
         }
         let max = state.config.max_client_update_interval_seconds;
         let asked = client_interval(req.update_interval_seconds, max)?;
-        let limited = caller
-            .ip()
-            .filter(|ip| state.access.config().limits_apply_to(*ip));
-        let ticket = state.admission.stream(&state.lifecycle, limited)?;
+        let remote = caller.ip();
+        let limited = remote.is_some_and(|ip| state.access.config().limits_apply_to(ip));
+        let ticket = state.admission.stream(&state.lifecycle, remote, limited)?;
         let generation = &ticket.generation;
         let interval = effective_interval(asked, generation.interval);
         let broadcast = generation.broadcast.clone();
@@ -125,6 +128,7 @@ impl PacedStream {
             done: false,
             peer: caller.to_string(),
             sent: 0,
+            metrics: state.metrics.clone(),
             ended_by: "the client went away",
             _ticket: ticket,
         })
@@ -146,7 +150,12 @@ impl PacedStream {
         let now = Instant::now();
         let filter = &self.filter;
         for (key, rx) in self.broadcast.subscribe_new(&have, |k| filter.wants(k)) {
-            self.subs.push(Sub { key, rx, due: now });
+            self.subs.push(Sub {
+                key,
+                rx,
+                due: now,
+                sent_seq: None,
+            });
         }
     }
 
@@ -230,9 +239,15 @@ impl PacedStream {
             let Some(image) = frame.encoded() else {
                 continue;
             };
+            if let Some(last) = sub.sent_seq {
+                let skipped = frame.replaced_since(last, self.pace.opens(sub.due).into_std());
+                self.metrics.frames_skipped.inc_by(skipped);
+            }
+            sub.sent_seq = Some(frame.seq());
             sub.due = self.pace.next_due(sub.due, now);
             self.next = i + 1;
             self.sent += 1;
+            self.metrics.images_sent.inc();
             return Some(SharedStreamImagesResponse {
                 name: self.host.clone(),
                 timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),

@@ -5,6 +5,7 @@ use daqdata_proto::daqdata::UploadImageRequest;
 use pff::DataProduct;
 use tonic::{Status, Streaming};
 
+use crate::metrics::OutcomeLabels;
 use crate::state::State;
 
 /// Publishes every image of the upload; returns how many were taken.
@@ -14,6 +15,13 @@ pub(crate) async fn receive(
 ) -> Result<u64, Status> {
     let ticket = state.admission.upload(&state.lifecycle)?;
     let generation = &ticket.generation;
+    let accepted = state
+        .metrics
+        .uploads
+        .get_or_create(&OutcomeLabels {
+            outcome: "accepted",
+        })
+        .clone();
     let mut n = 0u64;
     loop {
         let next = tokio::select! {
@@ -31,6 +39,7 @@ pub(crate) async fn receive(
         let dp = DataProduct::try_from(&image)
             .map_err(|e| Status::invalid_argument(format!("upload message {n}: {e}")))?;
         generation.broadcast.publish_uploaded(dp, image);
+        accepted.inc();
         n += 1;
     }
 }

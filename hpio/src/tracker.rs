@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,6 +44,10 @@ pub struct TrackerConfig {
     /// Read frames only while someone holds the tracker's [`Demand`]
     /// ([`Tracker::demand`]); between holds, nothing is read or emitted.
     pub on_demand: bool,
+    /// Counts the tracker thread's wake-ups (to look at files, or on a
+    /// notification), for whoever watches its cost; share one counter
+    /// across trackers to keep a running total.
+    pub wakeups: Arc<AtomicU64>,
 }
 
 impl TrackerConfig {
@@ -56,6 +61,7 @@ impl TrackerConfig {
             modules: Vec::new(),
             poll_only,
             on_demand: false,
+            wakeups: Arc::default(),
         }
     }
 }
@@ -185,6 +191,7 @@ struct TrackerThread<S> {
     wanted: Option<Demand>,
     /// Filled from notifications between checks.
     marked: Marked,
+    wakeups: Arc<AtomicU64>,
 }
 
 /// What notifications marked for a look, gathered between checks.
@@ -201,6 +208,7 @@ struct Marked {
 impl<S: FnMut(FrameEvent)> TrackerThread<S> {
     fn new(config: TrackerConfig, wake: Wake, wanted: Option<Demand>, sink: S) -> Self {
         TrackerThread {
+            wakeups: config.wakeups.clone(),
             interval: config.interval.max(Duration::from_micros(100)),
             tree: Tree::new(config.data_dir, config.modules),
             wake,
@@ -223,7 +231,9 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
                 // No one wants frames: read nothing, not even notifications
                 // (the kernel keeps them, or says it dropped some).
                 dormant = true;
-                if self.wake.wait(RESCAN, false) == Woken::Stop {
+                let woken = self.wake.wait(RESCAN, false);
+                self.wakeups.fetch_add(1, Ordering::Relaxed);
+                if woken == Woken::Stop {
                     return;
                 }
                 continue;
@@ -243,10 +253,11 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
                 }
             }
             let wake_at = self.next_useful_tick(next_tick);
-            match self
+            let woken = self
                 .wake
-                .wait(wake_at.saturating_duration_since(Instant::now()), true)
-            {
+                .wait(wake_at.saturating_duration_since(Instant::now()), true);
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
+            match woken {
                 Woken::Stop => return,
                 Woken::Notified => {
                     self.on_notified();

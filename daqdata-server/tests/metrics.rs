@@ -1,0 +1,196 @@
+//! `/metrics` as a Prometheus server scrapes it: the text format parses,
+//! and the counters move as the streams, uploads and refusals do.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use daqdata_proto::daqdata::{pano_image, PanoImage, UploadImageRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// GET /metrics, parsed by a Prometheus text-format parser: each sample by
+/// name and labels (as `name{k="v",...}` sorted), and its value.
+async fn scrape(addr: &str) -> HashMap<String, f64> {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the Prometheus text format");
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            let mut labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            labels.sort();
+            let key = if labels.is_empty() {
+                s.metric
+            } else {
+                format!("{}{{{}}}", s.metric, labels.join(","))
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
+fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
+    *m.get(key).unwrap_or_else(|| {
+        panic!(
+            "{key} is not in /metrics: {:?}",
+            m.keys().collect::<Vec<_>>()
+        )
+    })
+}
+
+/// The address the server logged for its metrics endpoint.
+fn metrics_addr(server: &BinServer) -> String {
+    let log = server.log();
+    let (_, rest) = log
+        .split_once("metrics on http://")
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+    rest.split('/').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_move_as_the_streams_do() {
+    let server = BinServer::start(
+        "metrics_listen = \"127.0.0.1:0\"\nsimulate.frames_per_second = 200.0\n",
+        &[],
+    )
+    .await;
+    let addr = metrics_addr(&server);
+    let mut c = server.client().await;
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+
+    let before = scrape(&addr).await;
+    assert_eq!(get(&before, "daqdata_images_sent_total"), 0.0);
+    assert_eq!(get(&before, "daqdata_hp_io_generation_total"), 1.0);
+    assert!(get(&before, "daqdata_process_resident_memory_bytes") > 1e6);
+    assert!(get(&before, "daqdata_process_open_fds") > 3.0);
+
+    // A stream runs: the scrape sees it, and the counters move.
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    let mut received = take(&mut s, 20).await.len() as u64;
+    let during = scrape(&addr).await;
+    assert_eq!(get(&during, "daqdata_active_streams"), 1.0);
+    assert_eq!(get(&during, "daqdata_active_peers"), 1.0);
+    assert!(get(&during, "daqdata_images_sent_total") >= 20.0);
+    assert!(get(&during, "daqdata_tracker_wakeups_total") > 0.0);
+    let tracked = get(
+        &during,
+        "daqdata_frames_tracked_total{data_product=\"img16\",module=\"1\"}",
+    );
+    assert!(tracked > 0.0);
+    assert!(get(&during, "daqdata_frame_age_seconds_count") > 0.0);
+
+    // A forced InitHpIo ends the stream once the server has sent it
+    // everything: what the client received is what the server counted.
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let (end, rest) = read_to_end(&mut s).await;
+    assert_eq!(end.unwrap_err().code(), Code::Cancelled);
+    received += rest;
+    let after = scrape(&addr).await;
+    assert_eq!(get(&after, "daqdata_images_sent_total"), received as f64);
+    assert_eq!(get(&after, "daqdata_active_streams"), 0.0);
+    assert_eq!(get(&after, "daqdata_active_peers"), 0.0);
+    assert_eq!(get(&after, "daqdata_hp_io_generation_total"), 2.0);
+    assert!(
+        get(
+            &after,
+            "daqdata_frames_tracked_total{data_product=\"img16\",module=\"1\"}"
+        ) >= tracked
+    );
+
+    // Uploads accepted, a refused one, and a refused stream.
+    let image = PanoImage {
+        r#type: pano_image::Type::PulseHeight as i32,
+        shape: vec![16, 16],
+        bytes_per_pixel: 2,
+        image_array: vec![7; 256],
+        module_id: 9,
+        ..Default::default()
+    };
+    let good: Vec<_> = (0..3)
+        .map(|_| UploadImageRequest {
+            pano_image: Some(image.clone()),
+        })
+        .collect();
+    c.upload_images(tokio_stream::iter(good)).await.unwrap();
+    let bad = UploadImageRequest {
+        pano_image: Some(PanoImage {
+            image_array: vec![7; 3],
+            ..image
+        }),
+    };
+    let refused = c.upload_images(tokio_stream::iter(vec![bad])).await;
+    assert_eq!(code(refused), Code::InvalidArgument);
+    let neither = c
+        .stream_images(stream_request(false, false, 0.1, &[]))
+        .await;
+    assert_eq!(code(neither), Code::InvalidArgument);
+
+    let last = scrape(&addr).await;
+    assert_eq!(
+        get(&last, "daqdata_uploads_total{outcome=\"accepted\"}"),
+        3.0
+    );
+    assert_eq!(
+        get(&last, "daqdata_uploads_total{outcome=\"refused\"}"),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &last,
+            "daqdata_refused_rpcs_total{code=\"InvalidArgument\",rpc=\"StreamImages\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &last,
+            "daqdata_refused_rpcs_total{code=\"InvalidArgument\",rpc=\"UploadImages\"}"
+        ),
+        1.0
+    );
+    let info: Vec<_> = last
+        .keys()
+        .filter(|k| k.starts_with("daqdata_hp_io{"))
+        .collect();
+    assert_eq!(info.len(), 1, "one running configuration: {info:?}");
+    assert!(info[0].contains("simulate=\"true\""), "{info:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_metrics_listen_serves_no_metrics() {
+    let server = BinServer::start("metrics_listen = \"\"\n", &[]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !server.log().contains("metrics on http://"),
+        "{}",
+        server.log()
+    );
+}
