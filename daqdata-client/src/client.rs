@@ -10,10 +10,12 @@ use futures::{Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
-use crate::{Error, Host, HpIoConfig, Image};
+use crate::credentials::Bearer;
+use crate::{Credentials, Error, Host, HpIoConfig, Image};
 
 /// How long a ping may take before the host counts as down. The Python
 /// client waits 0.3 s; a DAQ node across a gateway deserves a little more.
@@ -23,22 +25,50 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// InitHpIo may start a simulator or scan a large data directory.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A channel to one server that presents the client's [`Credentials`]:
+/// TLS for `tls://` hosts, and the bearer token on every call.
+pub type Connection = InterceptedService<Channel, Bearer>;
+
 /// Opens a channel to `host` that connects on first use (and again after a
-/// server restart).
-pub fn channel(host: &Host) -> Result<Channel, Error> {
-    let bad = |e: tonic::transport::Error| Error::Host {
+/// server restart), with no credentials.
+pub fn channel(host: &Host) -> Result<Connection, Error> {
+    channel_with(host, &Credentials::default())
+}
+
+/// Opens a channel to `host` that connects on first use (and again after a
+/// server restart) and presents `credentials`.
+pub fn channel_with(host: &Host, credentials: &Credentials) -> Result<Connection, Error> {
+    let bad = |reason: String| Error::Host {
         host: host.to_string(),
-        reason: e.to_string(),
+        reason,
     };
-    match host {
-        Host::Tcp { .. } => Ok(Endpoint::from_shared(format!("http://{host}"))
-            .map_err(bad)?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .connect_lazy()),
+    let channel = match host {
+        Host::Tcp { host: name, .. } => {
+            if credentials.has_token() && !is_local(name) {
+                warn!("{host}: the token goes over plaintext TCP, readable on the network path; use tls://{host} if the server offers it");
+            }
+            Endpoint::from_shared(format!("http://{host}"))
+                .map_err(|e| bad(e.to_string()))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect_lazy()
+        }
+        Host::Tls { host: name, port } => {
+            let authority = if name.contains(':') {
+                format!("[{name}]:{port}")
+            } else {
+                format!("{name}:{port}")
+            };
+            Endpoint::from_shared(format!("https://{authority}"))
+                .map_err(|e| bad(e.to_string()))?
+                .tls_config(credentials.tls_config(name).map_err(bad)?)
+                .map_err(|e| bad(e.to_string()))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect_lazy()
+        }
         Host::Unix(path) => {
             let path = path.clone();
             // The URI is unused: the connector dials the socket.
-            Ok(Endpoint::from_static("http://localhost")
+            Endpoint::from_static("http://localhost")
                 .connect_timeout(CONNECT_TIMEOUT)
                 .connect_with_connector_lazy(tower::service_fn(move |_| {
                     let path = path.clone();
@@ -47,9 +77,18 @@ pub fn channel(host: &Host) -> Result<Channel, Error> {
                             tokio::net::UnixStream::connect(path).await?,
                         ))
                     }
-                })))
+                }))
         }
-    }
+    };
+    Ok(InterceptedService::new(channel, credentials.interceptor()))
+}
+
+/// Whether a host name is this machine (a token sent there stays on it).
+fn is_local(name: &str) -> bool {
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a [`DaqClient::stream_images`] asks each server for.
@@ -83,20 +122,43 @@ impl StreamSpec {
 /// client never fails on a host that is down; the RPCs say so.
 #[derive(Clone, Debug)]
 pub struct DaqClient {
-    nodes: Vec<(Host, Channel)>,
+    nodes: Vec<(Host, Connection)>,
 }
 
 impl DaqClient {
-    /// A client of `hosts` (duplicates are dropped).
+    /// A client of `hosts` (duplicates are dropped), with no credentials:
+    /// what a server gives everyone who reaches it.
     pub fn new(hosts: impl IntoIterator<Item = Host>) -> Result<Self, Error> {
-        let mut nodes: Vec<(Host, Channel)> = Vec::new();
+        Self::with_credentials(hosts, &Credentials::default())
+    }
+
+    /// A client of `hosts` (duplicates are dropped) that presents
+    /// `credentials` to each (SPEC §6).
+    pub fn with_credentials(
+        hosts: impl IntoIterator<Item = Host>,
+        credentials: &Credentials,
+    ) -> Result<Self, Error> {
+        let mut nodes: Vec<(Host, Connection)> = Vec::new();
         for host in hosts {
             if nodes.iter().all(|(h, _)| *h != host) {
-                let ch = channel(&host)?;
+                let ch = channel_with(&host, credentials)?;
                 nodes.push((host, ch));
             }
         }
         Ok(DaqClient { nodes })
+    }
+
+    /// The same client, for `hosts` only (hosts it does not have are
+    /// left out): channels and credentials are shared, not opened again.
+    pub fn only(&self, hosts: &[Host]) -> DaqClient {
+        DaqClient {
+            nodes: self
+                .nodes
+                .iter()
+                .filter(|(h, _)| hosts.contains(h))
+                .cloned()
+                .collect(),
+        }
     }
 
     /// The configured hosts, in order.
@@ -104,14 +166,14 @@ impl DaqClient {
         self.nodes.iter().map(|(h, _)| h)
     }
 
-    fn stub(&self, host: &Host) -> Option<DaqDataClient<Channel>> {
+    fn stub(&self, host: &Host) -> Option<DaqDataClient<Connection>> {
         self.nodes
             .iter()
             .find(|(h, _)| h == host)
             .map(|(_, ch)| DaqDataClient::new(ch.clone()))
     }
 
-    fn stub_or_err(&self, host: &Host) -> Result<DaqDataClient<Channel>, Error> {
+    fn stub_or_err(&self, host: &Host) -> Result<DaqDataClient<Connection>, Error> {
         self.stub(host).ok_or_else(|| Error::Host {
             host: host.to_string(),
             reason: "not one of this client's hosts".into(),
@@ -251,7 +313,7 @@ impl DaqClient {
 /// One host's part of a merged stream.
 async fn stream_one(
     host: &Host,
-    ch: Channel,
+    ch: Connection,
     request: StreamImagesRequest,
     tx: &mpsc::Sender<Result<Image, Error>>,
 ) -> Result<(), Error> {

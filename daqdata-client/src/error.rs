@@ -25,7 +25,7 @@ pub enum Error {
         reason: String,
     },
     /// A host as typed on the command line or in a config cannot be used.
-    #[error("invalid host {host:?}: {reason} (expected HOST, HOST:PORT or unix:///path.sock)")]
+    #[error("invalid host {host:?}: {reason} (expected HOST, HOST:PORT, tls://HOST:PORT or unix:///path.sock)")]
     Host {
         /// The text given.
         host: String,
@@ -41,7 +41,7 @@ pub enum Error {
         reason: String,
     },
     /// The server answered an RPC with an error status.
-    #[error("{host}: {rpc} failed with {code:?}: {message}{}", advice(*code))]
+    #[error("{host}: {rpc} failed with {code:?}: {message}{}", advice(*code, rpc, message))]
     Rpc {
         /// The host.
         host: String,
@@ -80,9 +80,13 @@ impl Error {
         // the transport error as its source (a server's own UNAVAILABLE
         // has none); say so plainly rather than as a server answer.
         if status.code() == Code::Unavailable && std::error::Error::source(&status).is_some() {
+            let mut reason = transport_reason(&status);
+            if matches!(host, crate::Host::Tls { .. }) {
+                reason += " (the TLS handshake: --tls-ca must be the CA that signed the server's certificate, which must name the host; a server that requires client certificates needs --tls-cert and --tls-key signed by its CA)";
+            }
             return Error::Unreachable {
                 host: host.to_string(),
-                reason: transport_reason(&status),
+                reason,
             };
         }
         Error::Rpc {
@@ -114,8 +118,25 @@ fn transport_reason(status: &tonic::Status) -> String {
     reason
 }
 
-/// What the user should do about each status code the server uses (SPEC §3).
-fn advice(code: Code) -> &'static str {
+/// What the user should do about each status code the server uses (SPEC
+/// §3, and §6 for who may call what).
+fn advice(code: Code, rpc: &str, message: &str) -> String {
+    let operator_rpc = matches!(rpc, "InitHpIo" | "UploadImages");
+    let role = if operator_rpc { "operator" } else { "viewer" };
+    match code {
+        Code::Unauthenticated => format!(
+            " ({rpc} needs the {role} role: pass --token-file FILE (or set DAQDATA_TOKEN) with a token this server lists, or use the unix socket on the DAQ node)"
+        ),
+        // The server names the role a token gave; a data_dir outside the
+        // allowed roots is the other PERMISSION_DENIED.
+        Code::PermissionDenied if message.contains(" role") => format!(
+            " (your token gives only the viewer role; {rpc} needs an operator token: ask whoever runs the DAQ node for one, or use the unix socket there)"
+        ),
+        _ => plain_advice(code).to_string(),
+    }
+}
+
+fn plain_advice(code: Code) -> &'static str {
     match code {
         Code::FailedPrecondition => {
             " (run `daqdata --init CFG` or `daqdata --init-sim` first; to reconfigure while streams are active, set \"force\": true)"
@@ -161,6 +182,37 @@ mod tests {
         assert!(said(Code::PermissionDenied, "outside").contains("allowed_data_roots"));
         assert!(said(Code::InvalidArgument, "/x does not exist").contains("data_dir"));
         assert!(said(Code::Cancelled, "hp_io was reconfigured").contains("reconfigured"));
+    }
+
+    #[test]
+    fn a_refusal_says_how_to_get_the_role() {
+        let host: crate::Host = "daq1".parse().unwrap();
+        let s = Error::rpc(
+            &host,
+            "InitHpIo",
+            tonic::Status::unauthenticated("InitHpIo and UploadImages need the operator role"),
+        )
+        .to_string();
+        assert!(
+            s.contains("InitHpIo needs the operator role: pass --token-file")
+                && s.contains("unix socket on the DAQ node"),
+            "{s}"
+        );
+        let s = said(Code::Unauthenticated, "needs the viewer role");
+        assert!(s.contains("StreamImages needs the viewer role"), "{s}");
+        let s = Error::rpc(
+            &host,
+            "UploadImages",
+            tonic::Status::permission_denied("the token of bob gives only the viewer role"),
+        )
+        .to_string();
+        assert!(
+            s.contains(
+                "your token gives only the viewer role; UploadImages needs an operator token"
+            ),
+            "{s}"
+        );
+        assert!(!s.contains("allowed_data_roots"), "{s}");
     }
 
     #[test]

@@ -20,11 +20,20 @@ pub use daqdata_proto::HpIoConfig;
 /// The port every DaqData server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 50051;
 
-/// One DaqData server: a TCP address or a unix socket on this machine.
+/// One DaqData server: a TCP address (plaintext or TLS) or a unix socket
+/// on this machine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Host {
     /// `HOST` or `HOST:PORT` (IPv6 literals as `[::1]:PORT`).
     Tcp {
+        /// Name or address, without brackets.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// `tls://HOST[:PORT]`: TCP with TLS (SPEC §6); the server's
+    /// certificate must name `host`.
+    Tls {
         /// Name or address, without brackets.
         host: String,
         /// TCP port.
@@ -43,6 +52,14 @@ impl FromStr for Host {
             reason: why.to_string(),
         };
         let s = s.trim();
+        if let Some(rest) = s.strip_prefix("tls://") {
+            return match rest.parse::<Host>() {
+                Ok(Host::Tcp { host, port }) => Ok(Host::Tls { host, port }),
+                Ok(_) => Err(bad("expected tls://HOST or tls://HOST:PORT")),
+                Err(Error::Host { reason, .. }) => Err(bad(&reason)),
+                Err(e) => Err(e),
+            };
+        }
         if let Some(rest) = s.strip_prefix("unix:") {
             // gRPC accepts unix:path and unix:///abs/path; both name a path.
             let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -102,6 +119,8 @@ impl fmt::Display for Host {
         match self {
             Host::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Host::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Host::Tls { host, port } if host.contains(':') => write!(f, "tls://[{host}]:{port}"),
+            Host::Tls { host, port } => write!(f, "tls://{host}:{port}"),
             Host::Unix(path) => write!(f, "unix://{}", path.display()),
         }
     }
@@ -219,6 +238,21 @@ mod tests {
         );
         assert_eq!(tcp("::1", 7).to_string(), "[::1]:7");
         assert!("host:port".parse::<Host>().is_err());
+        let tls = "tls://daq1".parse::<Host>().unwrap();
+        assert_eq!(
+            tls,
+            Host::Tls {
+                host: "daq1".into(),
+                port: 50051
+            }
+        );
+        assert_eq!(tls.to_string(), "tls://daq1:50051");
+        assert_eq!(
+            "tls://[::1]:7".parse::<Host>().unwrap().to_string(),
+            "tls://[::1]:7"
+        );
+        assert!("tls://unix:///x.sock".parse::<Host>().is_err());
+        assert!("tls://daq1:port".parse::<Host>().is_err());
         assert!("unix://".parse::<Host>().is_err());
     }
 

@@ -2,7 +2,8 @@
 //!
 //! # Brief overview
 //!
-//! - [`Host`] names a DaqData server (`HOST`, `HOST:PORT`, `unix:///path`);
+//! - [`Host`] names a DaqData server (`HOST`, `HOST:PORT`,
+//!   `tls://HOST:PORT`, `unix:///path`);
 //!   [`hosts_from_configs`] reads them from an observing run's
 //!   `daq_config.json` and `network_config.json`, as the Python client does.
 //! - [`DaqClient`] talks to all of them: [`DaqClient::ping`],
@@ -11,6 +12,10 @@
 //!   [`DaqClient::init_sim`], [`DaqClient::upload_images`], and
 //!   [`DaqClient::stream_images`], which merges every host's stream into
 //!   one [`ImageStream`] of [`Image`]s; a host that fails ends only its part.
+//! - [`Credentials`] is what the client shows a server that restricts
+//!   who may do what (SPEC §6): a bearer token, the CA of `tls://` hosts
+//!   and a client certificate for mutual TLS
+//!   ([`DaqClient::with_credentials`]). The token is never logged.
 //! - [`Image`] is a decoded frame: typed pixels, module, file, frame number,
 //!   header, node and White Rabbit times.
 //! - `view` turns images into the live views, `view::PlotView` and
@@ -40,6 +45,7 @@
 //! ```
 
 mod client;
+mod credentials;
 mod error;
 mod hosts;
 mod image;
@@ -47,7 +53,8 @@ mod reflect;
 #[cfg(feature = "cli")]
 pub mod view;
 
-pub use client::{channel, DaqClient, ImageStream, StreamSpec};
+pub use client::{channel, channel_with, Connection, DaqClient, ImageStream, StreamSpec};
+pub use credentials::{Bearer, Credentials};
 pub use error::Error;
 pub use hosts::{hosts_from_configs, Host, HpIoConfig, DEFAULT_PORT};
 pub use image::Image;

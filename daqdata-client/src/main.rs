@@ -10,6 +10,7 @@ use daqdata_client::{hosts_from_configs, DaqClient, Host, HpIoConfig};
 
 mod cmd {
     pub mod bench;
+    pub mod credentials;
     pub mod live;
     pub mod logs;
 }
@@ -28,6 +29,7 @@ mod cmd {
         daqdata daq_config.json network_config.json --init hp_io_config.json --plot-phdist --module-ids 1 3\n  \
         daqdata --host unix:///tmp/daq_data.sock --plot-view --snapshot view.png\n  \
         daqdata --host localhost --json | head -3\n  \
+        daqdata --host tls://daq1:50052 --tls-ca ca.pem --token-file ~/.daqdata_token --init-sim --ping\n  \
         daqdata bench --host localhost --clients 50 --duration 20 --json"
 )]
 struct Cli {
@@ -53,8 +55,9 @@ struct DemoArgs {
     /// The run's network_config.json: nodes reached through port
     /// forwarding (port_forwarding.status = true) are dialed at gw_ip.
     net_config: Option<PathBuf>,
-    /// DaqData server: HOST, HOST:PORT (default port 50051) or
-    /// unix:///path.sock. Repeat for several. Default: localhost:50051.
+    /// DaqData server: HOST, HOST:PORT (default port 50051),
+    /// tls://HOST:PORT (TLS; see --tls-ca) or unix:///path.sock. Repeat for
+    /// several. Default: localhost:50051.
     #[arg(long = "host", value_name = "HOST")]
     hosts: Vec<String>,
     /// Check that each host's server answers.
@@ -109,6 +112,8 @@ struct DemoArgs {
     /// came (fail if none did).
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     snapshot_timeout: f64,
+    #[command(flatten, next_help_heading = "Access (servers with [access] or TLS)")]
+    credentials: cmd::credentials::CredentialArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -209,7 +214,8 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
         bail!("--snapshot draws a view: add --plot-view or --plot-phdist");
     }
     let (hosts, named) = args.hosts()?;
-    let all = DaqClient::new(hosts.clone())?;
+    let credentials = args.credentials.load()?;
+    let all = DaqClient::with_credentials(hosts.clone(), &credentials)?;
     let mut did_something = false;
     let mut failures = 0usize;
 
@@ -261,7 +267,7 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
         // Those that do not answer are logged (with why) and skipped.
         all.valid_hosts().await?
     };
-    let client = DaqClient::new(targets)?;
+    let client = all.only(&targets);
 
     if args.reflect_services {
         for host in client.hosts() {
@@ -382,6 +388,23 @@ mod tests {
             "--json",
         ]);
         assert_eq!(cli.demo.hosts.len(), 2);
+
+        let cli = parse(&[
+            "--host",
+            "tls://daq1:50052",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "me.pem",
+            "--tls-key",
+            "me.key",
+            "--token-file",
+            "tok",
+        ]);
+        let c = &cli.demo.credentials;
+        assert_eq!(c.tls_ca, Some("ca.pem".into()));
+        assert_eq!(c.token_file, Some("tok".into()));
+        assert!(Cli::try_parse_from(["daqdata", "--tls-cert", "me.pem"]).is_err());
     }
 
     #[test]
@@ -440,6 +463,12 @@ mod tests {
             "--module-ids",
             "--snapshot",
             "--json",
+            "--token-file",
+            "DAQDATA_TOKEN",
+            "--tls-ca",
+            "--tls-cert",
+            "--tls-key",
+            "tls://",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

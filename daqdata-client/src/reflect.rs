@@ -7,8 +7,8 @@ use std::fmt;
 
 use prost::Message;
 use prost_types::FileDescriptorProto;
-use tonic::transport::Channel;
 
+use crate::client::Connection;
 use crate::{Error, Host};
 
 /// The services of one server, and the methods of `daqdata.DaqData`.
@@ -75,7 +75,7 @@ impl fmt::Display for ServiceListing {
 /// One reflection protocol version: the same messages in two packages.
 macro_rules! reflection_version {
     ($name:ident, $pb:path, $label:literal) => {
-        async fn $name(host: &Host, ch: Channel) -> Result<ServiceListing, tonic::Status> {
+        async fn $name(host: &Host, ch: Connection) -> Result<ServiceListing, tonic::Status> {
             use pb::server_reflection_client::ServerReflectionClient;
             use pb::server_reflection_request::MessageRequest;
             use pb::server_reflection_response::MessageResponse;
@@ -126,7 +126,7 @@ reflection_version!(list_v1alpha, tonic_reflection::pb::v1alpha, "v1alpha");
 reflection_version!(list_v1, tonic_reflection::pb::v1, "v1");
 
 /// Lists `host`'s services: v1alpha, else v1.
-pub(crate) async fn list(host: &Host, ch: Channel) -> Result<ServiceListing, Error> {
+pub(crate) async fn list(host: &Host, ch: Connection) -> Result<ServiceListing, Error> {
     match list_v1alpha(host, ch.clone()).await {
         Ok(listing) => Ok(listing),
         Err(s) if s.code() == tonic::Code::Unimplemented => list_v1(host, ch)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use daqdata_client::{channel, node_stamp_of_header, Host, Image};
+use daqdata_client::{channel_with, node_stamp_of_header, Connection, Host, Image};
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{StreamImagesRequest, UploadImageRequest};
 use daqdata_proto::{
@@ -19,12 +19,11 @@ use hdrhistogram::Histogram;
 use procfs::process::Process;
 use serde::Serialize;
 use tokio::time::Instant as TokioInstant;
-use tonic::transport::Channel;
 
 /// Options of `daqdata bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The server: HOST, HOST:PORT or unix:///path.sock.
+    /// The server: HOST, HOST:PORT, tls://HOST:PORT or unix:///path.sock.
     #[arg(long, default_value = "localhost")]
     pub host: String,
     /// Concurrent streams (or upload streams with --upload).
@@ -63,6 +62,8 @@ pub struct BenchArgs {
     /// images/s (the server must be initialized).
     #[arg(long)]
     pub upload: bool,
+    #[command(flatten, next_help_heading = "Access (servers with [access] or TLS)")]
+    pub credentials: super::credentials::CredentialArgs,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -126,13 +127,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--duration must be > 0 and --warmup >= 0 seconds");
     }
     let host: Host = args.host.parse()?;
-    let shared = channel(&host)?;
-    let channels: Vec<Channel> = (0..args.clients)
+    let credentials = args.credentials.load()?;
+    let shared = channel_with(&host, &credentials)?;
+    let channels: Vec<Connection> = (0..args.clients)
         .map(|_| {
             if args.shared_connection {
                 Ok(shared.clone())
             } else {
-                channel(&host)
+                channel_with(&host, &credentials)
             }
         })
         .collect::<Result<_, _>>()?;
@@ -287,7 +289,7 @@ fn code_name(status: &tonic::Status) -> String {
 /// Opens StreamImages with each image left as encoded bytes, so the
 /// generator stays cheap next to the server it measures.
 async fn open_stream(
-    ch: Channel,
+    ch: Connection,
     request: StreamImagesRequest,
 ) -> Result<tonic::Streaming<SharedStreamImagesResponse>, tonic::Status> {
     Ok(SharedStreamImagesClient::new(ch)
@@ -298,7 +300,7 @@ async fn open_stream(
 }
 
 async fn stream_client(
-    ch: Channel,
+    ch: Connection,
     request: StreamImagesRequest,
     from: TokioInstant,
     to: TokioInstant,
@@ -346,7 +348,7 @@ async fn stream_client(
 }
 
 async fn upload_client(
-    ch: Channel,
+    ch: Connection,
     module: u32,
     client: u32,
     from: TokioInstant,
