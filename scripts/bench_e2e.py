@@ -6,6 +6,10 @@ the release server tracking that tree (hp_io interval 1 ms), and for each
 scenario `daqdata bench` with K streams; prints one row per scenario with
 the medians of --runs runs and their spread (min..max).
 
+A scenario named NAME@sockets gets the same frames through Hashpipe's
+sockets instead of files: `daqsim --to-sockets` pushes them as Hashpipe's
+snapshot.c does, into a server that tracks no files (track_files = false).
+
 Ideal images/s = clients x modules x types / interval, capped per stream by
 the write rate (1000 frames/s per module and type).
 """
@@ -41,6 +45,8 @@ SCENARIOS = [
     # updates" (0): both are served at hp_io's 0.05 s, never faster.
     ("100x0.05@hp0.05", 100, 0.05, 0.05),
     ("100x0@hp0.05", 100, 0.0, 0.05),
+    # The 100x0.05 row fed through Hashpipe's sockets: no file to read.
+    ("100x0.05@sockets", 100, 0.05, HP_IO),
     ("idle", 0, None, HP_IO),
     ("upload", 1, None, HP_IO),
 ]
@@ -72,26 +78,41 @@ def wait_for(cond, what, timeout=30):
 class Rig:
     """daqsim + server, torn down on exit."""
 
-    def __init__(self, tmp: Path, log_dir: Path):
+    def __init__(self, tmp: Path, log_dir: Path, sockets=False):
         self.tmp = tmp
+        tmp.mkdir(exist_ok=True)
         self.data = tmp / "daq"
         self.sock = tmp / "daq_data.sock"
         self.host = f"unix://{self.sock}"
         # Fixture module 1 holds img16 and ph256 (real Lick frames).
         modules = ",".join(f"1:{m}" for m in MODULES)
+        template = tmp / "hp_{dp_name}.sock"
+        source = "daqsim-sockets" if sockets else "daqsim"
+        if sockets:
+            # Hashpipe's socket feed: the server tracks no files; the data
+            # dir only says a run is live (its pid file names the pusher).
+            self.data.mkdir()
+            out = ["--to-sockets", str(template), "--reconnect-seconds", "0.2"]
+        else:
+            out = ["--out", str(self.data), "--frames-per-file", "100000"]
         self.sim = subprocess.Popen(
-            [str(BIN / "daqsim"), "--replay", str(ROOT / "fixtures"), "--out", str(self.data),
-             "--modules", modules, "--rate", str(RATE),
-             "--frames-per-file", "100000"],
-            stdout=open(log_dir / "daqsim.log", "w"), stderr=subprocess.STDOUT)
-        wait_for(lambda: len(list(self.data.glob("module_*/*.pffd/*.pff"))) >= len(MODULES) * TYPES,
-                 "daqsim to write every module")
-        # Room for the 1000-client scenario (the default, as in Python, is 100).
+            [str(BIN / "daqsim"), "--replay", str(ROOT / "fixtures"), "--modules", modules,
+             "--rate", str(RATE), *out],
+            stdout=open(log_dir / f"{source}.log", "w"), stderr=subprocess.STDOUT)
+        if sockets:
+            (self.data / "daq_hashpipe_pid").write_text(str(self.sim.pid))
+        else:
+            wait_for(lambda: len(list(self.data.glob("module_*/*.pffd/*.pff"))) >= len(MODULES) * TYPES,
+                     "daqsim to write every module")
+        # Room for the 1000-client scenario (the default, as in Python, is 100);
+        # Hashpipe's sockets in this rig's directory.
         config = tmp / "server.toml"
-        config.write_text("max_concurrent_rpcs = 1100\n")
+        config.write_text("max_concurrent_rpcs = 1100\n"
+                          f"track_files = {'false' if sockets else 'true'}\n"
+                          f"[hashpipe_sockets]\npath_template = \"{template}\"\n")
         self.server = subprocess.Popen(
             [str(BIN / "daqdata-server"), "--listen", self.host, "--config", str(config), "--log-level", "warn"],
-            stdout=open(log_dir / "server.log", "w"), stderr=subprocess.STDOUT)
+            stdout=open(log_dir / f"server-{source}.log", "w"), stderr=subprocess.STDOUT)
         wait_for(self.sock.exists, "the server socket")
         self.hp_io = None
         self.init(HP_IO)
@@ -177,10 +198,16 @@ def main():
     log_dir = Path(tempfile.mkdtemp(prefix="bench-e2e-logs-"))
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-            rig = Rig(Path(tmp), log_dir)
+            rigs = {}
             try:
                 for name, clients, interval, hp_io in wanted:
                     print(f"run {run + 1}/{args.runs}: {name} ...", file=sys.stderr, flush=True)
+                    sockets = name.endswith("@sockets")
+                    for other in [k for k in rigs if k != sockets]:
+                        rigs.pop(other).close()
+                    if sockets not in rigs:
+                        rigs[sockets] = Rig(Path(tmp) / ("sockets" if sockets else "files"), log_dir, sockets)
+                    rig = rigs[sockets]
                     rig.init(hp_io)
                     if name == "idle":
                         r = idle(rig, args.duration)
@@ -197,7 +224,8 @@ def main():
                         r["ideal"] = ideal(clients, interval, hp_io)
                     results[name].append(r)
             finally:
-                rig.close()
+                for rig in rigs.values():
+                    rig.close()
 
     machine = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True,
                              text=True).stdout.strip()
