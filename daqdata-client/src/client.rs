@@ -15,6 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::credentials::Bearer;
+use crate::reconnect::{self, Attempts, Backoff};
 use crate::{Credentials, Error, Host, HpIoConfig, Image};
 
 /// How long a ping may take before the host counts as down. The Python
@@ -276,6 +277,19 @@ impl DaqClient {
     /// other hosts go on. The stream ends when every part has ended.
     /// Dropping it cancels all its RPCs.
     pub fn stream_images(&self, spec: &StreamSpec) -> ImageStream {
+        self.merged(spec, None)
+    }
+
+    /// Like [`stream_images`](Self::stream_images), but a host whose stream
+    /// ends for a reason that passes (its server went away, restarted or
+    /// was reconfigured) is dialled again after `backoff`, logging
+    /// "reconnecting to HOST (attempt N)"; only errors that would recur
+    /// (a wrong request, refused credentials) end its part.
+    pub fn stream_images_reconnecting(&self, spec: &StreamSpec, backoff: Backoff) -> ImageStream {
+        self.merged(spec, Some(backoff))
+    }
+
+    fn merged(&self, spec: &StreamSpec, reconnect: Option<Backoff>) -> ImageStream {
         // Small: a viewer that stops reading should make servers skip
         // frames for it, not grow a queue here.
         let (tx, rx) = mpsc::channel(64);
@@ -283,10 +297,36 @@ impl DaqClient {
         for (host, ch) in &self.nodes {
             let (host, ch, tx, request) = (host.clone(), ch.clone(), tx.clone(), spec.request());
             tasks.spawn(async move {
-                if let Err(e) = stream_one(&host, ch, request, &tx).await {
-                    // The consumer gets the error and decides how loud it is.
-                    debug!("{e}");
-                    let _ = tx.send(Err(e)).await;
+                let mut attempts = reconnect.map(Attempts::new);
+                loop {
+                    let started = std::time::Instant::now();
+                    let ended = stream_one(&host, ch.clone(), request.clone(), &tx).await;
+                    if tx.is_closed() {
+                        return;
+                    }
+                    let Some(attempts) = attempts.as_mut() else {
+                        if let Err(e) = ended {
+                            // The consumer gets the error and decides how loud it is.
+                            debug!("{e}");
+                            let _ = tx.send(Err(e)).await;
+                        }
+                        return;
+                    };
+                    let why = match ended {
+                        Ok(()) => "the server ended the stream".to_string(),
+                        Err(e) if reconnect::passes(&e) => e.to_string(),
+                        Err(e) => {
+                            debug!("{e}");
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let (attempt, wait) = attempts.next(started);
+                    warn!(%host, "reconnecting to {host} (attempt {attempt}) in {:.1} s: {why}", wait.as_secs_f64());
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = tx.closed() => return,
+                    }
                 }
             });
         }

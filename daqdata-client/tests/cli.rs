@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{daqdata, FakeServer};
+use common::{daqdata, server_binary, FakeServer};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_command_line_snapshots_and_prints_json() {
@@ -106,13 +105,10 @@ fn the_command_line_names_unreachable_hosts() {
     );
 }
 
-/// The real server, when `DAQDATA_SERVER_BIN` names its binary.
+/// The real server: ping, simulate, and a snapshot from what it streams.
 #[test]
 fn against_the_real_server_binary() {
-    let Some(bin) = std::env::var_os("DAQDATA_SERVER_BIN").map(PathBuf::from) else {
-        eprintln!("skipping: set DAQDATA_SERVER_BIN to the daqdata-server binary to run this");
-        return;
-    };
+    let bin = server_binary();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("daq.sock");
     let host = format!("unix://{}", sock.display());

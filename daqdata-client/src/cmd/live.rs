@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use daqdata_client::view::{save_png, PhDist, PlotView};
-use daqdata_client::{DaqClient, Error, Image, StreamSpec};
+use daqdata_client::{Backoff, DaqClient, Error, Image, StreamSpec};
 use futures::StreamExt;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
@@ -121,7 +121,7 @@ impl Live {
     }
 
     async fn run_json(&self, client: &DaqClient) -> anyhow::Result<()> {
-        let mut stream = client.stream_images(&self.spec());
+        let mut stream = client.stream_images_reconnecting(&self.spec(), Backoff::default());
         let mut tally = Tally::default();
         // One listener for the whole run, so no signal falls between two.
         let shutdown = shutdown_signal();
@@ -155,7 +155,7 @@ impl Live {
             update_interval_seconds: 0.0,
             module_ids: self.module_ids.clone(),
         };
-        let mut stream = client.stream_images(&spec);
+        let mut stream = client.stream_images_reconnecting(&spec, Backoff::default());
         let mut tally = Tally::default();
         // One listener for the whole run, so no signal falls between two.
         let shutdown = shutdown_signal();
@@ -241,7 +241,9 @@ impl Live {
         mut views: Views,
         logs: &LogLines,
     ) -> anyhow::Result<()> {
-        let mut stream = client.stream_images(&self.spec());
+        // A live view outlives server restarts; each host's outage shows
+        // at its foot as "reconnecting to HOST (attempt N)".
+        let mut stream = client.stream_images_reconnecting(&self.spec(), Backoff::default());
         let mut tally = Tally::default();
         // One listener for the whole run, so no signal falls between two.
         let shutdown = shutdown_signal();
