@@ -44,6 +44,7 @@ mod conn_guard;
 mod error;
 mod hashpipe_sockets;
 mod hp_io;
+mod io_wrap;
 mod lifecycle;
 mod listen;
 mod metrics;

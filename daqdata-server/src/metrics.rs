@@ -99,11 +99,7 @@ impl Metrics {
             "Images sent to StreamImages clients",
             m.images_sent.clone(),
         );
-        registry.register(
-            "frames_skipped",
-            "Frames a stream did not send because a newer one replaced them after they fell due (a slow client)",
-            m.frames_skipped.clone(),
-        );
+        registry.register("frames_skipped", "Frames a stream did not send because a newer one replaced them after they fell due (a slow client)", m.frames_skipped.clone());
         registry.register(
             "active_streams",
             "StreamImages calls open",
@@ -183,53 +179,42 @@ struct ProcessCollector {
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::result::Result<(), std::fmt::Error> {
-        let wakeups = ConstCounter::new(self.tracker_wakeups.load(Ordering::Relaxed));
-        let e = encoder.encode_descriptor(
+        let mut put = |name: &str, help: &str, metric: &dyn EncodeMetric| {
+            let e = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(e)
+        };
+        put(
             "tracker_wakeups",
             "Times hp_io's tracker threads woke (to look at files, or on a notification)",
-            None,
-            wakeups.metric_type(),
+            &ConstCounter::new(self.tracker_wakeups.load(Ordering::Relaxed)),
         )?;
-        wakeups.encode(e)?;
         let Ok(me) = procfs::process::Process::myself() else {
             return Ok(());
         };
         if let Ok(stat) = me.stat() {
             let ticks = procfs::ticks_per_second() as f64;
-            let cpu = ConstCounter::new((stat.utime + stat.stime) as f64 / ticks);
-            let e = encoder.encode_descriptor(
+            put(
                 "process_cpu_seconds",
                 "CPU time of the server process (user + system)",
-                None,
-                cpu.metric_type(),
+                &ConstCounter::new((stat.utime + stat.stime) as f64 / ticks),
             )?;
-            cpu.encode(e)?;
-            let rss = ConstGauge::new(stat.rss_bytes().get() as i64);
-            let e = encoder.encode_descriptor(
+            put(
                 "process_resident_memory_bytes",
                 "Resident memory of the server process",
-                None,
-                rss.metric_type(),
+                &ConstGauge::new(stat.rss_bytes().get() as i64),
             )?;
-            rss.encode(e)?;
-            let threads = ConstGauge::new(stat.num_threads);
-            let e = encoder.encode_descriptor(
+            put(
                 "process_threads",
                 "Threads of the server process",
-                None,
-                threads.metric_type(),
+                &ConstGauge::new(stat.num_threads),
             )?;
-            threads.encode(e)?;
         }
         if let Ok(n) = me.fd_count() {
-            let fds = ConstGauge::new(n as i64);
-            let e = encoder.encode_descriptor(
+            put(
                 "process_open_fds",
                 "Open file descriptors of the server process",
-                None,
-                fds.metric_type(),
+                &ConstGauge::new(n as i64),
             )?;
-            fds.encode(e)?;
         }
         Ok(())
     }
