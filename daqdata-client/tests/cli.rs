@@ -175,3 +175,181 @@ async fn a_snapshot_ends_when_too_few_images_come() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("no images received"), "{text}");
 }
+
+/// A CA, the server's certificate for 127.0.0.1, and client certificates
+/// named `ctrl-room` and `laptop`, made now (no key is committed); files in
+/// `dir`: ca.pem, server.pem/.key, ctrl-room.pem/.key, laptop.pem/.key.
+fn test_pki(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    for cn in ["server", "ctrl-room", "laptop"] {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{cn}.pem")), cert.pem()).unwrap();
+        private(&dir.join(format!("{cn}.key")), &key.serialize_pem());
+    }
+}
+
+fn private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// `daqdata` against the real server over mutual TLS with [access] token
+/// files: tokens from a file or DAQDATA_TOKEN, a certificate's name as the
+/// role, refusals that say what to do, and no token in any output.
+#[test]
+fn tls_and_tokens_against_the_real_server_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    test_pki(d);
+    let (op, view) = ("op0123456789abcdef0123", "view0123456789abcdef01");
+    private(&d.join("operators"), &format!("alice {op}\n"));
+    private(&d.join("viewers"), &format!("bob {view}\n"));
+    private(&d.join("op.token"), &format!("{op}\n"));
+    private(&d.join("view.token"), &format!("# mine\nbob {view}\n"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sock = d.join("daq.sock");
+    std::fs::write(
+        d.join("config.toml"),
+        format!(
+            "listen = [\"unix://{}\", \"tls://127.0.0.1:{port}\"]\nmetrics_listen = \"\"\n\
+             hashpipe_sockets.path_template = \"{}/hp.{{dp_name}}.sock\"\n\
+             [access]\noperator_tokens_file = \"operators\"\nviewer_tokens_file = \"viewers\"\n\
+             operator_names = [\"ctrl-room\"]\n\
+             [tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\nclient_ca_file = \"ca.pem\"\n",
+            sock.display(),
+            d.display()
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(server_binary())
+        .arg("--config")
+        .arg(d.join("config.toml"))
+        .stderr(std::fs::File::create(d.join("server.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let host = format!("tls://127.0.0.1:{port}");
+    let file = |name: &str| d.join(name).display().to_string();
+    let run = |cn: &str, token_file: Option<&str>, env: Option<&str>, more: &[&str]| {
+        let mut cmd = daqdata();
+        cmd.args([
+            "--host",
+            &host,
+            "--log-level",
+            "debug",
+            "--tls-ca",
+            &file("ca.pem"),
+        ])
+        .args(["--tls-cert", &file(&format!("{cn}.pem"))])
+        .args(["--tls-key", &file(&format!("{cn}.key"))])
+        .env_remove("DAQDATA_TOKEN");
+        if let Some(t) = token_file {
+            cmd.args(["--token-file", &file(t)]);
+        }
+        if let Some(t) = env {
+            cmd.env("DAQDATA_TOKEN", t);
+        }
+        let out = cmd.args(more).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains(op) && !text.contains(view),
+            "a token was printed:\n{text}"
+        );
+        (out.status.success(), text)
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if run("laptop", Some("view.token"), None, &["--ping"]).0 {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = || std::fs::read_to_string(d.join("server.log")).unwrap();
+    assert!(up, "the server did not answer over TLS:\n{}", log());
+
+    // `laptop` is signed by the CA but named nowhere: a token decides.
+    let (ok, text) = run("laptop", None, None, &["--init-sim"]);
+    assert!(!ok);
+    assert!(
+        text.contains("InitHpIo needs the operator role: pass --token-file")
+            && text.contains("unix socket on the DAQ node"),
+        "{text}"
+    );
+    let (ok, text) = run("laptop", Some("view.token"), None, &["--init-sim"]);
+    assert!(!ok);
+    assert!(
+        text.contains("your token gives only the viewer role"),
+        "{text}"
+    );
+    let (ok, text) = run("laptop", Some("op.token"), None, &["--init-sim", "--ping"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("InitHpIo tls://127.0.0.1") && text.contains("success"),
+        "{text}"
+    );
+    // DAQDATA_TOKEN when there is no --token-file.
+    let (ok, text) = run("laptop", None, Some(op), &["--init-sim"]);
+    assert!(ok, "{text}");
+    // A viewer token streams.
+    let mut child = daqdata()
+        .args(["--host", &host, "--json", "--refresh-period", "0"])
+        .args([
+            "--tls-ca",
+            &file("ca.pem"),
+            "--tls-cert",
+            &file("laptop.pem"),
+        ])
+        .args(["--tls-key", &file("laptop.key")])
+        .env("DAQDATA_TOKEN", view)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first: Vec<String> = lines.take(2).map(Result::unwrap).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first.len(), 2, "no images streamed");
+    assert!(first
+        .iter()
+        .all(|l| l.contains("\"module_id\"") && !l.contains(view)));
+    // The certificate named in operator_names needs no token.
+    let (ok, text) = run("ctrl-room", None, None, &["--init-sim"]);
+    assert!(ok, "{text}");
+
+    // Without --tls-ca a tls:// host cannot be checked: say so.
+    let out = daqdata()
+        .args(["--host", &host, "--ping"])
+        .env_remove("DAQDATA_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("--tls-ca"), "{text}");
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = log();
+    assert!(
+        !log.contains(op) && !log.contains(view),
+        "a token is in the server's log"
+    );
+}
