@@ -712,3 +712,30 @@ async fn no_token_appears_in_the_logs_at_any_level() {
         assert!(!log.contains(t.as_str()), "a token is in the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_token_file_is_one_the_server_reads() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tokens.example");
+    let text = std::fs::read_to_string(example).unwrap();
+    let server = NetServer::start(
+        &["127.0.0.1:0"],
+        "[access]\noperator_tokens_file = \"operators\"\n",
+        &[],
+        |d| secure::write_private(&d.join("operators"), &text),
+    )
+    .await;
+    // Its first token, as `daqdata --token-file` takes it from such a line.
+    let line = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .find(|l| !l.is_empty())
+        .unwrap();
+    let first = line.split_whitespace().last().unwrap();
+    let mut tcp = server.tcp().await;
+    init(&mut tcp, sim_request(), Some(first)).await.unwrap();
+    assert!(
+        server.log().contains("as operator (alice)"),
+        "{}",
+        server.log()
+    );
+}
