@@ -131,6 +131,7 @@ impl SocketPush {
                 counters: counters.clone(),
                 buf: Vec::new(),
                 told: false,
+                due: 0,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("daqsim-push-{dp}"))
@@ -253,6 +254,8 @@ struct Sender {
     buf: Vec<u8>,
     /// Whether the current failure to connect was logged.
     told: bool,
+    /// Messages due on this socket so far, for the torn mode's cadence.
+    due: u64,
 }
 
 impl Sender {
@@ -324,9 +327,9 @@ impl Sender {
             self.buf.extend_from_slice(frame);
         }
         let torn = self.config.torn;
-        let messages = self.counters.messages.load(Ordering::Relaxed);
-        if torn && messages % HOSTILE_EVERY == HOSTILE_EVERY - 1 {
-            self.send_hostile(messages);
+        self.due += 1;
+        if torn && self.due % HOSTILE_EVERY == 0 {
+            self.send_hostile(self.due / HOSTILE_EVERY);
         }
         let buf = std::mem::take(&mut self.buf);
         let Some(conn) = self.connected() else {
@@ -361,14 +364,15 @@ impl Sender {
         self.buf = buf;
     }
 
-    /// A second connection that sends garbage, or a good message cut short,
-    /// then closes; the server must drop it and keep the first.
+    /// A second connection that sends garbage (odd `n`), or a good message
+    /// cut short (even `n`), then closes; the server must drop it and keep
+    /// the first.
     fn send_hostile(&mut self, n: u64) {
         let Ok(mut conn) = UnixStream::connect(&self.path) else {
             return;
         };
         let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
-        let bad: Vec<u8> = if (n / HOSTILE_EVERY) % 2 == 0 {
+        let bad: Vec<u8> = if n % 2 == 1 {
             b"\x00\x01this is not a PFF header\n\n*".to_vec()
         } else {
             self.buf[..self.buf.len() / 3].to_vec()
