@@ -23,7 +23,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,9 @@ SCENARIOS = [
     # updates" (0): both are served at hp_io's 0.05 s, never faster.
     ("100x0.05@hp0.05", 100, 0.05, 0.05),
     ("100x0@hp0.05", 100, 0.0, 0.05),
+    # The 100x0.05 row with Prometheus scraping /metrics every second: the
+    # metrics must cost nothing measurable.
+    ("100x0.05+scrape", 100, 0.05, HP_IO),
     # The 100x0.05 row fed through Hashpipe's sockets: no file to read.
     ("100x0.05@sockets", 100, 0.05, HP_IO),
     ("idle", 0, None, HP_IO),
@@ -110,8 +115,12 @@ class Rig:
         config.write_text("max_concurrent_rpcs = 1100\n"
                           f"track_files = {'false' if sockets else 'true'}\n"
                           f"[hashpipe_sockets]\npath_template = \"{template}\"\n")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.metrics = f"127.0.0.1:{s.getsockname()[1]}"
         self.server = subprocess.Popen(
-            [str(BIN / "daqdata-server"), "--listen", self.host, "--config", str(config), "--log-level", "warn"],
+            [str(BIN / "daqdata-server"), "--listen", self.host, "--config", str(config), "--log-level", "warn",
+             "--metrics-listen", self.metrics],
             stdout=open(log_dir / f"server-{source}.log", "w"), stderr=subprocess.STDOUT)
         wait_for(self.sock.exists, "the server socket")
         self.hp_io = None
@@ -137,6 +146,28 @@ class Rig:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+class Scraper:
+    """GETs /metrics every second, as Prometheus would, while it runs."""
+
+    def __init__(self, addr):
+        self.url = f"http://{addr}/metrics"
+        self.done = threading.Event()
+        self.scrapes = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(1.0):
+            with urllib.request.urlopen(self.url, timeout=5) as r:
+                if b"daqdata_images_sent_total" in r.read():
+                    self.scrapes += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.scrapes
 
 
 def bench(rig, clients, interval, duration, warmup, upload=False):
@@ -220,8 +251,11 @@ def main():
                         streaming.terminate()
                         streaming.wait()
                     else:
+                        scraper = Scraper(rig.metrics) if name.endswith("+scrape") else None
                         r = bench(rig, clients, interval, args.duration, args.warmup)
                         r["ideal"] = ideal(clients, interval, hp_io)
+                        if scraper and scraper.stop() < args.duration:
+                            sys.exit(f"{name}: /metrics answered fewer than one scrape a second")
                     results[name].append(r)
             finally:
                 for rig in rigs.values():
