@@ -346,10 +346,11 @@ fn door_of<B>(req: &http::Request<B>) -> Door {
         let cn = tls
             .peer_certs()
             .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())));
-        return match addr {
-            Some(addr) => Door::Tls(addr, cn),
-            None => Door::Unix,
-        };
+        // A TLS connection is TCP, never the unix socket: an address
+        // tonic could not read makes it the least trusted door, not the
+        // most trusted one.
+        let addr = addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        return Door::Tls(addr, cn);
     }
     if let Some(addr) = ext.get::<TcpConnectInfo>().and_then(|t| t.remote_addr()) {
         return Door::Tcp(addr);
