@@ -132,6 +132,9 @@ struct Feed {
     read_timeout: Duration,
     /// Open connections of the whole server (the active-run check reads it).
     open: Arc<AtomicUsize>,
+    /// InitHpIo's `module_ids`: frames of other modules are dropped, as the
+    /// tracker skips their files. Empty: every module.
+    modules: Vec<u32>,
     /// Numbers connections in logs.
     next_connection: AtomicU64,
 }
@@ -139,12 +142,14 @@ struct Feed {
 impl HashpipeSockets {
     /// Makes one socket per configured data product, at `template` (the
     /// configured one, or a simulation's private one), and reads every
-    /// connection into `broadcast`. `open` counts open connections.
+    /// connection into `broadcast`, keeping the frames of `modules` (empty:
+    /// all). `open` counts open connections.
     ///
     /// Call within a tokio runtime (a `spawn_blocking` thread is).
     pub(crate) fn start(
         config: &HashpipeSocketsConfig,
         template: &str,
+        modules: &[u32],
         broadcast: Arc<Broadcast>,
         open: Arc<AtomicUsize>,
     ) -> Result<HashpipeSockets, SocketsError> {
@@ -155,6 +160,7 @@ impl HashpipeSockets {
             cancel: CancellationToken::new(),
             read_timeout: Duration::from_secs_f64(config.read_timeout_seconds),
             open,
+            modules: modules.to_vec(),
             next_connection: AtomicU64::new(0),
         });
         let mut sockets = HashpipeSockets {
@@ -344,14 +350,21 @@ async fn read_connection(
         loop {
             match decoder.next_message() {
                 Ok(Some(message)) => {
+                    // Counts every frame the connection carried, as the
+                    // Python server's frame_number does.
+                    let index = frames;
+                    frames += 1;
+                    let module = u32::from(message.module);
+                    if !(feed.modules.is_empty() || feed.modules.contains(&module)) {
+                        continue;
+                    }
                     feed.broadcast.publish_pushed(
-                        u32::from(message.module),
+                        module,
                         message.frame,
                         &message.header,
                         file.clone(),
-                        frames,
+                        index,
                     );
-                    frames += 1;
                 }
                 Ok(None) => break,
                 Err(e) => {

@@ -131,6 +131,7 @@ impl HpIo {
                 sockets = Some(HashpipeSockets::start(
                     &all,
                     &template,
+                    &settings.modules,
                     broadcast.clone(),
                     connections,
                 )?);
@@ -146,6 +147,7 @@ impl HpIo {
                 sockets = Some(HashpipeSockets::start(
                     hashpipe,
                     &hashpipe.path_template,
+                    &settings.modules,
                     broadcast.clone(),
                     connections,
                 )?);

@@ -497,3 +497,21 @@ async fn a_torn_push_with_hostile_connections_keeps_streaming() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn init_hp_io_module_ids_select_socket_frames_as_they_select_files() {
+    let server = BinServer::start("track_files = false\n", &[]).await;
+    let template = private_hashpipe_sockets(server.dir.path());
+    let data = live_data_dir();
+    let mut c = server.client().await;
+    let request = InitHpIoRequest {
+        module_ids: vec![10, 12],
+        ..real_request(data.path())
+    };
+    assert!(c.init_hp_io(request).await.unwrap().into_inner().success);
+    let _push = push(&template, &[10, 11, 12], 200.0, true);
+    let mut stream = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let images = images_until(&mut stream, Duration::from_secs(2)).await;
+    let modules: HashSet<u32> = images.iter().map(|i| i.module_id).collect();
+    assert_eq!(modules, HashSet::from([10, 12]));
+}
