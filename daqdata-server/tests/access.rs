@@ -739,3 +739,71 @@ async fn the_example_token_file_is_one_the_server_reads() {
         server.log()
     );
 }
+
+/// Found while writing these tests, and reported: `conn_guard` counts the
+/// raw bytes of a connection, so on a `tls://` listener the TLS handshake
+/// alone clears the HTTP/2 handshake deadline, and a client that completes
+/// TLS and then says nothing is held open. Run with `--ignored` once the
+/// deadline applies to the decrypted bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a completed TLS handshake clears the HTTP/2 handshake deadline"]
+async fn a_tls_connection_that_never_sends_the_preface_is_closed_within_15_s() {
+    use rustls_pki_types::pem::PemObject;
+    use std::io::Read;
+    let mut pki = None;
+    let server = NetServer::start(
+        &["tls://127.0.0.1:0"],
+        "[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n",
+        &[],
+        |d| {
+            let p = Pki::new(d, "ours");
+            p.server_files();
+            pki = Some(p);
+        },
+    )
+    .await;
+    let ca =
+        rustls_pki_types::CertificateDer::from_pem_slice(pki.unwrap().ca_pem.as_bytes()).unwrap();
+    let addr = server.tls[0];
+    let held = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(config),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let opened = Instant::now();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+        }
+        let mut buf = [0u8; 256];
+        while opened.elapsed() < Duration::from_secs(15) {
+            match tls.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    continue
+                }
+                Err(_) => return None,
+            }
+        }
+        Some(opened.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(held, None, "a silent TLS connection was still open");
+}
