@@ -515,3 +515,41 @@ async fn init_hp_io_module_ids_select_socket_frames_as_they_select_files() {
     let modules: HashSet<u32> = images.iter().map(|i| i.module_id).collect();
     assert_eq!(modules, HashSet::from([10, 12]));
 }
+
+#[tokio::test]
+async fn the_push_connects_again_when_the_sockets_come_back() {
+    let server = TestServer::start(None, |c| c.track_files = false).await;
+    let template = private_hashpipe_sockets(server.dir.path());
+    let data = live_data_dir();
+    let mut c = server.client().await;
+    let push = push(&template, &[10], 200.0, true);
+    // No sockets yet: the push drops its frames and keeps trying.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(push.stats().connections, 0, "{:?}", push.stats());
+    assert!(push.stats().dropped > 0, "{:?}", push.stats());
+
+    for round in 1..=2 {
+        assert!(
+            c.init_hp_io(real_request(data.path()))
+                .await
+                .unwrap()
+                .into_inner()
+                .success
+        );
+        let mut stream = open(&mut c, stream_request(true, true, 0.0, &[10])).await;
+        let images = images_until(&mut stream, Duration::from_secs(1)).await;
+        assert!(images.len() >= 10, "round {round}: {} images", images.len());
+        // Reconfigured away from real data: the sockets go, the connections drop.
+        drop(stream);
+        assert!(
+            c.init_hp_io(sim_request())
+                .await
+                .unwrap()
+                .into_inner()
+                .success
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let stats = push.stop().unwrap();
+    assert!(stats.connections >= 2 * 4, "{stats:?}");
+}
