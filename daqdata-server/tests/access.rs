@@ -496,6 +496,53 @@ async fn one_peer_holds_at_most_max_streams_per_peer_and_another_still_gets_slot
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_holds_at_most_max_connections_per_peer_logged_once() {
+    use tokio::io::AsyncReadExt;
+    let server = NetServer::start(
+        &["127.0.0.1:0"],
+        "max_connections_per_peer = 3\n[access]\nper_peer_limits_on_loopback = true\n",
+        &[],
+        |_| {},
+    )
+    .await;
+    let connect_from = |ip: &str| {
+        let source: IpAddr = ip.parse().unwrap();
+        let to = server.tcp[0];
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+            socket.connect(to).await.unwrap()
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.2").await);
+    }
+    // Beyond its share a connection is closed at once, before any HTTP/2.
+    for _ in 0..4 {
+        let mut extra = connect_from("127.0.0.2").await;
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .expect("an extra connection was held")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "an extra connection was served");
+    }
+    // Another address is another peer; the held ones are served.
+    let mut other = DaqDataClient::new(
+        secure::tcp_channel_from(server.tcp[0], "127.0.0.3".parse().unwrap()).await,
+    );
+    ping(&mut other, None).await.unwrap();
+    let log = server.log();
+    assert_eq!(
+        log.matches("refusing connections from 127.0.0.2").count(),
+        1,
+        "one refusal line per peer per minute: {log}"
+    );
+    drop(held);
+}
+
 type Switch = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 /// A TCP relay that, once frozen, forwards nothing more in either
