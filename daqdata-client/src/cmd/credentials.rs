@@ -18,7 +18,7 @@ pub struct CredentialArgs {
     /// server's token files (the last word of the first line that is not a
     /// # comment). Without it, the DAQDATA_TOKEN environment variable is
     /// used when set. An operator token is needed for --init/--init-sim
-    /// over TCP on a server with [access] token files; the unix socket on
+    /// over TCP on a server with `[access]` token files; the unix socket on
     /// the DAQ node needs none. Keep the file private (chmod 600).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
