@@ -103,10 +103,21 @@ pub(crate) struct Guarded<S> {
 }
 
 impl<S> Guarded<S> {
+    /// A connection accepted now.
     pub(crate) fn new(inner: S, place: ConnPlace) -> Self {
+        Self::until(
+            inner,
+            place,
+            tokio::time::Instant::now() + HANDSHAKE_DEADLINE,
+        )
+    }
+
+    /// A connection that must have sent the HTTP/2 handshake by `deadline`
+    /// (a TLS connection, whose TLS handshake spent part of the time).
+    pub(crate) fn until(inner: S, place: ConnPlace, deadline: tokio::time::Instant) -> Self {
         Guarded {
             inner,
-            deadline: Some(Box::pin(tokio::time::sleep(HANDSHAKE_DEADLINE))),
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             read: 0,
             _place: place,
         }

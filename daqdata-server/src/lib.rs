@@ -138,19 +138,21 @@ impl Server {
         let mut listening = Vec::new();
         let mut tasks = JoinSet::new();
         for addr in &state.config.listen {
-            let (bound, incoming) = listen::bind(addr, &state.config.access, &limits).await?;
+            let (bound, incoming) =
+                listen::bind(addr, &state.config.access, &limits, tls.as_ref()).await?;
             tracing::info!("listening on {bound}");
             warn_if_open(&state, &bound);
-            let tls = match &bound {
-                Listening::Tls(_) => tls.clone(),
-                _ => None,
-            };
-            let router = router(state.clone(), tls).await?;
+            let router = router(state.clone()).await?;
             let shutdown = state.shutdown.clone();
             let name = bound.to_string();
             tasks.spawn(async move {
                 let served = match incoming {
                     listen::Incoming::Tcp(i) => {
+                        router
+                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
+                            .await
+                    }
+                    listen::Incoming::Tls(i) => {
                         router
                             .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
                             .await
@@ -301,10 +303,7 @@ type AuthedRouter = tonic::transport::server::Router<
     tower::layer::util::Stack<access::AuthLayer, tower::layer::util::Identity>,
 >;
 
-async fn router(
-    state: Arc<State>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
-) -> Result<AuthedRouter> {
+async fn router(state: Arc<State>) -> Result<AuthedRouter> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -318,12 +317,7 @@ async fn router(
     health_reporter
         .set_service_status(daqdata_proto::SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder
-            .tls_config(tls)
-            .map_err(|e| Error::Invalid(format!("[tls]: {e}")))?;
-    }
+    let builder = tonic::transport::Server::builder();
     let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
     Ok(builder
         .tcp_nodelay(true)

@@ -3,14 +3,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
 use crate::access::AccessConfig;
-use crate::conn_guard::{ConnLimits, Guarded};
+use crate::conn_guard::{ConnLimits, ConnPlace, Guarded, HANDSHAKE_DEADLINE};
 use crate::error::{Error, Result};
 use crate::uds_authority::AuthorityFix;
 
@@ -72,6 +73,7 @@ pub(crate) type TcpConns = std::pin::Pin<
 
 pub(crate) enum Incoming {
     Tcp(TcpConns),
+    Tls(TlsConns),
     Unix(UnixIncoming),
 }
 
@@ -107,6 +109,7 @@ pub(crate) async fn bind(
     addr: &str,
     access: &AccessConfig,
     limits: &ConnLimits,
+    tls_config: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<(Listening, Incoming)> {
     let fail = |reason: String| Error::Listen {
         addr: addr.to_string(),
@@ -164,16 +167,82 @@ pub(crate) async fn bind(
                 let ip = stream.peer_addr().ok()?.ip();
                 // Beyond its share the connection is dropped, i.e. closed.
                 let place = limits.admit(ip)?;
-                Some(Ok(Guarded::new(stream, place)))
+                Some(Ok((stream, place)))
             }
             Err(e) => Some(Err(e)),
         });
-    let bound = if tls {
-        Listening::Tls(local)
-    } else {
-        Listening::Tcp(local)
+    if !tls {
+        let plain = incoming.map(|conn| conn.map(|(stream, place)| Guarded::new(stream, place)));
+        return Ok((Listening::Tcp(local), Incoming::Tcp(Box::pin(plain))));
+    }
+    let Some(config) = tls_config else {
+        return Err(fail(
+            "serves TLS but the config has no [tls] section".into(),
+        ));
     };
-    Ok((bound, Incoming::Tcp(Box::pin(incoming))))
+    Ok((
+        Listening::Tls(local),
+        Incoming::Tls(accept_tls(Box::pin(incoming), config.clone())),
+    ))
+}
+
+/// TLS connections, each behind [`Guarded`] above the TLS layer, so the
+/// HTTP/2 handshake deadline counts what the client said, not the TLS
+/// handshake's bytes.
+pub(crate) type TlsConns = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = std::io::Result<
+                    Guarded<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+                >,
+            > + Send,
+    >,
+>;
+
+type Accepted =
+    std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<(TcpStream, ConnPlace)>> + Send>>;
+
+/// Does each TLS handshake on a task of its own (a slow or silent client
+/// never holds up the others), within the connection's handshake deadline.
+fn accept_tls(mut accepted: Accepted, config: Arc<rustls::ServerConfig>) -> TlsConns {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                _ = tx.closed() => return,
+                conn = accepted.next() => conn,
+            };
+            let (stream, place) = match conn {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                None => return,
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let peer = stream
+                    .peer_addr()
+                    .map_or_else(|_| "a peer".to_string(), |a| a.to_string());
+                let deadline = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
+                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(Guarded::until(tls, place, deadline))).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                    Err(_) => tracing::debug!(
+                        "no TLS handshake from {peer} within {} s; closed",
+                        HANDSHAKE_DEADLINE.as_secs()
+                    ),
+                }
+            });
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 /// SPEC §6: the unix socket's permissions are the guard of its operator
