@@ -2,11 +2,10 @@
 the Python server's own daq_data_server_config.json (uds on, file polling
 off): a separate Python process pushes frames the way Hashpipe's
 snapshot.c does ([2-byte big-endian module id][PFF frame] into one unix
-socket per data product), and a gRPC client receives them pixel for pixel.
+socket per data product), and panoseti-grpc 0.3.5's own client receives them pixel for pixel.
 
-Uses this project's stubs (ourproto, as test_wire.py does): this file runs
-in the pytest process that must not import panoseti_grpc, so the Python
-server's config is read from the installed package's files, not imported."""
+Runs in the pytest process of test_panoseti_*.py (it imports
+panoseti_grpc, whose generated module clashes with our stubs)."""
 
 import importlib.util
 import json
@@ -15,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from conftest import ROOT
-from ourproto import pb, stub
+from panoseti_grpc.daq_data.client import DaqDataClient
 
 # The Python server's simulation pushes these products for module 224.
 PRODUCTS = {"img16": (2048, "module_1"), "ph256": (512, "module_1")}
@@ -88,27 +88,24 @@ def test_hashpipe_push_reaches_a_client(make_server, tmp_path):
         data_dir = tmp_path / "data"
         data_dir.mkdir()
         (data_dir / "daq_hashpipe_pid").write_text(str(pusher.pid))
-        s = stub(server.unix)
-        reply = s.InitHpIo(pb.InitHpIoRequest(data_dir=str(data_dir), update_interval_seconds=0.01,
-                                              force=True), timeout=10)
-        assert reply.success, reply.error_message
-
+        daq_config = {"daq_nodes": [{"ip_addr": server.unix, "data_dir": str(data_dir)}]}
         pushed = {dp: fixture_images(dp, n) for dp, (n, _) in PRODUCTS.items()}
-        responses = s.StreamImages(pb.StreamImagesRequest(
-            stream_movie_data=True, stream_pulse_height_data=True, update_interval_seconds=0.0), timeout=30)
         seen = {}
         deadline = time.time() + 20
-        for r in responses:
-            image = r.pano_image
-            dp = image.file.removeprefix("uds_")
-            assert image.file in ("uds_img16", "uds_ph256"), image.file
-            assert image.module_id == MODULE
-            pixels = b"".join(int(p).to_bytes(2, "little") for p in image.image_array)
-            assert pixels in pushed[dp], f"{dp} frame {image.frame_number}: pixels never pushed"
-            seen[dp] = seen.get(dp, 0) + 1
-            if all(seen.get(dp, 0) >= 10 for dp in PRODUCTS) or time.time() > deadline:
-                responses.cancel()
-                break
+        with DaqDataClient(daq_config, None) as client:
+            assert client.init_hp_io(server.unix, {"update_interval_seconds": 0.01, "simulate_daq": False,
+                                                   "force": True, "module_ids": []})
+            for image in client.stream_images(server.unix, True, True, 0.0, timeout=30):
+                dp = image["file"].removeprefix("uds_")
+                assert image["file"] in ("uds_img16", "uds_ph256"), image["file"]
+                assert image["module_id"] == MODULE
+                # The client hands movie pixels as uint16 and pulse heights
+                # as int16; either way the bytes are the pushed frame's.
+                pixels = np.asarray(image["image_array"]).astype("<u2" if dp == "img16" else "<i2").tobytes()
+                assert pixels in pushed[dp], f"{dp} frame {image['frame_number']}: pixels never pushed"
+                seen[dp] = seen.get(dp, 0) + 1
+                if all(seen.get(dp, 0) >= 10 for dp in PRODUCTS) or time.time() > deadline:
+                    break
         assert all(seen.get(dp, 0) >= 10 for dp in PRODUCTS), seen
     finally:
         pusher.terminate()
