@@ -609,8 +609,8 @@ fn frame_soup() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+// 256 cases each (PROPTEST_CASES overrides), a second or two in all.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn a_well_formed_connection_changes_only_in_its_plain_authority_values(
