@@ -363,11 +363,17 @@ struct Output {
     rate: f64,
 }
 
+/// When the `n`-th frame (from 0) of a stream at `rate` frames/s that
+/// began at `start` is due. Deadlines are absolute, so pacing does not
+/// drift with the time spent writing or sending.
+pub(crate) fn nth_due(start: Instant, n: u64, rate: f64) -> Instant {
+    start + Duration::from_secs_f64(n as f64 / rate)
+}
+
 impl Output {
-    /// When the next frame is due: deadlines are absolute, so pacing does
-    /// not drift with the time spent writing.
+    /// When the next frame is due.
     fn due(&self, start: Instant) -> Instant {
-        start + Duration::from_secs_f64(self.written as f64 / self.rate)
+        nth_due(start, self.written, self.rate)
     }
 
     fn path(&self) -> PathBuf {

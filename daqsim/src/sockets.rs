@@ -236,10 +236,9 @@ struct Output {
 }
 
 impl Output {
-    /// Absolute deadlines, so pacing does not drift with the time spent
-    /// writing.
+    /// When the next message is due.
     fn due(&self, start: Instant) -> Instant {
-        start + Duration::from_secs_f64(self.sent as f64 / self.rate)
+        crate::replay::nth_due(start, self.sent, self.rate)
     }
 }
 
