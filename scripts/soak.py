@@ -48,6 +48,7 @@ min(10 min, T/2), a sample every 5 s.
 import argparse
 import asyncio
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -221,6 +222,13 @@ async def _worker(spec):
             if c["reconnect"]:
                 await ch.close()
                 ch = None
+                if pause:
+                    # A call that ended in an error is held in a reference
+                    # cycle, and with it the closed channel's connection,
+                    # until Python's collector runs (minutes): the server
+                    # would count those sockets as its own open files.
+                    del call
+                    gc.collect()
             await asyncio.sleep(pause)
         if ch is not None:
             await ch.close()
