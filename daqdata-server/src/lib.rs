@@ -62,7 +62,8 @@ use daqdata_proto::daqdata::InitHpIoRequest;
 use daqdata_proto::HpIoConfig;
 use tokio::task::JoinSet;
 
-pub use config::{Config, SimulateConfig, SimulateMode};
+pub use access::{parse_tokens, AccessConfig, Role, Token};
+pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
 pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use listen::Listening;

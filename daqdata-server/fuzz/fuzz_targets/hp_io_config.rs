@@ -7,31 +7,12 @@
 //! InitHpIo request.
 #![no_main]
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
 use daqdata_proto::daqdata::InitHpIoRequest;
 use daqdata_proto::HpIoConfig;
 use libfuzzer_sys::fuzz_target;
 
-fn dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("daqdata-fuzz-hp-io-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
-    let path = dir().join("hp_io_config.json");
-    std::fs::write(&path, data).unwrap();
+    let path = daqdata_server_fuzz::scratch_file("hp_io_config.json", data);
     let Ok(config) = HpIoConfig::load(&path) else {
         return;
     };
