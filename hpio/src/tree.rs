@@ -433,8 +433,12 @@ fn consider_run(newest: &mut Option<(PathBuf, StartTime)>, name: &str, path: Pat
 }
 
 /// The PFF files of a run directory; `hk.pff` and other names are ignored.
+/// The PFF files of a run directory that can be active: the newest
+/// (highest seqno) of each (module, data product). Older files of a long
+/// run, which Hashpipe has closed, are not kept, so the tracker's memory
+/// does not grow with the number of files a run has rotated through.
 fn list_pff(dir: &Path) -> io::Result<Vec<PffEntry>> {
-    let mut files = Vec::new();
+    let mut newest: HashMap<ModuleProduct, PffEntry> = HashMap::new();
     for entry in fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
@@ -442,14 +446,26 @@ fn list_pff(dir: &Path) -> io::Result<Vec<PffEntry>> {
         if !is_image_file_name(name) {
             continue;
         }
-        if let Ok(parsed) = PffName::parse(name) {
-            files.push(PffEntry {
+        let Ok(parsed) = PffName::parse(name) else {
+            continue;
+        };
+        let key = ModuleProduct::new(parsed.module, parsed.dp);
+        if newest
+            .get(&key)
+            .is_some_and(|f| (f.name.seqno, &*f.file_name) >= (parsed.seqno, name))
+        {
+            continue;
+        }
+        newest.insert(
+            key,
+            PffEntry {
                 path: entry.path(),
                 file_name: Arc::from(name),
                 name: parsed,
-            });
-        }
+            },
+        );
     }
+    let mut files: Vec<PffEntry> = newest.into_values().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
@@ -458,6 +474,34 @@ fn list_pff(dir: &Path) -> io::Result<Vec<PffEntry>> {
 mod tests {
     use super::*;
     use pff::DataProduct;
+
+    #[test]
+    fn a_run_keeps_only_its_newest_file_of_each_product() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = |dp: &str, module: u32, seqno: u32| {
+            format!("start_2024-07-25T04_34_46Z.dp_{dp}.bpp_2.module_{module}.seqno_{seqno}.pff")
+        };
+        for seqno in 0..50 {
+            fs::write(dir.path().join(name("img16", 1, seqno)), b"").unwrap();
+        }
+        fs::write(dir.path().join(name("ph256", 1, 0)), b"").unwrap();
+        fs::write(dir.path().join(name("img16", 2, 3)), b"").unwrap();
+        fs::write(dir.path().join("hk.pff"), b"").unwrap();
+        let mut kept: Vec<String> = list_pff(dir.path())
+            .unwrap()
+            .iter()
+            .map(|f| f.file_name.to_string())
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                name("img16", 1, 49),
+                name("img16", 2, 3),
+                name("ph256", 1, 0)
+            ]
+        );
+    }
 
     #[test]
     fn the_newest_run_is_chosen_by_its_start_time_not_its_name() {
