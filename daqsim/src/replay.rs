@@ -482,15 +482,7 @@ impl Writer {
         let n = output.next;
         let frame = stream.frame(n);
         let bytes: &[u8] = if restamp {
-            let (tv_sec, tv_usec) = unix_now();
-            let header = stream.headers[n].map_quabos(|q| Quabo {
-                tv_sec,
-                tv_usec,
-                // The White Rabbit clock agrees with the node's.
-                pkt_tai: pff::time::pkt_tai(tv_sec),
-                pkt_nsec: tv_usec * 1000,
-                ..q
-            });
+            let header = stamped_now(&stream.headers[n]);
             self.buf.clear();
             pff::append_frame(&mut self.buf, header.text(), &frame[stream.header_len..]);
             &self.buf
@@ -561,6 +553,19 @@ impl Writer {
         }
         result
     }
+}
+
+/// `header` with every quabo stamped now, as Hashpipe would have: node
+/// time, and a White Rabbit time that agrees with it.
+pub(crate) fn stamped_now(header: &pff::Header) -> pff::Header {
+    let (tv_sec, tv_usec) = unix_now();
+    header.map_quabos(|q| Quabo {
+        tv_sec,
+        tv_usec,
+        pkt_tai: pff::time::pkt_tai(tv_sec),
+        pkt_nsec: tv_usec * 1000,
+        ..q
+    })
 }
 
 fn unix_now() -> (i64, u32) {

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use pff::{DataProduct, Quabo};
+use pff::DataProduct;
 
 use crate::fixtures::Stream;
 use crate::{Error, Fixtures};
@@ -312,15 +312,7 @@ impl Sender {
         self.buf.extend_from_slice(&module.to_be_bytes());
         let frame = stream.frame(n);
         if self.config.restamp {
-            let (tv_sec, tv_usec) = unix_now();
-            let header = stream.headers[n].map_quabos(|q| Quabo {
-                tv_sec,
-                tv_usec,
-                // The White Rabbit clock agrees with the node's.
-                pkt_tai: pff::time::pkt_tai(tv_sec),
-                pkt_nsec: tv_usec * 1000,
-                ..q
-            });
+            let header = crate::replay::stamped_now(&stream.headers[n]);
             pff::append_frame(&mut self.buf, header.text(), &frame[stream.header_len..]);
         } else {
             self.buf.extend_from_slice(frame);
@@ -380,13 +372,6 @@ impl Sender {
             self.counters.hostile.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn unix_now() -> (i64, u32) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (now.as_secs() as i64, now.subsec_micros())
 }
 
 #[cfg(test)]
