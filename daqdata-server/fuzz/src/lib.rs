@@ -23,3 +23,24 @@ pub fn scratch_file(name: &str, data: &[u8]) -> PathBuf {
     std::fs::write(&path, data).expect("the fuzz input written to its scratch file");
     path
 }
+
+/// Loads `data` as the server config file `name` (its extension picks the
+/// format) and checks what loads: it passed `validate`, every relative
+/// path was made absolute, and loading the same text again gives the same
+/// config.
+pub fn check_server_config(name: &str, data: &[u8]) {
+    use daqdata_server::Config;
+    let path = scratch_file(name, data);
+    let Ok(config) = Config::load(&path) else {
+        return;
+    };
+    assert!(
+        config.validate().is_ok(),
+        "a loaded config does not validate"
+    );
+    if let Some(p) = &config.init_hp_io_config {
+        assert!(p.is_absolute(), "{} was left relative", p.display());
+    }
+    let again = Config::load(&path).expect("the same text loads twice");
+    assert_eq!(format!("{config:?}"), format!("{again:?}"));
+}
