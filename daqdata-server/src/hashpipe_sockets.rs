@@ -143,7 +143,11 @@ impl HashpipeSockets {
     /// Makes one socket per configured data product, at `template` (the
     /// configured one, or a simulation's private one), and reads every
     /// connection into `broadcast`, keeping the frames of `modules` (empty:
-    /// all). `open` counts open connections.
+    /// all). `open` counts open connections. A socket another live server
+    /// already listens on is an error when the sockets are the only
+    /// source (`sole_source`); beside the file tracker it is a warning, and
+    /// that socket is left to the other server (a Python server on the same
+    /// node, say), so hp_io still starts.
     ///
     /// Call within a tokio runtime (a `spawn_blocking` thread is).
     pub(crate) fn start(
@@ -152,6 +156,7 @@ impl HashpipeSockets {
         modules: &[u32],
         broadcast: Arc<Broadcast>,
         open: Arc<AtomicUsize>,
+        sole_source: bool,
     ) -> Result<HashpipeSockets, SocketsError> {
         let products = config.products().map_err(SocketsError::Config)?;
         let gid = config.group.as_deref().map(group_id).transpose()?;
@@ -170,7 +175,13 @@ impl HashpipeSockets {
         // On an error, dropping `sockets` removes the ones already made.
         for dp in products {
             let path = HashpipeSocketsConfig::path_for(template, dp);
-            let (listener, bound) = bind(&path, gid)?;
+            let (listener, bound) = match bind(&path, gid) {
+                Err(e @ SocketsError::InUse { .. }) if !sole_source => {
+                    tracing::warn!("{e}; not listening there, the files are tracked");
+                    continue;
+                }
+                other => other?,
+            };
             sockets.bound.push(bound);
             tracing::info!("listening for Hashpipe's {dp} frames on {}", path.display());
             tokio::spawn(accept(listener, path, dp, feed.clone()));
@@ -379,6 +390,44 @@ async fn read_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_socket_another_server_holds_is_left_to_it_only_beside_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("hp_{dp_name}.sock");
+        let template = template.to_string_lossy().into_owned();
+        let held = HashpipeSocketsConfig::path_for(&template, DataProduct::Img16);
+        let _other_server = std::os::unix::net::UnixListener::bind(&held).unwrap();
+        let config = HashpipeSocketsConfig {
+            data_products: vec!["img16".into(), "ph256".into()],
+            ..HashpipeSocketsConfig::default()
+        };
+        let start = |sole_source| {
+            HashpipeSockets::start(
+                &config,
+                &template,
+                &[],
+                Arc::new(Broadcast::new(crate::metrics::Metrics::new())),
+                Arc::default(),
+                sole_source,
+            )
+        };
+        // Beside the file tracker: hp_io starts, and listens on the rest.
+        let sockets = start(false).unwrap();
+        let paths: Vec<&Path> = sockets.paths().collect();
+        assert_eq!(
+            paths,
+            [HashpipeSocketsConfig::path_for(&template, DataProduct::Ph256).as_path()]
+        );
+        drop(sockets);
+        // As the only source: an error that names the path.
+        let err = start(true).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("another process listens") && err.contains("hp_img16"),
+            "{err}"
+        );
+        assert!(held.exists(), "the other server's socket is left alone");
+    }
 
     #[test]
     fn defaults_are_the_python_servers() {

@@ -134,6 +134,7 @@ impl HpIo {
                     &settings.modules,
                     broadcast.clone(),
                     connections,
+                    true,
                 )?);
                 Feeder::Sockets(start_push(settings, simulate, fixtures, template)?)
             } else {
@@ -150,6 +151,7 @@ impl HpIo {
                     &settings.modules,
                     broadcast.clone(),
                     connections,
+                    !config.track_files,
                 )?);
             } else if !config.track_files {
                 return Err(StartError::NoSource);
