@@ -40,6 +40,33 @@ fn real_request(dir: &Path) -> InitHpIoRequest {
     }
 }
 
+/// A server fed by Hashpipe's sockets alone (no file tracker), with hp_io
+/// started on a live data directory; `tweak` changes the InitHpIo request.
+struct SocketFed {
+    server: BinServer,
+    template: String,
+    /// Kept for the test's length: its pid file says Hashpipe runs.
+    data: tempfile::TempDir,
+    client: daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+}
+
+async fn socket_fed(tweak: impl FnOnce(&mut InitHpIoRequest)) -> SocketFed {
+    let server = BinServer::start("track_files = false\n", &[]).await;
+    let template = private_hashpipe_sockets(server.dir.path());
+    let data = live_data_dir();
+    let mut client = server.client().await;
+    let mut request = real_request(data.path());
+    tweak(&mut request);
+    let reply = client.init_hp_io(request).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    SocketFed {
+        server,
+        template,
+        data,
+        client,
+    }
+}
+
 fn socket(template: &str, dp: DataProduct) -> PathBuf {
     PathBuf::from(template.replace("{dp_name}", dp.name()))
 }
@@ -116,17 +143,12 @@ fn closed_within(conn: &mut UnixStream, within: Duration) -> bool {
 
 #[tokio::test]
 async fn three_modules_of_four_products_stream_every_pixel_as_pushed() {
-    let server = BinServer::start("track_files = false\n", &[]).await;
-    let template = private_hashpipe_sockets(server.dir.path());
-    let data = live_data_dir();
-    let mut c = server.client().await;
-    assert!(
-        c.init_hp_io(real_request(data.path()))
-            .await
-            .unwrap()
-            .into_inner()
-            .success
-    );
+    let SocketFed {
+        server: _server,
+        template,
+        data: _data,
+        client: mut c,
+    } = socket_fed(|_| {}).await;
     let _push = push(&template, &[10, 11, 12], 200.0, true);
 
     // What was pushed: the fixtures' images, per data product.
@@ -171,17 +193,12 @@ async fn three_modules_of_four_products_stream_every_pixel_as_pushed() {
 
 #[tokio::test]
 async fn socket_frames_are_paced_and_filtered_as_file_frames_are() {
-    let server = BinServer::start("track_files = false\n", &[]).await;
-    let template = private_hashpipe_sockets(server.dir.path());
-    let data = live_data_dir();
-    let mut c = server.client().await;
-    assert!(
-        c.init_hp_io(real_request(data.path()))
-            .await
-            .unwrap()
-            .into_inner()
-            .success
-    );
+    let SocketFed {
+        server: _server,
+        template,
+        data: _data,
+        client: mut c,
+    } = socket_fed(|_| {}).await;
     let _push = push(&template, &[10, 11], 500.0, true);
 
     let interval = 0.1;
@@ -285,17 +302,12 @@ async fn the_sockets_live_while_hp_io_runs_on_real_data() {
 
 #[tokio::test]
 async fn a_bad_connection_is_closed_and_a_good_one_on_the_same_socket_streams_on() {
-    let server = BinServer::start("track_files = false\n", &[]).await;
-    let template = private_hashpipe_sockets(server.dir.path());
-    let data = live_data_dir();
-    let mut c = server.client().await;
-    assert!(
-        c.init_hp_io(real_request(data.path()))
-            .await
-            .unwrap()
-            .into_inner()
-            .success
-    );
+    let SocketFed {
+        server,
+        template,
+        data: _data,
+        client: mut c,
+    } = socket_fed(|_| {}).await;
     let _push = push(&template, &[10], 200.0, true);
     let ph256 = socket(&template, DataProduct::Ph256);
 
@@ -461,17 +473,12 @@ async fn a_socket_fed_simulation_streams_through_private_sockets() {
 
 #[tokio::test]
 async fn a_torn_push_with_hostile_connections_keeps_streaming() {
-    let server = BinServer::start("track_files = false\n", &[]).await;
-    let template = private_hashpipe_sockets(server.dir.path());
-    let data = live_data_dir();
-    let mut c = server.client().await;
-    assert!(
-        c.init_hp_io(real_request(data.path()))
-            .await
-            .unwrap()
-            .into_inner()
-            .success
-    );
+    let SocketFed {
+        server,
+        template,
+        data: _data,
+        client: mut c,
+    } = socket_fed(|_| {}).await;
     let push = SocketPush::start(
         Fixtures::embedded(),
         SocketPushConfig {
@@ -500,15 +507,12 @@ async fn a_torn_push_with_hostile_connections_keeps_streaming() {
 
 #[tokio::test]
 async fn init_hp_io_module_ids_select_socket_frames_as_they_select_files() {
-    let server = BinServer::start("track_files = false\n", &[]).await;
-    let template = private_hashpipe_sockets(server.dir.path());
-    let data = live_data_dir();
-    let mut c = server.client().await;
-    let request = InitHpIoRequest {
-        module_ids: vec![10, 12],
-        ..real_request(data.path())
-    };
-    assert!(c.init_hp_io(request).await.unwrap().into_inner().success);
+    let SocketFed {
+        server: _server,
+        template,
+        data: _data,
+        client: mut c,
+    } = socket_fed(|r| r.module_ids = vec![10, 12]).await;
     let _push = push(&template, &[10, 11, 12], 200.0, true);
     let mut stream = open(&mut c, stream_request(true, true, 0.0, &[])).await;
     let images = images_until(&mut stream, Duration::from_secs(2)).await;
