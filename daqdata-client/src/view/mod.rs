@@ -135,11 +135,15 @@ pub(crate) struct Events {
 
 /// One window's histogram.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Histogram {
-    pub(crate) window_seconds: f64,
-    pub(crate) counts: Vec<u64>,
-    pub(crate) events: u64,
-    pub(crate) rate: f64,
+pub struct Histogram {
+    /// The window's length ([`PHDIST_WINDOWS`]).
+    pub window_seconds: f64,
+    /// Events per bin, [`PHDIST_BINS`] of them over [`PhDist::range`].
+    pub counts: Vec<u64>,
+    /// Events in the window.
+    pub events: u64,
+    /// Events per second over the window (or the time seen, if shorter).
+    pub rate: f64,
 }
 
 /// `--plot-phdist`: per module, histograms of each pulse-height image's
@@ -191,7 +195,7 @@ impl PhDist {
 
     /// The bin range of a module: all its kept maxima, so every window's
     /// histogram shares one x axis.
-    pub(crate) fn range(&self, module: u32) -> (f64, f64) {
+    pub fn range(&self, module: u32) -> (f64, f64) {
         let Some(m) = self.modules.get(&module) else {
             return (0.0, 1.0);
         };
@@ -210,7 +214,14 @@ impl PhDist {
         }
     }
 
-    pub(crate) fn histograms(&self, module: u32) -> Vec<Histogram> {
+    /// The modules that have sent pulse-height images, in order.
+    pub fn modules(&self) -> impl Iterator<Item = u32> + '_ {
+        self.modules.keys().copied()
+    }
+
+    /// One histogram per window of [`PHDIST_WINDOWS`], all binned over
+    /// [`range`](Self::range).
+    pub fn histograms(&self, module: u32) -> Vec<Histogram> {
         let (lo, hi) = self.range(module);
         let empty = Events::default();
         let events = self.modules.get(&module).unwrap_or(&empty);
