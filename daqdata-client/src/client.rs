@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::credentials::Bearer;
-use crate::reconnect::{self, Attempts, Backoff};
+use crate::reconnect::{self, Attempts, Backoff, HostState, HostStates};
 use crate::{Credentials, Error, Host, HpIoConfig, Image};
 
 /// How long a ping may take before the host counts as down. The Python
@@ -277,7 +277,7 @@ impl DaqClient {
     /// other hosts go on. The stream ends when every part has ended.
     /// Dropping it cancels all its RPCs.
     pub fn stream_images(&self, spec: &StreamSpec) -> ImageStream {
-        self.merged(spec, None)
+        self.merged(spec, None, None)
     }
 
     /// Like [`stream_images`](Self::stream_images), but a host whose stream
@@ -286,21 +286,41 @@ impl DaqClient {
     /// "reconnecting to HOST (attempt N)"; only errors that would recur
     /// (a wrong request, refused credentials) end its part.
     pub fn stream_images_reconnecting(&self, spec: &StreamSpec, backoff: Backoff) -> ImageStream {
-        self.merged(spec, Some(backoff))
+        self.merged(spec, Some(backoff), None)
     }
 
-    fn merged(&self, spec: &StreamSpec, reconnect: Option<Backoff>) -> ImageStream {
+    /// Like [`stream_images_reconnecting`](Self::stream_images_reconnecting),
+    /// and each host's state (streaming, reconnecting with the attempt
+    /// number, refused and why), images and newest frame time can be read
+    /// from the returned [`HostStates`] at any time: for a status bar.
+    pub fn stream_images_observed(
+        &self,
+        spec: &StreamSpec,
+        backoff: Backoff,
+    ) -> (ImageStream, HostStates) {
+        let states = HostStates::new(self.hosts());
+        let stream = self.merged(spec, Some(backoff), Some(states.clone()));
+        (stream, states)
+    }
+
+    fn merged(
+        &self,
+        spec: &StreamSpec,
+        reconnect: Option<Backoff>,
+        states: Option<HostStates>,
+    ) -> ImageStream {
         // Small: a viewer that stops reading should make servers skip
         // frames for it, not grow a queue here.
         let (tx, rx) = mpsc::channel(64);
         let mut tasks = JoinSet::new();
         for (host, ch) in &self.nodes {
             let (host, ch, tx, request) = (host.clone(), ch.clone(), tx.clone(), spec.request());
+            let states = states.clone();
             tasks.spawn(async move {
                 let mut attempts = reconnect.map(Attempts::new);
                 loop {
                     let started = std::time::Instant::now();
-                    let ended = stream_one(&host, ch.clone(), request.clone(), &tx).await;
+                    let ended = stream_one(&host, ch.clone(), request.clone(), &tx, states.as_ref()).await;
                     if tx.is_closed() {
                         return;
                     }
@@ -317,11 +337,17 @@ impl DaqClient {
                         Err(e) if reconnect::passes(&e) => e.to_string(),
                         Err(e) => {
                             debug!("{e}");
+                            if let Some(states) = &states {
+                                states.set(&host, HostState::Refused { why: e.to_string() });
+                            }
                             let _ = tx.send(Err(e)).await;
                             return;
                         }
                     };
                     let (attempt, wait) = attempts.next(started);
+                    if let Some(states) = &states {
+                        states.set(&host, HostState::Reconnecting { attempt, why: why.clone() });
+                    }
                     warn!(%host, "reconnecting to {host} (attempt {attempt}) in {:.1} s: {why}", wait.as_secs_f64());
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -356,6 +382,7 @@ async fn stream_one(
     ch: Connection,
     request: StreamImagesRequest,
     tx: &mpsc::Sender<Result<Image, Error>>,
+    states: Option<&HostStates>,
 ) -> Result<(), Error> {
     let mut stub = DaqDataClient::new(ch);
     let mut stream = stub
@@ -364,6 +391,9 @@ async fn stream_one(
         .map_err(|s| Error::rpc(host, "StreamImages", s))?
         .into_inner();
     info!(%host, "StreamImages started");
+    if let Some(states) = states {
+        states.set(host, HostState::Streaming);
+    }
     loop {
         let response = match stream.message().await {
             Ok(Some(r)) => r,
@@ -385,8 +415,10 @@ async fn stream_one(
             response.name
         };
         let item = Image::from_pano_image(&server, &p);
-        if let Err(e) = &item {
-            debug!("{e}");
+        match (&item, states) {
+            (Ok(image), Some(states)) => states.received(host, image),
+            (Err(e), _) => debug!("{e}"),
+            (Ok(_), None) => {}
         }
         if tx.send(item).await.is_err() {
             // The viewer dropped the stream: returning drops the RPC,

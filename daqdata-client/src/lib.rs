@@ -59,7 +59,7 @@ pub use credentials::{Bearer, Credentials};
 pub use error::Error;
 pub use hosts::{hosts_from_configs, Host, HpIoConfig, DEFAULT_PORT};
 pub use image::Image;
-pub use reconnect::Backoff;
+pub use reconnect::{Backoff, HostState, HostStates, HostStatus};
 pub use reflect::{Method, ServiceListing};
 
 /// The node time `(tv_sec, tv_usec)` in an image header `Struct`, without

@@ -4,11 +4,89 @@
 //! back-off, and its part of the merged stream goes on. The other hosts'
 //! parts never wait for it.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tonic::Code;
 
-use crate::Error;
+use crate::{Error, Host, Image};
+
+/// Where one host's part of a reconnecting stream stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostState {
+    /// Dialling, before the server has answered.
+    Connecting,
+    /// The server accepted the stream.
+    Streaming,
+    /// The stream ended for a reason that passes; attempt `attempt` waits.
+    Reconnecting { attempt: u32, why: String },
+    /// The stream ended for a reason that would recur (a refused token, a
+    /// wrong request): no new attempt.
+    Refused { why: String },
+}
+
+/// One host's state, with what it has delivered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostStatus {
+    pub state: HostState,
+    /// Images received since the stream began (over every attempt).
+    pub images: u64,
+    /// The newest image's own time stamp (node time, Unix seconds).
+    pub newest_frame_time: Option<f64>,
+}
+
+/// Every host's [`HostStatus`], shared between a stream's tasks and the
+/// viewer that shows them ([`crate::DaqClient::stream_images_observed`]).
+#[derive(Clone, Debug)]
+pub struct HostStates(Arc<[(Host, Mutex<HostStatus>)]>);
+
+impl HostStates {
+    pub(crate) fn new<'a>(hosts: impl Iterator<Item = &'a Host>) -> Self {
+        let initial = HostStatus {
+            state: HostState::Connecting,
+            images: 0,
+            newest_frame_time: None,
+        };
+        HostStates(
+            hosts
+                .map(|h| (h.clone(), Mutex::new(initial.clone())))
+                .collect(),
+        )
+    }
+
+    /// A copy of every host's status, in the client's host order.
+    pub fn snapshot(&self) -> Vec<(Host, HostStatus)> {
+        self.0
+            .iter()
+            .map(|(h, s)| (h.clone(), lock(s).clone()))
+            .collect()
+    }
+
+    fn with(&self, host: &Host, f: impl FnOnce(&mut HostStatus)) {
+        if let Some((_, s)) = self.0.iter().find(|(h, _)| h == host) {
+            f(&mut lock(s));
+        }
+    }
+
+    pub(crate) fn set(&self, host: &Host, state: HostState) {
+        self.with(host, |s| s.state = state);
+    }
+
+    pub(crate) fn received(&self, host: &Host, image: &Image) {
+        let time = image.node_time();
+        self.with(host, |s| {
+            s.images += 1;
+            if let Some(t) = time {
+                s.newest_frame_time = Some(s.newest_frame_time.map_or(t, |n| n.max(t)));
+            }
+        });
+    }
+}
+
+/// A status is plain data: a panic elsewhere cannot leave it half-written.
+fn lock(s: &Mutex<HostStatus>) -> std::sync::MutexGuard<'_, HostStatus> {
+    s.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// How long to wait before each new attempt.
 #[derive(Clone, Copy, Debug, PartialEq)]
