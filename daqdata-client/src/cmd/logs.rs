@@ -55,7 +55,12 @@ pub fn init(level: &str, capture: bool) -> LogLines {
             .with_writer(move || sink.clone())
             .init();
     } else {
-        builder.with_writer(io::stderr).init();
+        // Colours for a person at a terminal, never escape codes in a file.
+        use std::io::IsTerminal as _;
+        builder
+            .with_ansi(io::stderr().is_terminal())
+            .with_writer(io::stderr)
+            .init();
     }
     lines
 }
