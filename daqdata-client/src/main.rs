@@ -13,6 +13,7 @@ mod cmd {
     pub mod credentials;
     pub mod live;
     pub mod logs;
+    pub mod web;
 }
 
 /// See what a PANOSETI telescope sees: ping DaqData servers on the DAQ
@@ -30,6 +31,7 @@ mod cmd {
         daqdata --host unix:///tmp/daq_data.sock --plot-view --snapshot view.png\n  \
         daqdata --host localhost --json | head -3\n  \
         daqdata --host tls://daq1:50052 --tls-ca ca.pem --token-file ~/.daqdata_token --init-sim --ping\n  \
+        daqdata web daq_config.json network_config.json --listen 127.0.0.1:8080\n  \
         daqdata bench --host localhost --clients 50 --duration 20 --json"
 )]
 struct Cli {
@@ -44,11 +46,31 @@ enum Command {
     /// Load generator for end-to-end benchmarks: many concurrent streams
     /// (or uploads) against one server, with latency and server CPU/RSS.
     Bench(cmd::bench::BenchArgs),
+    /// Live view in a web browser: every host's modules on one page (heat
+    /// maps, pulse-height distributions, host status), for any number of
+    /// tabs from one stream per host. Open it from a laptop through
+    /// `ssh -L 8080:localhost:8080 DAQ_NODE`.
+    Web(WebCmd),
 }
 
-/// The Python demo client's options, as its users type them.
+/// `daqdata web`'s options.
 #[derive(Debug, Args)]
-struct DemoArgs {
+#[command(after_help = "Examples:\n  \
+    daqdata web --host localhost\n  \
+    daqdata web daq_config.json network_config.json --module-ids 1 3\n  \
+    daqdata web --host daq1 --host daq2 --listen 0.0.0.0:8080")]
+struct WebCmd {
+    #[command(flatten)]
+    targets: Targets,
+    #[command(flatten)]
+    web: cmd::web::WebArgs,
+    #[command(flatten, next_help_heading = "Access (servers with [access] or TLS)")]
+    credentials: cmd::credentials::CredentialArgs,
+}
+
+/// Which servers, and which of their modules, as the Python client names them.
+#[derive(Debug, Args)]
+struct Targets {
     /// The observing run's daq_config.json: its daq_nodes[].ip_addr are the
     /// hosts (unless --host picks some of them).
     daq_config: Option<PathBuf>,
@@ -60,6 +82,16 @@ struct DemoArgs {
     /// several. Default: localhost:50051.
     #[arg(long = "host", value_name = "HOST")]
     hosts: Vec<String>,
+    /// Stream only these modules (e.g. --module-ids 1 3); none = all.
+    #[arg(long, num_args = 0.., value_name = "ID")]
+    module_ids: Vec<u32>,
+}
+
+/// The Python demo client's options, as its users type them.
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    targets: Targets,
     /// Check that each host's server answers.
     #[arg(long)]
     ping: bool,
@@ -92,9 +124,6 @@ struct DemoArgs {
     /// the servers for --plot-view and --json.
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     refresh_period: f64,
-    /// Stream only these modules (e.g. --module-ids 1 3); none = all.
-    #[arg(long, num_args = 0.., value_name = "ID")]
-    module_ids: Vec<u32>,
     /// How much the client logs (to stderr; in a live view, at its foot).
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -144,7 +173,9 @@ impl DemoArgs {
     fn streams(&self) -> bool {
         self.plot_view || self.plot_phdist || self.plot_speed || self.json
     }
+}
 
+impl Targets {
     /// The hosts to talk to, and whether the user named them (then every
     /// one must work; otherwise nodes that do not answer are skipped).
     fn hosts(&self) -> anyhow::Result<(Vec<Host>, bool)> {
@@ -194,6 +225,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Bench(args)) => cmd::bench::run(args).await,
+            Some(Command::Web(args)) => run_web(args).await,
             None => run_demo(cli.demo, &logs).await,
         }
     });
@@ -206,6 +238,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `daqdata web`: every host, whether it answers yet or not: the page
+/// shows which do.
+async fn run_web(args: WebCmd) -> anyhow::Result<()> {
+    let (hosts, _) = args.targets.hosts()?;
+    let credentials = args.credentials.load()?;
+    let client = DaqClient::with_credentials(hosts, &credentials)?;
+    cmd::web::run(&args.web, &client, &args.targets.module_ids).await
+}
+
 async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<()> {
     if args.init.is_some() && args.init_sim {
         bail!("give --init CFG_PATH or --init-sim, not both");
@@ -213,7 +254,7 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
     if args.snapshot.is_some() && !(args.plot_view || args.plot_phdist) {
         bail!("--snapshot draws a view: add --plot-view or --plot-phdist");
     }
-    let (hosts, named) = args.hosts()?;
+    let (hosts, named) = args.targets.hosts()?;
     let credentials = args.credentials.load()?;
     let all = DaqClient::with_credentials(hosts.clone(), &credentials)?;
     let mut did_something = false;
@@ -313,7 +354,7 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
             plot_speed: args.plot_speed,
             json: args.json,
             refresh_period: args.refresh_period,
-            module_ids: args.module_ids.clone(),
+            module_ids: args.targets.module_ids.clone(),
             snapshot: args.snapshot.clone(),
             snapshot_frames: args.snapshot_frames,
             snapshot_timeout: args.snapshot_timeout,
@@ -349,9 +390,9 @@ mod tests {
         ]);
         let d = &cli.demo;
         assert!(cli.command.is_none());
-        assert_eq!(d.hosts, vec!["localhost"]);
+        assert_eq!(d.targets.hosts, vec!["localhost"]);
         assert!(d.init_sim && d.plot_view && d.plot_phdist);
-        assert_eq!(d.module_ids, vec![1, 3]);
+        assert_eq!(d.targets.module_ids, vec![1, 3]);
         assert_eq!(d.refresh_period, 1.0);
         assert_eq!(d.log_level, LogLevel::Info);
 
@@ -370,16 +411,16 @@ mod tests {
             "--plot-speed",
         ]);
         let d = &cli.demo;
-        assert_eq!(d.daq_config, Some("daq_config.json".into()));
-        assert_eq!(d.net_config, Some("network_config.json".into()));
+        assert_eq!(d.targets.daq_config, Some("daq_config.json".into()));
+        assert_eq!(d.targets.net_config, Some("network_config.json".into()));
         assert_eq!(d.init, Some("hp_io_config.json".into()));
         assert_eq!(d.refresh_period, 0.5);
         assert!(d.reflect_services && d.list_hosts && d.ping && d.plot_speed);
-        assert!(d.module_ids.is_empty());
+        assert!(d.targets.module_ids.is_empty());
 
         // --module-ids with no ids (nargs="*") means all modules.
         let cli = parse(&["--plot-phdist", "--module-ids"]);
-        assert!(cli.demo.module_ids.is_empty());
+        assert!(cli.demo.targets.module_ids.is_empty());
         let cli = parse(&[
             "--host",
             "a",
@@ -387,7 +428,7 @@ mod tests {
             "unix:///tmp/daq_data.sock",
             "--json",
         ]);
-        assert_eq!(cli.demo.hosts.len(), 2);
+        assert_eq!(cli.demo.targets.hosts.len(), 2);
 
         let cli = parse(&[
             "--host",
@@ -426,6 +467,34 @@ mod tests {
     }
 
     #[test]
+    fn web_takes_the_same_hosts_as_the_other_modes() {
+        let cli = parse(&[
+            "web",
+            "daq_config.json",
+            "network_config.json",
+            "--module-ids",
+            "1",
+            "3",
+            "--listen",
+            "0.0.0.0:9000",
+            "--token-file",
+            "tok",
+        ]);
+        let Some(Command::Web(w)) = cli.command else {
+            panic!("web not parsed")
+        };
+        assert_eq!(w.targets.daq_config, Some("daq_config.json".into()));
+        assert_eq!(w.targets.module_ids, vec![1, 3]);
+        assert_eq!(w.web.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(w.credentials.token_file, Some("tok".into()));
+        let Some(Command::Web(w)) = parse(&["web", "--host", "a", "--host", "b"]).command else {
+            panic!("web not parsed")
+        };
+        assert_eq!(w.targets.hosts, vec!["a", "b"]);
+        assert_eq!(w.web.listen, "127.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
     fn named_hosts_must_be_nodes_of_the_daq_config() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("daq_config.json");
@@ -435,17 +504,22 @@ mod tests {
         )
         .unwrap();
         let cfg = cfg.to_str().unwrap();
-        let (hosts, named) = parse(&[cfg]).demo.hosts().unwrap();
+        let (hosts, named) = parse(&[cfg]).demo.targets.hosts().unwrap();
         assert_eq!((hosts.len(), named), (2, false));
-        let (hosts, named) = parse(&[cfg, "--host", "daq2"]).demo.hosts().unwrap();
+        let (hosts, named) = parse(&[cfg, "--host", "daq2"])
+            .demo
+            .targets
+            .hosts()
+            .unwrap();
         assert_eq!((hosts, named), (vec!["daq2".parse().unwrap()], true));
         let err = parse(&[cfg, "--host", "daq3"])
             .demo
+            .targets
             .hosts()
             .unwrap_err()
             .to_string();
         assert!(err.contains("daq3") && err.contains("daq1:50051"), "{err}");
-        let (hosts, _) = parse(&[]).demo.hosts().unwrap();
+        let (hosts, _) = parse(&[]).demo.targets.hosts().unwrap();
         assert_eq!(hosts, vec!["localhost:50051".parse().unwrap()]);
     }
 

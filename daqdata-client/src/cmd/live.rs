@@ -67,7 +67,7 @@ impl Views {
 }
 
 /// Ends a wait on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,0 +1,418 @@
+// The live view's page: draws what `daqdata web` sends over its WebSocket.
+// Messages are JSON: "hosts" (the status bar), "image" (the newest image
+// of one module's movie or pulse-height panel) and "phdist" (one module's
+// pulse-height histograms). Every buffer is reused, so a tab left open all
+// night keeps a flat heap.
+"use strict";
+
+// ---------------------------------------------------------------- colours
+// Colour maps as evenly spaced stops, interpolated linearly.
+const COLOUR_MAPS = {
+  plasma: ["#0d0887", "#46039f", "#7201a8", "#9c179e", "#bd3786", "#d8576b", "#ed7953", "#fb9f3a", "#fdca26", "#f0f921"],
+  viridis: ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"],
+  inferno: ["#000004", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06", "#f7d13d", "#fcffa4"],
+  gray: ["#000000", "#ffffff"],
+};
+
+// 256-entry lookup tables (r, g, b per entry), one per map.
+const LUTS = {};
+for (const [name, stops] of Object.entries(COLOUR_MAPS)) {
+  const rgb = stops.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
+  const lut = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const x = (i / 255) * (rgb.length - 1);
+    const k = Math.min(Math.floor(x), rgb.length - 2);
+    const f = x - k;
+    for (let c = 0; c < 3; c++) lut[i * 3 + c] = Math.round(rgb[k][c] * (1 - f) + rgb[k + 1][c] * f);
+  }
+  LUTS[name] = lut;
+}
+
+// ------------------------------------------------------------------ ticks
+// About `n` round tick values (1, 2 or 5 times a power of ten) in [lo, hi].
+function niceTicks(lo, hi, n) {
+  const span = hi - lo;
+  if (!(span > 0) || !isFinite(span)) return [lo];
+  const raw = span / n;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const r = raw / mag;
+  const step = (r < 1.5 ? 1 : r < 3 ? 2 : r < 7 ? 5 : 10) * mag;
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    ticks.push(Number(v.toPrecision(12)));
+  }
+  return ticks;
+}
+
+function fmt(v) {
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e5 || a < 1e-2)) return v.toExponential(1);
+  return String(Number(v.toPrecision(4)));
+}
+
+// ------------------------------------------------------------------ state
+const settings = { scale: "pct", cmap: "plasma", counts: "log", lo: 0, hi: 1000 };
+let paused = false;
+const modules = new Map(); // module id -> its panel elements and newest data
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+function moduleView(id) {
+  let m = modules.get(id);
+  if (m) return m;
+  const empty = $("#empty");
+  if (empty) empty.remove();
+  const node = $("#module-template").content.firstElementChild.cloneNode(true);
+  node.dataset.module = String(id);
+  $(".name", node).textContent = `Module ${id}`;
+  m = { id, node, maps: {}, phdist: null };
+  for (const fig of node.querySelectorAll("figure.map")) {
+    const kind = fig.dataset.kind;
+    const map = {
+      fig, kind, msg: null, image: null, sorted: null,
+      heat: $("canvas.heat", fig), cbar: $("canvas.cbar", fig),
+      geometry: null, limits: [0, 1],
+    };
+    map.heat.addEventListener("click", (e) => showPixel(m, map, e));
+    m.maps[kind] = map;
+  }
+  m.hist = $("canvas.hist", node);
+  // Modules in order of their ids.
+  const after = [...modules.values()].filter((o) => o.id > id).sort((a, b) => a.id - b.id)[0];
+  $("#modules").insertBefore(node, after ? after.node : null);
+  modules.set(id, m);
+  return m;
+}
+
+// ------------------------------------------------------------ heat maps
+const AXIS_LEFT = 40, AXIS_BOTTOM = 26, PAD_TOP = 6, PAD_RIGHT = 6;
+// The side of a map, screen pixels (at most: whole screen pixels per pixel).
+const MAP_SIDE = 216;
+
+function limitsOf(map) {
+  const px = map.msg.pixels;
+  if (settings.scale === "fixed") return [settings.lo, settings.hi];
+  if (!map.sorted || map.sorted.length !== px.length) map.sorted = new Float64Array(px.length);
+  const s = map.sorted;
+  for (let i = 0; i < px.length; i++) s[i] = px[i];
+  s.sort();
+  if (settings.scale === "minmax") return [s[0], s[s.length - 1]];
+  const at = (q) => s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))];
+  return [at(0.01), at(0.99)];
+}
+
+function drawMap(map) {
+  const msg = map.msg;
+  if (!msg) return;
+  const { rows, cols, pixels } = msg;
+  let [lo, hi] = limitsOf(map);
+  if (!(hi > lo)) hi = lo + 1;
+  map.limits = [lo, hi];
+  const lut = LUTS[settings.cmap];
+  if (!map.image || map.image.width !== cols || map.image.height !== rows) {
+    map.image = new ImageData(cols, rows);
+    map.small = document.createElement("canvas");
+    map.small.width = cols;
+    map.small.height = rows;
+  }
+  const d = map.image.data;
+  const scale = 255 / (hi - lo);
+  for (let i = 0; i < pixels.length; i++) {
+    const k = Math.max(0, Math.min(255, Math.round((pixels[i] - lo) * scale))) * 3;
+    d[i * 4] = lut[k];
+    d[i * 4 + 1] = lut[k + 1];
+    d[i * 4 + 2] = lut[k + 2];
+    d[i * 4 + 3] = 255;
+  }
+  map.small.getContext("2d").putImageData(map.image, 0, 0);
+
+  // Whole screen pixels per image pixel; the canvas fits the map.
+  const c = map.heat;
+  const cell = Math.max(1, Math.floor(MAP_SIDE / Math.max(rows, cols)));
+  const w = cell * cols, h = cell * rows;
+  const x0 = AXIS_LEFT, y0 = PAD_TOP;
+  const width = x0 + w + PAD_RIGHT, height = y0 + h + AXIS_BOTTOM;
+  if (c.width !== width || c.height !== height) {
+    c.width = width;
+    c.height = height;
+    map.cbar.height = height;
+  }
+  const g = c.getContext("2d");
+  map.geometry = { x0, y0, cell, rows, cols };
+  g.clearRect(0, 0, c.width, c.height);
+  g.imageSmoothingEnabled = false;
+  g.drawImage(map.small, x0, y0, w, h);
+  g.strokeStyle = "#1d1f23";
+  g.strokeRect(x0 - 0.5, y0 - 0.5, w + 1, h + 1);
+  // Axes: column across, row down, ticks at pixel centres.
+  g.fillStyle = "#1d1f23";
+  g.font = "11px system-ui, sans-serif";
+  const step = cols > 16 ? 8 : 4;
+  g.textAlign = "center";
+  g.textBaseline = "top";
+  for (let col = 0; col < cols; col += step) {
+    const x = x0 + (col + 0.5) * cell;
+    g.fillRect(x, y0 + h, 1, 4);
+    g.fillText(String(col), x, y0 + h + 5);
+  }
+  g.fillText("column", x0 + w / 2, y0 + h + 14);
+  g.textAlign = "right";
+  g.textBaseline = "middle";
+  for (let row = 0; row < rows; row += step) {
+    const y = y0 + (row + 0.5) * cell;
+    g.fillRect(x0 - 4, y, 4, 1);
+    g.fillText(String(row), x0 - 6, y);
+  }
+  g.save();
+  g.translate(10, y0 + h / 2);
+  g.rotate(-Math.PI / 2);
+  g.textAlign = "center";
+  g.fillText("row", 0, 0);
+  g.restore();
+  drawColourBar(map, lo, hi, y0, h);
+}
+
+function drawColourBar(map, lo, hi, y0, h) {
+  const c = map.cbar, g = c.getContext("2d");
+  const lut = LUTS[settings.cmap];
+  const x = 8, w = 14;
+  g.clearRect(0, 0, c.width, c.height);
+  for (let i = 0; i < h; i++) {
+    const k = Math.round((1 - i / Math.max(1, h - 1)) * 255) * 3;
+    g.fillStyle = `rgb(${lut[k]},${lut[k + 1]},${lut[k + 2]})`;
+    g.fillRect(x, y0 + i, w, 1);
+  }
+  g.strokeStyle = "#1d1f23";
+  g.strokeRect(x - 0.5, y0 - 0.5, w + 1, h + 1);
+  g.fillStyle = "#1d1f23";
+  g.font = "11px system-ui, sans-serif";
+  g.textAlign = "left";
+  g.textBaseline = "middle";
+  for (const t of niceTicks(lo, hi, 5)) {
+    const y = y0 + (1 - (t - lo) / (hi - lo)) * (h - 1);
+    g.fillRect(x + w, Math.round(y), 4, 1);
+    g.fillText(fmt(t), x + w + 6, y);
+  }
+}
+
+function showPixel(m, map, e) {
+  const geo = map.geometry;
+  if (!geo || !map.msg) return;
+  const rect = map.heat.getBoundingClientRect();
+  const px = (e.clientX - rect.left) * (map.heat.width / rect.width);
+  const py = (e.clientY - rect.top) * (map.heat.height / rect.height);
+  const col = Math.floor((px - geo.x0) / geo.cell);
+  const row = Math.floor((py - geo.y0) / geo.cell);
+  if (row < 0 || col < 0 || row >= geo.rows || col >= geo.cols) return;
+  const msg = map.msg;
+  const value = msg.pixels[row * geo.cols + col];
+  // A 16x16 pulse-height image is one quabo's; a 32x32 module image holds
+  // quabos 0-3 as row-major 16x16 quadrants.
+  let quabo, qrow = row, qcol = col;
+  if (geo.rows === 16) {
+    quabo = msg.quabo == null ? "?" : msg.quabo;
+  } else {
+    quabo = 2 * Math.floor(row / 16) + Math.floor(col / 16);
+    qrow = row % 16;
+    qcol = col % 16;
+  }
+  $("#pixel-info").textContent =
+    `Module ${m.id} ${map.kind === "ph" ? "pulse height" : "movie"} (${msg.data_product}), frame ${msg.frame}: ` +
+    `row ${row}, column ${col} = ${value} — quabo ${quabo}, its pixel (row ${qrow}, column ${qcol})`;
+}
+
+function onImage(msg) {
+  const m = moduleView(msg.module);
+  const map = m.maps[msg.kind];
+  if (!map) return;
+  map.msg = msg;
+  map.fig.hidden = false;
+  $(".server", m.node).textContent = msg.server ? `on ${msg.server}` : "";
+  $(".dp", map.fig).textContent = `(${msg.data_product})`;
+  $(".frame", map.fig).textContent = String(msg.frame);
+  $(".utc", map.fig).textContent = msg.utc || "no time stamp";
+  $(".file", map.fig).textContent = msg.file;
+  $(".rate", map.fig).textContent = msg.images_per_s.toFixed(1);
+  drawMap(map);
+}
+
+// ---------------------------------------------------- pulse-height chart
+const WINDOW_COLOURS = ["#cf222e", "#0969da", "#1a7f37"];
+
+function onPhDist(msg) {
+  const m = moduleView(msg.module);
+  m.phdist = msg;
+  m.hist.closest("figure").hidden = false;
+  drawHist(m);
+}
+
+function drawHist(m) {
+  const msg = m.phdist;
+  if (!msg) return;
+  const c = m.hist, g = c.getContext("2d");
+  const L = 62, R = 170, T = 10, B = 40;
+  const w = c.width - L - R, h = c.height - T - B;
+  g.clearRect(0, 0, c.width, c.height);
+  const log = settings.counts === "log";
+  let peak = 1;
+  for (const win of msg.windows) for (const n of win.counts) peak = Math.max(peak, n);
+  const yTop = log ? Math.pow(10, Math.ceil(Math.log10(peak + 1))) : peak * 1.05;
+  // A log axis starts at 0.5, so that a bin of one image stands out from
+  // an empty one.
+  const logBottom = Math.log10(0.5);
+  const yOf = (n) => {
+    if (log) return T + h - (n <= 0 ? 0 : ((Math.log10(n) - logBottom) / (Math.log10(yTop) - logBottom)) * h);
+    return T + h - (n / yTop) * h;
+  };
+  const xOf = (v) => L + ((v - msg.lo) / (msg.hi - msg.lo)) * w;
+  // Axes, ticks and labels.
+  g.strokeStyle = "#1d1f23";
+  g.fillStyle = "#1d1f23";
+  g.font = "11px system-ui, sans-serif";
+  g.strokeRect(L - 0.5, T - 0.5, w + 1, h + 1);
+  g.textAlign = "center";
+  g.textBaseline = "top";
+  for (const t of niceTicks(msg.lo, msg.hi, 6)) {
+    const x = xOf(t);
+    g.fillRect(Math.round(x), T + h, 1, 4);
+    g.fillText(fmt(t), x, T + h + 6);
+  }
+  g.fillText("maximum pixel of the image (ADC counts)", L + w / 2, T + h + 22);
+  g.textAlign = "right";
+  g.textBaseline = "middle";
+  const yTicks = log
+    ? Array.from({ length: Math.round(Math.log10(yTop)) + 1 }, (_, i) => Math.pow(10, i))
+    : niceTicks(0, yTop, 5);
+  for (const t of yTicks) {
+    const y = yOf(t);
+    g.fillRect(L - 4, Math.round(y), 4, 1);
+    g.fillText(fmt(t), L - 6, y);
+  }
+  g.save();
+  g.translate(12, T + h / 2);
+  g.rotate(-Math.PI / 2);
+  g.textAlign = "center";
+  g.fillText(log ? "images (log)" : "images", 0, 0);
+  g.restore();
+  // One step line per window.
+  const bw = w / msg.bins;
+  msg.windows.forEach((win, k) => {
+    g.strokeStyle = WINDOW_COLOURS[k % WINDOW_COLOURS.length];
+    g.lineWidth = 1.6;
+    g.beginPath();
+    g.moveTo(L, T + h);
+    win.counts.forEach((n, i) => {
+      const y = yOf(n);
+      g.lineTo(L + i * bw, y);
+      g.lineTo(L + (i + 1) * bw, y);
+    });
+    g.lineTo(L + w, T + h);
+    g.stroke();
+    g.lineWidth = 1;
+    // Legend.
+    const ly = T + 8 + k * 18;
+    g.fillStyle = g.strokeStyle;
+    g.fillRect(L + w + 12, ly - 1, 16, 3);
+    g.fillStyle = "#1d1f23";
+    g.textAlign = "left";
+    g.fillText(`${win.seconds} s: ${win.events} (${win.rate.toFixed(1)}/s)`, L + w + 32, ly);
+  });
+}
+
+// -------------------------------------------------------------- host bar
+function onHosts(msg) {
+  $("#total-rate").textContent = `${msg.images_per_s.toFixed(1)} images/s`;
+  const bar = $("#hosts");
+  while (bar.children.length > msg.hosts.length) bar.lastElementChild.remove();
+  while (bar.children.length < msg.hosts.length) {
+    const chip = document.createElement("span");
+    chip.className = "host";
+    bar.appendChild(chip);
+  }
+  msg.hosts.forEach((h, i) => {
+    const chip = bar.children[i];
+    chip.dataset.state = h.state;
+    chip.dataset.host = h.host;
+    let what = h.state;
+    if (h.state === "reconnecting") what = `reconnecting (attempt ${h.attempt})`;
+    if (h.state === "refused") what = `refused: ${h.why}`;
+    let text = `${h.host}: ${what}`;
+    if (h.state === "streaming") {
+      text += `, ${h.images_per_s.toFixed(1)} images/s`;
+      if (h.age_s != null) text += `, newest frame ${h.age_s.toFixed(3)} s old`;
+    }
+    chip.textContent = text;
+    chip.title = h.why || text;
+  });
+}
+
+// ------------------------------------------------------------- controls
+function redrawAll() {
+  for (const m of modules.values()) {
+    for (const map of Object.values(m.maps)) drawMap(map);
+    drawHist(m);
+  }
+}
+
+$("#scale").addEventListener("change", (e) => {
+  settings.scale = e.target.value;
+  $("#fixed-range").hidden = settings.scale !== "fixed";
+  redrawAll();
+});
+for (const id of ["fixed-lo", "fixed-hi"]) {
+  $("#" + id).addEventListener("input", () => {
+    settings.lo = Number($("#fixed-lo").value);
+    settings.hi = Number($("#fixed-hi").value);
+    redrawAll();
+  });
+}
+$("#cmap").addEventListener("change", (e) => {
+  settings.cmap = e.target.value;
+  redrawAll();
+});
+$("#counts").addEventListener("change", (e) => {
+  settings.counts = e.target.value;
+  redrawAll();
+});
+$("#pause").addEventListener("click", () => {
+  paused = !paused;
+  document.body.classList.toggle("paused", paused);
+  $("#pause").textContent = paused ? "Resume" : "Pause";
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(paused ? "pause" : "resume");
+});
+
+// ------------------------------------------------------------ WebSocket
+let socket = null;
+let attempt = 0;
+
+function setLink(state, text) {
+  const el = $("#link-state");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+function connect() {
+  // Relative to the page, so that a forwarded port or a path prefix works.
+  const url = new URL("ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  socket = new WebSocket(url);
+  socket.onopen = () => {
+    attempt = 0;
+    setLink("open", "live");
+    if (paused) socket.send("pause");
+  };
+  socket.onmessage = (e) => {
+    const msg = JSON.parse(e.data);
+    if (msg.t === "hosts") onHosts(msg);
+    else if (paused) return;
+    else if (msg.t === "image") onImage(msg);
+    else if (msg.t === "phdist") onPhDist(msg);
+  };
+  socket.onclose = () => {
+    attempt += 1;
+    const wait = Math.min(5000, 250 * Math.pow(2, attempt - 1));
+    setLink("closed", `view server unreachable, retrying (attempt ${attempt})`);
+    setTimeout(connect, wait);
+  };
+}
+connect();

@@ -1,0 +1,489 @@
+//! The hub of `daqdata web`: takes the one merged stream of every host,
+//! keeps the newest image of each panel and the pulse-height windows, and
+//! every [`TICK`] publishes what changed, encoded once for every tab.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use daqdata_client::view::{PhDist, PHDIST_BINS};
+use daqdata_client::{HostState, HostStates, Image, ImageStream};
+use futures::StreamExt;
+use pff::{ImageKind, Pixels};
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::warn;
+
+/// How often panels are published: about 10 updates per second, what a
+/// browser draws smoothly and a VPN carries.
+pub const TICK: Duration = Duration::from_millis(100);
+/// How often the pulse-height histograms and the host bar are published.
+const SLOW_TICK: Duration = Duration::from_millis(1000);
+/// Images/s are counted over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+/// One message for the tabs, encoded once. `seq` changes when `text` does,
+/// so a tab sends each version at most once.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    pub key: String,
+    pub seq: u64,
+    pub text: Utf8Bytes,
+}
+
+/// What every tab should show now: newest first, nothing queued.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The host bar (always sent when it changed).
+    pub hosts: Option<Encoded>,
+    /// One per (module, movie / pulse height).
+    pub panels: Vec<Encoded>,
+    /// One per module with pulse-height images.
+    pub phdists: Vec<Encoded>,
+}
+
+impl Snapshot {
+    /// Every message, the host bar first.
+    pub fn messages(&self) -> impl Iterator<Item = &Encoded> {
+        self.hosts.iter().chain(&self.panels).chain(&self.phdists)
+    }
+}
+
+/// Counts events in the last [`RATE_WINDOW`], in tenths of it.
+#[derive(Debug)]
+struct Rate {
+    buckets: [u32; 10],
+    /// The bucket index `buckets[i % 10]` stands for, by time since start.
+    newest: u64,
+    start: Instant,
+}
+
+impl Rate {
+    fn new(start: Instant) -> Self {
+        Rate {
+            buckets: [0; 10],
+            newest: 0,
+            start,
+        }
+    }
+
+    fn bucket(&self, now: Instant) -> u64 {
+        let tenth = RATE_WINDOW.as_secs_f64() / 10.0;
+        (now.saturating_duration_since(self.start).as_secs_f64() / tenth) as u64
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let b = self.bucket(now);
+        while self.newest < b {
+            self.newest += 1;
+            self.buckets[(self.newest % 10) as usize] = 0;
+            if b - self.newest >= 10 {
+                self.buckets = [0; 10];
+                self.newest = b;
+            }
+        }
+    }
+
+    fn add(&mut self, now: Instant) {
+        self.roll(now);
+        let i = (self.newest % 10) as usize;
+        self.buckets[i] = self.buckets[i].saturating_add(1);
+    }
+
+    /// Events per second over the window (or the time since start).
+    fn per_second(&mut self, now: Instant) -> f64 {
+        self.roll(now);
+        let seen = now
+            .saturating_duration_since(self.start)
+            .min(RATE_WINDOW)
+            .as_secs_f64();
+        if seen < 0.2 {
+            return 0.0;
+        }
+        f64::from(self.buckets.iter().sum::<u32>()) / seen
+    }
+}
+
+/// The newest image of one (module, kind), and how fast they come.
+#[derive(Debug)]
+struct Panel {
+    image: Image,
+    seq: u64,
+    rate: Rate,
+    encoded: Option<Encoded>,
+}
+
+/// The hub's state; owned by its task.
+struct Hub {
+    panels: BTreeMap<(u32, Kind), Panel>,
+    phdist: PhDist,
+    ph_seq: u64,
+    hosts: HostStates,
+    host_rates: Vec<(u64, f64)>,
+    hosts_seq: u64,
+    hosts_text: String,
+    images: Rate,
+    start: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Movie,
+    PulseHeight,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Movie => "movie",
+            Kind::PulseHeight => "ph",
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Starts the hub on `stream` (every host's images) and `hosts` (their
+/// states). The receiver always holds the newest [`Snapshot`].
+pub fn start(stream: ImageStream, hosts: HostStates) -> watch::Receiver<Arc<Snapshot>> {
+    let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+    let start = Instant::now();
+    let hub = Hub {
+        panels: BTreeMap::new(),
+        phdist: PhDist::new(),
+        ph_seq: 0,
+        host_rates: vec![(0, 0.0); hosts.snapshot().len()],
+        hosts,
+        hosts_seq: 0,
+        hosts_text: String::new(),
+        images: Rate::new(start),
+        start,
+    };
+    tokio::spawn(hub.run(stream, tx));
+    rx
+}
+
+impl Hub {
+    async fn run(mut self, mut stream: ImageStream, tx: watch::Sender<Arc<Snapshot>>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_slow: Option<Instant> = None;
+        let mut phdists = Vec::new();
+        let mut ended = false;
+        loop {
+            tokio::select! {
+                item = stream.next(), if !ended => match item {
+                    Some(Ok(image)) => self.take(image, Instant::now()),
+                    // That host's part has ended; its state says why.
+                    Some(Err(e)) => warn!("{e}"),
+                    None => ended = true,
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let slow = last_slow.is_none_or(|t| now.duration_since(t) >= SLOW_TICK);
+                    if slow {
+                        last_slow = Some(now);
+                        self.phdist.advance(unix_now());
+                        phdists = self.encode_phdists();
+                    }
+                    let snapshot = Snapshot {
+                        hosts: Some(self.encode_hosts(now, slow)),
+                        panels: self.encode_panels(now),
+                        phdists: phdists.clone(),
+                    };
+                    if tx.send(Arc::new(snapshot)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, image: Image, now: Instant) {
+        self.images.add(now);
+        let kind = match image.kind() {
+            ImageKind::Movie => Kind::Movie,
+            ImageKind::PulseHeight => {
+                self.phdist.update(&image, unix_now());
+                Kind::PulseHeight
+            }
+        };
+        let start = self.start;
+        let key = (image.module_id, kind);
+        match self.panels.get_mut(&key) {
+            Some(p) => {
+                p.image = image;
+                p.seq += 1;
+                p.rate.add(now);
+            }
+            None => {
+                let mut rate = Rate::new(start);
+                rate.add(now);
+                self.panels.insert(
+                    key,
+                    Panel {
+                        image,
+                        seq: 1,
+                        rate,
+                        encoded: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Each panel's newest image, encoded again only if it changed.
+    fn encode_panels(&mut self, now: Instant) -> Vec<Encoded> {
+        self.panels
+            .iter_mut()
+            .map(|(&(module, kind), p)| match &p.encoded {
+                Some(e) if e.seq == p.seq => e.clone(),
+                _ => {
+                    let e = Encoded {
+                        key: format!("img/{module}/{}", kind.name()),
+                        seq: p.seq,
+                        text: encode_image(&p.image, kind, p.rate.per_second(now)),
+                    };
+                    p.encoded = Some(e.clone());
+                    e
+                }
+            })
+            .collect()
+    }
+
+    fn encode_phdists(&mut self) -> Vec<Encoded> {
+        self.ph_seq += 1;
+        let modules: Vec<u32> = self.phdist.modules().collect();
+        modules
+            .into_iter()
+            .map(|module| {
+                let (lo, hi) = self.phdist.range(module);
+                let windows: Vec<WindowMsg> = self
+                    .phdist
+                    .histograms(module)
+                    .into_iter()
+                    .map(|h| WindowMsg {
+                        seconds: h.window_seconds,
+                        counts: h.counts,
+                        events: h.events,
+                        rate: round2(h.rate),
+                    })
+                    .collect();
+                let msg = PhDistMsg {
+                    t: "phdist",
+                    module,
+                    lo,
+                    hi,
+                    bins: PHDIST_BINS,
+                    windows,
+                };
+                Encoded {
+                    key: format!("phdist/{module}"),
+                    seq: self.ph_seq,
+                    text: to_text(&msg),
+                }
+            })
+            .collect()
+    }
+
+    /// The host bar; its rates are refreshed each slow tick, its states
+    /// every tick (a reconnect shows at once).
+    fn encode_hosts(&mut self, now: Instant, slow: bool) -> Encoded {
+        let statuses = self.hosts.snapshot();
+        let since = now.saturating_duration_since(self.start).as_secs_f64();
+        let wall = unix_now();
+        let hosts: Vec<HostMsg> = statuses
+            .iter()
+            .zip(self.host_rates.iter_mut())
+            .map(|((host, status), (last_images, rate))| {
+                if slow {
+                    // Images since the last slow tick, per second.
+                    let seconds = SLOW_TICK.as_secs_f64().min(since.max(0.1));
+                    *rate = status.images.saturating_sub(*last_images) as f64 / seconds;
+                    *last_images = status.images;
+                }
+                let (state, attempt, why) = match &status.state {
+                    HostState::Connecting => ("connecting", 0, String::new()),
+                    HostState::Streaming => ("streaming", 0, String::new()),
+                    HostState::Reconnecting { attempt, why } => {
+                        ("reconnecting", *attempt, why.clone())
+                    }
+                    HostState::Refused { why } => ("refused", 0, why.clone()),
+                };
+                HostMsg {
+                    host: host.to_string(),
+                    state,
+                    attempt,
+                    why,
+                    images_per_s: round2(*rate),
+                    age_s: status.newest_frame_time.map(|t| round3(wall - t)),
+                }
+            })
+            .collect();
+        let msg = HostsMsg {
+            t: "hosts",
+            images_per_s: round2(self.images.per_second(now)),
+            hosts,
+        };
+        let text = serde_json::to_string(&msg).unwrap_or_default();
+        if text != self.hosts_text {
+            self.hosts_text = text;
+            self.hosts_seq += 1;
+        }
+        Encoded {
+            key: "hosts".into(),
+            seq: self.hosts_seq,
+            text: Utf8Bytes::from(self.hosts_text.clone()),
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn to_text<T: Serialize>(msg: &T) -> Utf8Bytes {
+    // Our own plain structs of numbers and strings always serialize.
+    Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
+}
+
+#[derive(Serialize)]
+struct ImageMsg<'a> {
+    t: &'static str,
+    module: u32,
+    kind: &'static str,
+    data_product: String,
+    server: &'a str,
+    file: &'a str,
+    frame: u32,
+    /// The frame's own time stamp, ISO 8601 UTC.
+    utc: Option<String>,
+    images_per_s: f64,
+    rows: usize,
+    cols: usize,
+    /// The quabo of a pulse-height event (its header's `quabo_num`).
+    quabo: Option<u8>,
+    pixels: PixelsMsg<'a>,
+}
+
+/// Pixels as JSON numbers, as recorded (pulse heights are signed).
+enum PixelsMsg<'a> {
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    I16(&'a [i16]),
+}
+
+impl Serialize for PixelsMsg<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PixelsMsg::U8(v) => v.serialize(s),
+            PixelsMsg::U16(v) => v.serialize(s),
+            PixelsMsg::I16(v) => v.serialize(s),
+        }
+    }
+}
+
+fn encode_image(image: &Image, kind: Kind, rate: f64) -> Utf8Bytes {
+    let [rows, cols] = image.shape();
+    let pixels = match &image.pixels {
+        Pixels::U8(v) => PixelsMsg::U8(v),
+        Pixels::U16(v) => PixelsMsg::U16(v),
+        Pixels::I16(v) => PixelsMsg::I16(v),
+    };
+    let quabo = match kind {
+        Kind::PulseHeight => image
+            .header
+            .get("quabo_num")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|q| u8::try_from(q).ok()),
+        Kind::Movie => None,
+    };
+    let msg = ImageMsg {
+        t: "image",
+        module: image.module_id,
+        kind: kind.name(),
+        data_product: image.data_product.to_string(),
+        server: &image.server,
+        file: &image.file,
+        frame: image.frame_number,
+        utc: image
+            .stamp()
+            .map(|q| pff::time::iso_utc(q.tv_sec, q.tv_usec)),
+        images_per_s: round2(rate),
+        rows,
+        cols,
+        quabo,
+        pixels,
+    };
+    to_text(&msg)
+}
+
+#[derive(Serialize)]
+struct WindowMsg {
+    seconds: f64,
+    counts: Vec<u64>,
+    events: u64,
+    rate: f64,
+}
+
+#[derive(Serialize)]
+struct PhDistMsg {
+    t: &'static str,
+    module: u32,
+    lo: f64,
+    hi: f64,
+    bins: usize,
+    windows: Vec<WindowMsg>,
+}
+
+#[derive(Serialize)]
+struct HostMsg {
+    host: String,
+    state: &'static str,
+    attempt: u32,
+    why: String,
+    images_per_s: f64,
+    /// Now minus the newest frame's own time stamp, seconds.
+    age_s: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct HostsMsg {
+    t: &'static str,
+    images_per_s: f64,
+    hosts: Vec<HostMsg>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_count_the_last_window_only() {
+        let start = Instant::now();
+        let mut r = Rate::new(start);
+        for i in 0..300 {
+            r.add(start + Duration::from_millis(10 * i));
+        }
+        // 300 events over 3 s.
+        let at = start + Duration::from_millis(3000);
+        assert!(
+            (r.per_second(at) - 100.0).abs() < 15.0,
+            "{}",
+            r.per_second(at)
+        );
+        // A quiet spell longer than the window: nothing.
+        assert_eq!(r.per_second(start + Duration::from_secs(10)), 0.0);
+        r.add(start + Duration::from_secs(10));
+        assert!(r.per_second(start + Duration::from_secs(11)) > 0.0);
+    }
+}
