@@ -41,8 +41,9 @@ def free_port():
 class Server:
     """A daqdata-server process listening on TCP and a unix socket."""
 
-    def __init__(self, tmp: Path, *extra: str):
-        self.port = free_port()
+    def __init__(self, tmp: Path, *extra: str, port=None):
+        # A given port: a restarted server where its clients expect it.
+        self.port = port or free_port()
         self.sock = tmp / "daq_data.sock"
         self.log = open(tmp / "server.log", "w")
         if "--config" not in extra:
