@@ -183,8 +183,9 @@ def test_the_web_view_in_a_real_browser(tmp_path):
                      "the host bar to say reconnecting")
             assert page.get_attribute("#hosts .host", "data-state") == "reconnecting"
             stalled = movie_frames(page)
-            server = Server(tmp_path / "again" if (tmp_path / "again").mkdir() is None else tmp_path,
-                            "--init-sim", "--metrics-listen", f"127.0.0.1:{mport}", port=server.port)
+            again = tmp_path / "again"
+            again.mkdir()
+            server = Server(again, "--init-sim", "--metrics-listen", f"127.0.0.1:{mport}", port=server.port)
             wait_for(lambda: "streaming" in page.text_content("#hosts"), 15, "streaming again")
             wait_for(lambda: all(movie_frames(page).get(m) != stalled[m] for m in stalled), 15,
                      "every module's frames to move after the restart")
