@@ -13,6 +13,7 @@ use pff::ImageKind;
 
 use crate::Image;
 
+mod canvas;
 mod png;
 pub use png::save_png;
 mod tui;
