@@ -1,0 +1,174 @@
+//! `daqdata web` as its tabs see it: the built-in page with relative URLs,
+//! images thinned to about ten updates per panel per second however fast
+//! the server sends, a stalled tab that slows no one, pause and resume, and
+//! WebSockets refused to other sites' pages.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{daqdata, within, FakeServer};
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// `daqdata web` on a free port, killed when dropped.
+struct Web {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_web(host: &str) -> Web {
+    let addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let child = daqdata()
+        .args(["web", "--host", host, "--listen", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daqdata web starts");
+    let web = Web { child, addr };
+    within("daqdata web listening", async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    web
+}
+
+/// A plain HTTP/1.1 GET: status line and body.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+/// Image messages per panel key ("module/kind") and the source rate each
+/// panel's newest message reported, over `seconds` of reading `ws`.
+async fn count_images<S>(ws: &mut S, seconds: f64) -> BTreeMap<String, (u32, f64)>
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut counts = BTreeMap::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(end, ws.next()).await {
+        let Message::Text(text) = message else { continue };
+        let v: Value = serde_json::from_str(text.as_str()).expect("messages are JSON");
+        if v["t"] == "image" {
+            let key = format!("{}/{}", v["module"], v["kind"].as_str().unwrap_or("?"));
+            let entry = counts.entry(key).or_insert((0, 0.0));
+            entry.0 += 1;
+            entry.1 = v["images_per_s"].as_f64().unwrap_or(0.0);
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_get_the_page_and_about_ten_updates_a_second_per_panel() {
+    // The fake server sends a recorded frame every 5 ms, round the panels.
+    let server = FakeServer::new("daq");
+    let host = server.serve_tcp().await;
+    let web = start_web(&host.to_string()).await;
+
+    let (status, page) = get(web.addr, "/").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(page.contains("<script src=\"app.js\">"), "{page}");
+    for absolute in ["src=\"/", "href=\"/", "http://", "https://", "//cdn"] {
+        assert!(!page.contains(absolute), "the page has {absolute:?}: URLs must be relative");
+    }
+    let (status, script) = get(web.addr, "/app.js").await;
+    assert!(status.contains("200") && script.contains("new WebSocket"), "{status}");
+    for elsewhere in ["import ", "http://", "https://", "fetch("] {
+        assert!(!script.contains(elsewhere), "the script has {elsewhere:?}: it loads nothing else");
+    }
+
+    let url = format!("ws://{}/ws", web.addr);
+    // A stalled tab: a tiny receive buffer, never read.
+    let stalled_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    stalled_socket.set_recv_buffer_size(4096).unwrap();
+    let stalled_stream = stalled_socket.connect(web.addr).await.unwrap();
+    let (_stalled, _) = tokio_tungstenite::client_async(url.as_str(), stalled_stream)
+        .await
+        .expect("the stalled tab connects");
+
+    let (mut tab, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("a tab connects");
+    // Past the first second, whose rates are still settling.
+    count_images(&mut tab, 1.5).await;
+    let seconds = 4.0;
+    let counts = count_images(&mut tab, seconds).await;
+    eprintln!("updates in {seconds} s per panel (and the server's rate): {counts:?}");
+    let panels: Vec<&String> = counts.keys().collect();
+    assert!(counts.len() >= 3, "panels of the recorded modules, got {panels:?}");
+    for (panel, (n, source_rate)) in &counts {
+        let per_second = f64::from(*n) / seconds;
+        // One update per 100 ms tick at most, and the tab keeps getting
+        // them while the other tab stalls.
+        assert!(
+            *n <= (seconds * 10.0) as u32 + 2,
+            "{panel}: {n} updates in {seconds} s (source {source_rate}/s)"
+        );
+        assert!(*n >= 8, "{panel}: only {n} updates in {seconds} s while another tab stalls");
+        assert!(
+            *source_rate > per_second,
+            "{panel}: the server sent {source_rate}/s and the tab got {per_second}/s: not thinned"
+        );
+    }
+
+    // Pause: only the host bar goes on; resume: images again.
+    tab.send(Message::text("pause")).await.unwrap();
+    count_images(&mut tab, 0.5).await;
+    let paused = count_images(&mut tab, 1.0).await;
+    assert!(paused.is_empty(), "images while paused: {paused:?}");
+    tab.send(Message::text("resume")).await.unwrap();
+    let resumed = count_images(&mut tab, 1.0).await;
+    assert!(!resumed.is_empty(), "no images after resume");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sites_page_cannot_open_the_socket() {
+    let server = FakeServer::new("daq");
+    let host = server.serve_tcp().await;
+    let web = start_web(&host.to_string()).await;
+    let url = format!("ws://{}/ws", web.addr);
+
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("another site's page got {:?}", other.map(|_| "a socket")),
+    }
+
+    let mut request = url.as_str().into_client_request().unwrap();
+    let own = format!("http://{}", web.addr);
+    request.headers_mut().insert("origin", own.parse().unwrap());
+    let (mut tab, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the page's own origin connects");
+    let first = within("a first message", tab.next()).await;
+    assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+}
