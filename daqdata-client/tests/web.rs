@@ -59,7 +59,10 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut response = String::new();
     s.read_to_string(&mut response).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 /// Image messages per panel key ("module/kind") and the source rate each
@@ -71,7 +74,9 @@ where
     let mut counts = BTreeMap::new();
     let end = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(end, ws.next()).await {
-        let Message::Text(text) = message else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
         let v: Value = serde_json::from_str(text.as_str()).expect("messages are JSON");
         if v["t"] == "image" {
             let key = format!("{}/{}", v["module"], v["kind"].as_str().unwrap_or("?"));
@@ -94,12 +99,21 @@ async fn tabs_get_the_page_and_about_ten_updates_a_second_per_panel() {
     assert!(status.contains("200"), "{status}");
     assert!(page.contains("<script src=\"app.js\">"), "{page}");
     for absolute in ["src=\"/", "href=\"/", "http://", "https://", "//cdn"] {
-        assert!(!page.contains(absolute), "the page has {absolute:?}: URLs must be relative");
+        assert!(
+            !page.contains(absolute),
+            "the page has {absolute:?}: URLs must be relative"
+        );
     }
     let (status, script) = get(web.addr, "/app.js").await;
-    assert!(status.contains("200") && script.contains("new WebSocket"), "{status}");
+    assert!(
+        status.contains("200") && script.contains("new WebSocket"),
+        "{status}"
+    );
     for elsewhere in ["import ", "http://", "https://", "fetch("] {
-        assert!(!script.contains(elsewhere), "the script has {elsewhere:?}: it loads nothing else");
+        assert!(
+            !script.contains(elsewhere),
+            "the script has {elsewhere:?}: it loads nothing else"
+        );
     }
 
     let url = format!("ws://{}/ws", web.addr);
@@ -111,14 +125,19 @@ async fn tabs_get_the_page_and_about_ten_updates_a_second_per_panel() {
         .await
         .expect("the stalled tab connects");
 
-    let (mut tab, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("a tab connects");
+    let (mut tab, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("a tab connects");
     // Past the first second, whose rates are still settling.
     count_images(&mut tab, 1.5).await;
     let seconds = 4.0;
     let counts = count_images(&mut tab, seconds).await;
     eprintln!("updates in {seconds} s per panel (and the server's rate): {counts:?}");
     let panels: Vec<&String> = counts.keys().collect();
-    assert!(counts.len() >= 3, "panels of the recorded modules, got {panels:?}");
+    assert!(
+        counts.len() >= 3,
+        "panels of the recorded modules, got {panels:?}"
+    );
     for (panel, (n, source_rate)) in &counts {
         let per_second = f64::from(*n) / seconds;
         // One update per 100 ms tick at most, and the tab keeps getting
@@ -127,7 +146,10 @@ async fn tabs_get_the_page_and_about_ten_updates_a_second_per_panel() {
             *n <= (seconds * 10.0) as u32 + 2,
             "{panel}: {n} updates in {seconds} s (source {source_rate}/s)"
         );
-        assert!(*n >= 8, "{panel}: only {n} updates in {seconds} s while another tab stalls");
+        assert!(
+            *n >= 8,
+            "{panel}: only {n} updates in {seconds} s while another tab stalls"
+        );
         assert!(
             *source_rate > per_second,
             "{panel}: the server sent {source_rate}/s and the tab got {per_second}/s: not thinned"
