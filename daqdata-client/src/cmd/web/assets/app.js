@@ -66,8 +66,11 @@ function moduleView(id) {
   node.dataset.module = String(id);
   $(".name", node).textContent = `Module ${id}`;
   m = { id, node, maps: {}, phdist: null };
-  for (const fig of node.querySelectorAll("figure.map")) {
-    const kind = fig.dataset.kind;
+  for (const [kind, what] of [["movie", "Movie"], ["ph", "Pulse height"]]) {
+    const fig = $("#map-template").content.firstElementChild.cloneNode(true);
+    fig.dataset.kind = kind;
+    $(".what", fig).textContent = what;
+    $(".maps", node).appendChild(fig);
     const map = {
       fig, kind, msg: null, image: null, sorted: null,
       heat: $("canvas.heat", fig), cbar: $("canvas.cbar", fig),
