@@ -223,20 +223,7 @@ pub fn server_binary() -> std::path::PathBuf {
     bin
 }
 
-/// Stops a server the way systemd does: SIGTERM, up to 10 s to finish,
-/// then SIGKILL. A server killed outright leaves its simulated run in
-/// /tmp (daqdata-sim-*), which would fill a test machine's disk.
-pub fn stop(child: &mut std::process::Child) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
+pub use testdata::stop;
 
 /// The `daqdata` binary.
 #[cfg(feature = "cli")]

@@ -239,8 +239,7 @@ impl BinServer {
 
 impl Drop for BinServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        testdata::stop(&mut self.child);
     }
 }
 

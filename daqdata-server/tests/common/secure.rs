@@ -220,8 +220,7 @@ impl NetServer {
 
 impl Drop for NetServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        testdata::stop(&mut self.child);
     }
 }
 
