@@ -139,7 +139,7 @@ fn against_the_real_server_binary() {
             .output()
             .unwrap()
     });
-    common::stop(&mut server);
+    testdata::stop(&mut server);
     assert!(answered, "the server did not answer pings");
     let out = out.unwrap();
     assert!(
@@ -344,7 +344,7 @@ fn tls_and_tokens_against_the_real_server_binary() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("--tls-ca"), "{text}");
 
-    common::stop(&mut server);
+    testdata::stop(&mut server);
     let log = log();
     assert!(
         !log.contains(op) && !log.contains(view),

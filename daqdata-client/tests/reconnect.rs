@@ -36,13 +36,13 @@ impl Server {
 
     /// SIGTERM, as systemd stops it, and wait for it to go.
     fn stop(mut self) {
-        common::stop(&mut self.0);
+        testdata::stop(&mut self.0);
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        common::stop(&mut self.0);
+        testdata::stop(&mut self.0);
     }
 }
 

@@ -223,8 +223,6 @@ pub fn server_binary() -> std::path::PathBuf {
     bin
 }
 
-pub use testdata::stop;
-
 /// The `daqdata` binary.
 #[cfg(feature = "cli")]
 pub fn daqdata() -> std::process::Command {
