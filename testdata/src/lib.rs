@@ -211,6 +211,22 @@ pub fn shared_sample(dp: &str, module: u32) -> Option<Sample> {
         .find(|s| s.origin == Origin::Shared)
 }
 
+/// Stops a server process the way systemd does: SIGTERM, up to 10 s to
+/// finish, then SIGKILL. A server killed outright leaves its simulated run
+/// in /tmp (`daqdata-sim-*`, up to 150 MB), which fills a test machine's
+/// disk run after run.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,20 +251,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Stops a server process the way systemd does: SIGTERM, up to 10 s to
-/// finish, then SIGKILL. A server killed outright leaves its simulated run
-/// in /tmp (`daqdata-sim-*`, up to 150 MB), which fills a test machine's
-/// disk run after run.
-pub fn stop(child: &mut std::process::Child) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
