@@ -521,3 +521,112 @@ impl Marked {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pff::{DataProduct, PffName, RunName, StartTime};
+    use std::cell::RefCell;
+    use std::fs;
+    use std::io::Write;
+    use std::rc::Rc;
+
+    /// The first frame of the repository's real recording of `dp`.
+    fn real_frame(dp: DataProduct) -> Vec<u8> {
+        let sample = testdata::fixture(dp.name(), 1);
+        let file = pff::PffFile::open(&sample.path).unwrap();
+        file.read_raw(0).unwrap().as_bytes().to_vec()
+    }
+
+    /// The file names of the frames a tracker handed on.
+    type Seen = Rc<RefCell<Vec<Arc<str>>>>;
+
+    /// A tracker stepped by hand on this thread (no thread of its own), what
+    /// it hands on, and the other end of its stop channel, to keep open.
+    fn tracker(
+        data_dir: &Path,
+        poll_only: bool,
+    ) -> (TrackerThread<impl FnMut(FrameEvent)>, Seen, UnixStream) {
+        let config = TrackerConfig {
+            interval: Duration::from_millis(1),
+            poll_only,
+            ..TrackerConfig::new(data_dir)
+        };
+        let (stop, stop_rx) = crate::wake::stop_pair().unwrap();
+        let (_demand, demand_rx) = crate::demand::pair().unwrap();
+        let wake = Wake::new(stop_rx, demand_rx, !poll_only, config.interval);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let sink = {
+            let seen = seen.clone();
+            move |e: FrameEvent| seen.borrow_mut().push(e.file)
+        };
+        (TrackerThread::new(config, wake, None, sink), seen, stop)
+    }
+
+    /// Hashpipe at 1000 frames/s rotates every 10 s and a DAQ node runs for
+    /// weeks: whatever the tracker keeps per file, per run directory or per
+    /// watched directory must be there for the newest ones only, or its
+    /// memory grows with every file it ever followed. (The soak's slow RSS
+    /// rise was not this: see the server's `main`.)
+    #[test]
+    fn rotating_through_many_files_and_runs_keeps_bookkeeping_for_the_newest_only() {
+        let frames = [DataProduct::Img16, DataProduct::Ph256].map(|dp| (dp, real_frame(dp)));
+        for poll_only in [false, true] {
+            let daq = tempfile::tempdir().unwrap();
+            let module_dir = daq.path().join("module_1");
+            let (mut t, seen, _stop) = tracker(daq.path(), poll_only);
+            let mut old_runs = Vec::new();
+            for run_no in 0..4_i64 {
+                let start = StartTime::from_unix(1_721_882_000 + 600 * run_no);
+                let run = module_dir.join(RunName::new("TEST", start.clone(), "test").to_string());
+                fs::create_dir_all(&run).unwrap();
+                // As the soak's pruning does: a run that ended goes later.
+                if old_runs.len() > 1 {
+                    fs::remove_dir_all(old_runs.remove(0)).unwrap();
+                }
+                old_runs.push(run.clone());
+                for seqno in 0..60_u32 {
+                    let mut wanted = Vec::new();
+                    for (dp, frame) in &frames {
+                        let name = PffName::new(start.clone(), *dp, 1, seqno).to_string();
+                        let mut f = fs::File::create(run.join(&name)).unwrap();
+                        f.write_all(frame).unwrap();
+                        wanted.push(name);
+                        // Files two seqnos behind are deleted as they age.
+                        if let Some(old) = seqno.checked_sub(2) {
+                            let old = PffName::new(start.clone(), *dp, 1, old).to_string();
+                            fs::remove_file(run.join(old)).unwrap();
+                        }
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !wanted
+                        .iter()
+                        .all(|w| seen.borrow().iter().any(|s| **s == **w))
+                    {
+                        assert!(
+                            Instant::now() < deadline,
+                            "poll_only={poll_only}: {wanted:?} never handed on"
+                        );
+                        if !poll_only {
+                            t.on_notified();
+                        }
+                        t.tick();
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    seen.borrow_mut().clear();
+
+                    let what = format!("poll_only={poll_only}, run {run_no}, seqno {seqno}");
+                    assert_eq!(t.followed.len(), 2, "{what}: followed files");
+                    assert_eq!(t.by_name.len(), 2, "{what}: names routed");
+                    assert_eq!(t.seq.len(), 2, "{what}: sequence counters");
+                    assert_eq!(t.tree.listed_files(), 2, "{what}: files listed");
+                    assert_eq!(t.warnings.count(), 0, "{what}: warnings remembered");
+                    // The data directory, module_1 and the newest run.
+                    let watched = if poll_only { 0 } else { 3 };
+                    assert_eq!(t.wake.watched(), watched, "{what}: watches");
+                    assert!(t.marked.dirs.is_empty(), "{what}: directories marked");
+                }
+            }
+        }
+    }
+}

@@ -277,6 +277,16 @@ impl Tree {
         changed
     }
 
+    /// How many PFF files the followed runs hold, as last listed.
+    #[cfg(test)]
+    pub(crate) fn listed_files(&self) -> usize {
+        let runs = self
+            .bare
+            .iter()
+            .chain(self.modules.values().filter_map(|m| m.newest.as_ref()));
+        runs.map(|r| r.files.len()).sum()
+    }
+
     /// The file each (module, data product) should follow: the highest
     /// seqno in that module's newest run.
     pub(crate) fn active_files(&self) -> HashMap<ModuleProduct, &PffEntry> {

@@ -106,6 +106,13 @@ impl Wake {
         self.inotify.is_some() && self.unwatched.is_empty()
     }
 
+    /// How many directories are watched.
+    #[cfg(test)]
+    pub(crate) fn watched(&self) -> usize {
+        assert_eq!(self.dirs.len(), self.wds.len());
+        self.dirs.len()
+    }
+
     /// Sleeps until a notification (when `notifications`), a stop
     /// request, a demand wake-up, or `timeout`.
     pub(crate) fn wait(&mut self, timeout: Duration, notifications: bool) -> Woken {

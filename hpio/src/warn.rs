@@ -36,6 +36,12 @@ impl Warnings {
         self.0.insert((path.to_path_buf(), cause));
     }
 
+    /// How many (path, cause) pairs are remembered.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.0.len()
+    }
+
     /// The path works again: a later failure is news and is logged.
     pub(crate) fn recovered(&mut self, path: &Path, cause: Cause) {
         if !self.0.is_empty() {
