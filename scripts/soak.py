@@ -315,9 +315,9 @@ def die_with_parent():
         pass
 
 
-def spawn(cmd, logfile):
+def spawn(cmd, logfile, env=None):
     return subprocess.Popen([str(c) for c in cmd], stdout=open(logfile, "a"), stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, env=env)
 
 
 def stop(p, sig=signal.SIGINT, timeout=15):
@@ -372,15 +372,19 @@ class Proc:
         if self.last:
             pct = 100 * (cpu - self.last[1]) / max(1e-9, now - self.last[0])
         self.last = (now, cpu)
+        # RssAnon is the heap and stacks; RssFile the binary's and libraries'
+        # pages, which grow as rarely run code is first touched.
         return {"rss_mib": int(status["VmRSS"][0]) / 1024, "fds": len(os.listdir(f"/proc/{self.pid}/fd")),
-                "threads": int(status["Threads"][0]), "cpu": pct}
+                "threads": int(status["Threads"][0]), "cpu": pct,
+                "rss_anon_mib": int(status["RssAnon"][0]) / 1024, "rss_file_mib": int(status["RssFile"][0]) / 1024}
 
 
 class Sim:
     """daqsim writing into one output directory; restart() starts a new run."""
 
-    def __init__(self, data, logfile, frames_bound):
+    def __init__(self, data, logfile, frames_bound, frames_per_file):
         self.data, self.logfile, self.frames_bound = data, logfile, frames_bound
+        self.frames_per_file = frames_per_file
         self.proc = None
         self.runs = 0
         self.start()
@@ -388,7 +392,7 @@ class Sim:
     def start(self):
         self.proc = spawn([BIN / "daqsim", "--replay", ROOT / "fixtures", "--out", self.data,
                            "--modules", ",".join(f"1:{m}" for m in MODULES), "--rate", RATE,
-                           "--frames-per-file", FRAMES_PER_FILE, "--frames", self.frames_bound], self.logfile)
+                           "--frames-per-file", self.frames_per_file, "--frames", self.frames_bound], self.logfile)
         self.runs += 1
 
     def restart(self):
@@ -550,12 +554,20 @@ def main():
     ap.add_argument("--plot", default="docs/soak-rss.png", help="PNG to write (relative to the caller's directory; "
                     "the default is the repository's docs/soak-rss.png)")
     ap.add_argument("--keep", action="store_true", help="keep the data tree (under the temp dir)")
+    ap.add_argument("--frames-per-file", type=int, default=FRAMES_PER_FILE, metavar="N",
+                    help=f"daqsim starts a new file every N frames (default {FRAMES_PER_FILE}, every "
+                    f"{FRAMES_PER_FILE / RATE:g} s); a large N turns rotation off")
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set this in the server's environment (repeatable), e.g. MALLOC_ARENA_MAX=2")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(Path(args.worker))
     if not 0.5 <= args.minutes <= 24 * 60:
         sys.exit("--minutes must be between 0.5 and 1440")
+    if any("=" not in e for e in args.server_env):
+        sys.exit("--server-env takes NAME=VALUE")
+    server_env = dict(e.split("=", 1) for e in args.server_env)
     plot = Path(args.plot)
     if not plot.is_absolute():
         base = ROOT if args.plot == ap.get_default("plot") else Path(os.environ.get("SOAK_CALLER_CWD", os.getcwd()))
@@ -590,7 +602,7 @@ def main():
     interrupted = False
     try:
         frames_bound = int(RATE * (p["new_run"] + p["reinit"] + 120))
-        sim = Sim(data, logs / "daqsim.log", frames_bound)
+        sim = Sim(data, logs / "daqsim.log", frames_bound, args.frames_per_file)
         wait_for(lambda: len(list(data.glob("module_*/*.pffd/*.pff"))) >= len(MODULES) * 2, "daqsim to write")
         config = tmp / "server.toml"
         # Room for 100 streams, the uploader and reconnects that overlap; Hashpipe's
@@ -604,7 +616,7 @@ def main():
             metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
             extra = ["--metrics-listen", metrics_url.split("/")[2]]
         server = spawn([BIN / "daqdata-server", "--config", config, "--listen", unix, "--listen", tcp,
-                        "--log-level", "info", *extra], logs / "server.log")
+                        "--log-level", "info", *extra], logs / "server.log", env={**os.environ, **server_env})
         wait_for(lambda: sock.exists() or server.poll() is not None, "the server socket")
         if server.poll() is not None:
             raise RuntimeError(f"the server exited at start; see {logs / 'server.log'}")
@@ -799,12 +811,13 @@ def report(args, p, plot, logs, samples, events, inits, init_failures, results, 
                " This run is under 10 minutes, so the 2-minute warm-up, the 2-minute re-init and the 10-minute "
                "run are scaled down to these."))
     out.append(f"Load: daqsim {len(MODULES)} modules x (img16, ph256) at {RATE:g} frames/s, a new file every "
-               f"{FRAMES_PER_FILE} frames, {sim_restarts} new run(s); hp_io every {HP_IO_INTERVAL * 1e3:g} ms; "
+               f"{args.frames_per_file} frames, {sim_restarts} new run(s); hp_io every {HP_IO_INTERVAL * 1e3:g} ms; "
                f"{N_CLIENTS} streams ({N_RECONNECTING} reconnecting over TCP every {RECONNECT_EVERY[0]:g}-"
                f"{RECONNECT_EVERY[1]:g} s, {N_SLOW} slow readers, the rest on the unix socket), "
                f"{sum(r.get('started', 0) for r in results)} StreamImages calls in all; {n_re} forced InitHpIo; "
                f"uploads at {UPLOAD_RATE:g} images/s in {UPLOAD_CALL_SECONDS:g}-s calls. {pruned} old files and "
-               f"runs deleted on the way. Logs: {logs}.\n")
+               f"runs deleted on the way." + (f" Server environment: {' '.join(args.server_env)}." if args.server_env
+                                            else "") + f" Logs: {logs}.\n")
     if ages:
         out.append(f"Frame age at the clients (every 50th tracked image, {len(ages)} samples): p50 "
                    f"{ages[len(ages) // 2]:.1f} ms, p99 {ages[int(0.99 * (len(ages) - 1))]:.1f} ms.\n")
