@@ -83,7 +83,12 @@ impl Header {
     pub fn parse(text: &str) -> Result<Self> {
         let f = match crate::header_scan::fields(text) {
             Some(f) => f,
-            None => serde_json::from_str(text)
+            // Through a `Value`, which refuses what the header's readers
+            // could not hold (a number beyond f64, such as 1e21882092, even
+            // under a key the stamps ignore), so that every parsed header
+            // is JSON to them too (`to_json`, the wire's Struct).
+            None => serde_json::from_str::<serde_json::Value>(text)
+                .and_then(HeaderFields::deserialize)
                 .map_err(|e| Error::format(0, format!("header is not the expected JSON: {e}")))?,
         };
         let mut quabos = [f.quabo_0, f.quabo_1, f.quabo_2, f.quabo_3];

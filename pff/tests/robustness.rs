@@ -367,6 +367,27 @@ fn check_file(path: &Path, dp: DataProduct, written: &[u8]) {
     assert!(read <= layout.frames);
 }
 
+/// Found by the property test below in CI: one byte made a stamp
+/// `1e21882092` under a key the stamps ignore ("{uabo_1"). JSON's grammar
+/// allows it, but no reader can hold the number (serde_json's `Value`
+/// refuses it), so the header must be refused, not passed on as a header
+/// whose JSON is unreadable.
+#[test]
+fn a_header_with_a_number_beyond_any_float_is_an_error() {
+    let text = concat!(
+        "{\n",
+        "   \"quabo_0\": { \"pkt_num\": 37905, \"pkt_tai\": 529, \"pkt_nsec\": 691007488, \"tv_sec\": 1721882092, \"tv_usec\": 691344},\n",
+        "   \"{uabo_1\": { \"pkt_num\": 36353, \"pkt_tai\": 529, \"pkt_nsec\": 691007484, \"tv_sec\": 1e21882092, \"tv_usec\": 691380},\n",
+        "   \"quabo_2\": { \"pkt_num\": 34970, \"pkt_tai\": 529, \"pkt_nsec\": 691007492, \"tv_sec\": 1721882092, \"tv_usec\": 691372},\n",
+        "   \"quabo_3\": { \"pkt_num\": 33604, \"pkt_tai\": 529, \"pkt_nsec\": 691007484, \"tv_sec\": 1721882092, \"tv_usec\": 691370}\n",
+        "}"
+    );
+    let err = pff::Header::parse(text).unwrap_err();
+    assert!(err.to_string().contains("JSON"), "{err}");
+    // The same header with the number in range reads.
+    assert!(pff::Header::parse(&text.replace("1e21882092", "1e2")).is_ok());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
 
