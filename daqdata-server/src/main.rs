@@ -59,17 +59,8 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
-    // Before the runtime's threads exist, so that none gets an arena of its own.
-    heap::bound_arenas();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(run())
-}
-
-async fn run() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("--log-level {:?} is not a level or filter", args.log_level))?;
@@ -105,14 +96,6 @@ async fn run() -> anyhow::Result<()> {
         None
     };
     let mut server = Server::start(config, init).await?;
-    tokio::spawn(async {
-        let mut every = tokio::time::interval(heap::RELEASE_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            heap::release_free_pages();
-        }
-    });
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -123,59 +106,4 @@ async fn run() -> anyhow::Result<()> {
     }
     server.shutdown().await?;
     Ok(())
-}
-
-/// glibc's allocator, set for a server that runs for weeks.
-///
-/// The soak's slow RSS rise is not a leak: glibc's own count of the bytes
-/// in use stays at 8.6 MiB whether the tracker has rotated through 200
-/// files or 21,000, and across InitHpIo and 1,500 reconnects. What
-/// grows is the allocator's footprint around that heap. A thread that
-/// finds its arena busy gets a new one (up to 8 per core), each with its
-/// own high-water mark, and freed memory below the top of an arena is
-/// never given back. So: at most two arenas, and the whole free pages
-/// inside them given back once a minute.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod heap {
-    use std::time::{Duration, Instant};
-
-    use nix::libc;
-
-    /// How often free pages inside the arenas are given back.
-    pub(crate) const RELEASE_EVERY: Duration = Duration::from_secs(60);
-
-    /// At most two malloc arenas, unless `MALLOC_ARENA_MAX` says otherwise
-    /// (glibc has read it already; this would override it). The threads
-    /// (a runtime worker per core, the tracker, short-lived blocking ones)
-    /// then share two, and their own caches (tcache) still serve most
-    /// allocations without taking an arena's lock.
-    pub(crate) fn bound_arenas() {
-        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-            return;
-        }
-        // SAFETY: mallopt only sets a tunable; called before other threads.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-
-    /// Gives the whole free pages of every arena back to the system.
-    pub(crate) fn release_free_pages() {
-        let started = Instant::now();
-        // SAFETY: malloc_trim takes each arena's lock itself; 0 keeps no pad.
-        let released = unsafe { libc::malloc_trim(0) } == 1;
-        tracing::debug!(released, took = ?started.elapsed(), "malloc_trim");
-    }
-}
-
-/// Other allocators give memory back on their own.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-mod heap {
-    use std::time::Duration;
-
-    pub(crate) const RELEASE_EVERY: Duration = Duration::from_secs(3600);
-
-    pub(crate) fn bound_arenas() {}
-
-    pub(crate) fn release_free_pages() {}
 }
