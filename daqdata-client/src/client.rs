@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::credentials::Bearer;
-use crate::reconnect::{self, Attempts, Backoff, HostState, HostStates};
+use crate::reconnect::{self, Attempts, Backoff, HostSlot, HostState, HostStates};
 use crate::{Credentials, Error, Host, HpIoConfig, Image};
 
 /// How long a ping may take before the host counts as down. The Python
@@ -313,14 +313,15 @@ impl DaqClient {
         // frames for it, not grow a queue here.
         let (tx, rx) = mpsc::channel(64);
         let mut tasks = JoinSet::new();
-        for (host, ch) in &self.nodes {
+        for (i, (host, ch)) in self.nodes.iter().enumerate() {
             let (host, ch, tx, request) = (host.clone(), ch.clone(), tx.clone(), spec.request());
-            let states = states.clone();
+            // `states` was made from these nodes, in this order.
+            let slot = states.as_ref().map(|s| s.slot(i));
             tasks.spawn(async move {
                 let mut attempts = reconnect.map(Attempts::new);
                 loop {
                     let started = std::time::Instant::now();
-                    let ended = stream_one(&host, ch.clone(), request.clone(), &tx, states.as_ref()).await;
+                    let ended = stream_one(&host, ch.clone(), request.clone(), &tx, slot.as_ref()).await;
                     if tx.is_closed() {
                         return;
                     }
@@ -337,16 +338,16 @@ impl DaqClient {
                         Err(e) if reconnect::passes(&e) => e.to_string(),
                         Err(e) => {
                             debug!("{e}");
-                            if let Some(states) = &states {
-                                states.set(&host, HostState::Refused { why: e.to_string() });
+                            if let Some(slot) = &slot {
+                                slot.set(HostState::Refused { why: e.to_string() });
                             }
                             let _ = tx.send(Err(e)).await;
                             return;
                         }
                     };
                     let (attempt, wait) = attempts.next(started);
-                    if let Some(states) = &states {
-                        states.set(&host, HostState::Reconnecting { attempt, why: why.clone() });
+                    if let Some(slot) = &slot {
+                        slot.set(HostState::Reconnecting { attempt, why: why.clone() });
                     }
                     warn!(%host, "reconnecting to {host} (attempt {attempt}) in {:.1} s: {why}", wait.as_secs_f64());
                     tokio::select! {
@@ -382,7 +383,7 @@ async fn stream_one(
     ch: Connection,
     request: StreamImagesRequest,
     tx: &mpsc::Sender<Result<Image, Error>>,
-    states: Option<&HostStates>,
+    slot: Option<&HostSlot>,
 ) -> Result<(), Error> {
     let mut stub = DaqDataClient::new(ch);
     let mut stream = stub
@@ -391,8 +392,8 @@ async fn stream_one(
         .map_err(|s| Error::rpc(host, "StreamImages", s))?
         .into_inner();
     info!(%host, "StreamImages started");
-    if let Some(states) = states {
-        states.set(host, HostState::Streaming);
+    if let Some(slot) = slot {
+        slot.set(HostState::Streaming);
     }
     loop {
         let response = match stream.message().await {
@@ -415,8 +416,8 @@ async fn stream_one(
             response.name
         };
         let item = Image::from_pano_image(&server, &p);
-        match (&item, states) {
-            (Ok(image), Some(states)) => states.received(host, image),
+        match (&item, slot) {
+            (Ok(image), Some(slot)) => slot.received(image),
             (Err(e), _) => debug!("{e}"),
             (Ok(_), None) => {}
         }

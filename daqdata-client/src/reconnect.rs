@@ -62,19 +62,37 @@ impl HostStates {
             .collect()
     }
 
-    fn with(&self, host: &Host, f: impl FnOnce(&mut HostStatus)) {
-        if let Some((_, s)) = self.0.iter().find(|(h, _)| h == host) {
+    /// The entry of the `index`th host (the client's host order), for the
+    /// task that streams from it: found once, not per image.
+    pub(crate) fn slot(&self, index: usize) -> HostSlot {
+        HostSlot {
+            states: self.clone(),
+            index,
+        }
+    }
+}
+
+/// One host's entry of a [`HostStates`].
+#[derive(Clone, Debug)]
+pub(crate) struct HostSlot {
+    states: HostStates,
+    index: usize,
+}
+
+impl HostSlot {
+    fn with(&self, f: impl FnOnce(&mut HostStatus)) {
+        if let Some((_, s)) = self.states.0.get(self.index) {
             f(&mut lock(s));
         }
     }
 
-    pub(crate) fn set(&self, host: &Host, state: HostState) {
-        self.with(host, |s| s.state = state);
+    pub(crate) fn set(&self, state: HostState) {
+        self.with(|s| s.state = state);
     }
 
-    pub(crate) fn received(&self, host: &Host, image: &Image) {
+    pub(crate) fn received(&self, image: &Image) {
         let time = image.node_time();
-        self.with(host, |s| {
+        self.with(|s| {
             s.images += 1;
             if let Some(t) = time {
                 s.newest_frame_time = Some(s.newest_frame_time.map_or(t, |n| n.max(t)));
