@@ -216,6 +216,11 @@ pub fn shared_sample(dp: &str, module: u32) -> Option<Sample> {
 /// in /tmp (`daqdata-sim-*`, up to 150 MB), which fills a test machine's
 /// disk run after run.
 pub fn stop(child: &mut std::process::Child) {
+    // Reaped already (a stop before a drop): its pid may be another
+    // process's by now, so it gets no signal.
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
