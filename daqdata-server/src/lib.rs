@@ -48,6 +48,7 @@ mod io_wrap;
 mod lifecycle;
 mod listen;
 mod metrics;
+mod response_date;
 mod service;
 mod state;
 mod stream;
@@ -301,7 +302,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type AuthedRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<access::AuthLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<
+        access::AuthLayer,
+        tower::layer::util::Stack<response_date::ResponseDateLayer, tower::layer::util::Identity>,
+    >,
 >;
 
 async fn router(state: Arc<State>) -> Result<AuthedRouter> {
@@ -324,6 +328,7 @@ async fn router(state: Arc<State>) -> Result<AuthedRouter> {
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(response_date::ResponseDateLayer)
         .layer(auth)
         .add_service(
             daqdata_proto::server::DaqDataServer::new(DaqDataService { state })

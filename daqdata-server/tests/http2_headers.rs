@@ -1,0 +1,130 @@
+//! What the server's HTTP/2 responses put into a connection's HPACK state:
+//! a viewer's connection lives for months, and every re-opened stream
+//! must not leave one more header-table entry behind on the server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use httlib_hpack::{Decoder, Encoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const SETTINGS: u8 = 4;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const ACK: u8 = 0x1;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap();
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// A Ping call on `stream`: its HEADERS (encoded by `encoder`) and an
+/// empty message in a DATA frame that ends the stream.
+fn ping(encoder: &mut Encoder, stream: u32) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/daqdata.DaqData/Ping"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        let field = (name.as_bytes().to_vec(), value.as_bytes().to_vec(), 0x4);
+        encoder.encode(field, &mut block).unwrap();
+    }
+    let mut out = frame(HEADERS, END_HEADERS, stream, &block);
+    out.extend(frame(DATA, END_STREAM, stream, &[0, 0, 0, 0, 0]));
+    out
+}
+
+/// Reads frames until the HEADERS blocks of `stream` hold `grpc-status`
+/// (the trailers); returns every header field of those blocks with its
+/// HPACK flags, decoded by `decoder`, which keeps the connection's table.
+async fn response_fields(
+    conn: &mut UnixStream,
+    decoder: &mut Decoder<'_>,
+    stream: u32,
+) -> Vec<(String, String, u8)> {
+    let mut fields = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut head))
+            .await
+            .expect("no frame from the server within 10 s")
+            .unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        conn.read_exact(&mut payload).await.unwrap();
+        if kind == SETTINGS && flags & ACK == 0 {
+            conn.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+        }
+        if kind != HEADERS || id != stream {
+            continue;
+        }
+        assert!(
+            flags & END_HEADERS != 0,
+            "a response's headers in one frame"
+        );
+        let mut decoded = Vec::new();
+        decoder.decode(&mut payload, &mut decoded).unwrap();
+        let trailers = decoded.iter().any(|(n, _, _)| n == b"grpc-status");
+        fields.extend(decoded.into_iter().map(|(n, v, f)| {
+            (
+                String::from_utf8_lossy(&n).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+                f,
+            )
+        }));
+        if trailers {
+            return fields;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_date_of_each_response_is_never_added_to_the_connections_header_table() {
+    let mut ts = TestServer::start(None, |_| {}).await;
+    let mut conn = UnixStream::connect(&ts.sock).await.unwrap();
+    conn.write_all(PREFACE).await.unwrap();
+    conn.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    let mut encoder = Encoder::default();
+    let mut decoder = Decoder::default();
+
+    // Three calls in three different seconds on one connection, as a
+    // viewer re-opens its stream after each forced InitHpIo.
+    let mut dates = Vec::new();
+    for stream in [1u32, 3, 5] {
+        conn.write_all(&ping(&mut encoder, stream)).await.unwrap();
+        let fields = response_fields(&mut conn, &mut decoder, stream).await;
+        let status = fields.iter().find(|(n, _, _)| n == "grpc-status");
+        assert_eq!(status.map(|(_, v, _)| v.as_str()), Some("0"), "{fields:?}");
+        let (_, date, flags) = fields
+            .iter()
+            .find(|(n, _, _)| n == "date")
+            .unwrap_or_else(|| panic!("no date header in {fields:?}"));
+        assert!(httpdate::parse_http_date(date).is_ok(), "date {date:?}");
+        assert_eq!(
+            flags & (Decoder::WITH_INDEXING | Decoder::NEVER_INDEXED),
+            Decoder::NEVER_INDEXED,
+            "the date {date:?} of stream {stream} must be sent never indexed, not added to the table"
+        );
+        dates.push(date.clone());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    dates.dedup();
+    assert_eq!(dates.len(), 3, "one date per second: {dates:?}");
+    ts.shutdown().await;
+}
