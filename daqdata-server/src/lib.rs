@@ -48,6 +48,7 @@ mod io_wrap;
 mod lifecycle;
 mod listen;
 mod metrics;
+mod no_header_table;
 mod response_date;
 mod service;
 mod state;

@@ -13,6 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::access::AccessConfig;
 use crate::conn_guard::{ConnLimits, ConnPlace, Guarded, HANDSHAKE_DEADLINE};
 use crate::error::{Error, Result};
+use crate::no_header_table::NoHeaderTable;
 use crate::uds_authority::AuthorityFix;
 
 /// An address the server is bound to.
@@ -61,14 +62,22 @@ impl fmt::Display for Listening {
 }
 
 /// Unix connections, each behind [`AuthorityFix`] so grpcio clients work.
+/// Every kind of connection is behind [`NoHeaderTable`].
 pub(crate) type UnixIncoming = std::pin::Pin<
-    Box<dyn futures::Stream<Item = std::io::Result<AuthorityFix<tokio::net::UnixStream>>> + Send>,
+    Box<
+        dyn futures::Stream<
+                Item = std::io::Result<NoHeaderTable<AuthorityFix<tokio::net::UnixStream>>>,
+            > + Send,
+    >,
 >;
 
 /// TCP connections, each behind [`Guarded`] (handshake deadline, per-peer
 /// connection limit).
 pub(crate) type TcpConns = std::pin::Pin<
-    Box<dyn futures::Stream<Item = std::io::Result<Guarded<tokio::net::TcpStream>>> + Send>,
+    Box<
+        dyn futures::Stream<Item = std::io::Result<NoHeaderTable<Guarded<tokio::net::TcpStream>>>>
+            + Send,
+    >,
 >;
 
 pub(crate) enum Incoming {
@@ -128,7 +137,8 @@ pub(crate) async fn bind(
         set_socket_access(&path, access).map_err(fail)?;
         let id =
             file_id(&path).map_err(|e| fail(format!("reading back {}: {e}", path.display())))?;
-        let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(AuthorityFix::new));
+        let incoming = UnixListenerStream::new(listener)
+            .map(|conn| conn.map(|s| NoHeaderTable::new(AuthorityFix::new(s))));
         return Ok((
             Listening::Unix(path, id),
             Incoming::Unix(Box::pin(incoming)),
@@ -172,7 +182,9 @@ pub(crate) async fn bind(
             Err(e) => Some(Err(e)),
         });
     if !tls {
-        let plain = incoming.map(|conn| conn.map(|(stream, place)| Guarded::new(stream, place)));
+        let plain = incoming.map(|conn| {
+            conn.map(|(stream, place)| NoHeaderTable::new(Guarded::new(stream, place)))
+        });
         return Ok((Listening::Tcp(local), Incoming::Tcp(Box::pin(plain))));
     }
     let Some(config) = tls_config else {
@@ -193,7 +205,7 @@ pub(crate) type TlsConns = std::pin::Pin<
     Box<
         dyn futures::Stream<
                 Item = std::io::Result<
-                    Guarded<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+                    NoHeaderTable<Guarded<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>,
                 >,
             > + Send,
     >,
@@ -231,7 +243,9 @@ fn accept_tls(mut accepted: Accepted, config: Arc<rustls::ServerConfig>) -> TlsC
                 let deadline = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
                 match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(Guarded::until(tls, place, deadline))).await;
+                        let _ = tx
+                            .send(Ok(NoHeaderTable::new(Guarded::until(tls, place, deadline))))
+                            .await;
                     }
                     Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                     Err(_) => tracing::debug!(

@@ -1,6 +1,7 @@
-//! What the server's HTTP/2 responses put into a connection's HPACK state:
-//! a viewer's connection lives for months, and every re-opened stream
-//! must not leave one more header-table entry behind on the server.
+//! What a connection's HPACK state holds on the server: a viewer's
+//! connection lives for months, and every re-opened stream must not leave
+//! one more header-table entry behind, neither for what the server sends
+//! nor for what the client sends.
 
 mod common;
 
@@ -28,10 +29,11 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// A Ping call on `stream`: its HEADERS (encoded by `encoder`) and an
-/// empty message in a DATA frame that ends the stream.
-fn ping(encoder: &mut Encoder, stream: u32) -> Vec<u8> {
-    let mut block = Vec::new();
+/// A Ping call on `stream`: its HEADERS (encoded by `encoder`, after
+/// `first`, with incremental indexing when `index`) and an empty message
+/// in a DATA frame that ends the stream.
+fn ping(encoder: &mut Encoder, stream: u32, first: &[u8], index: bool) -> Vec<u8> {
+    let mut block = first.to_vec();
     for (name, value) in [
         (":method", "POST"),
         (":scheme", "http"),
@@ -40,7 +42,8 @@ fn ping(encoder: &mut Encoder, stream: u32) -> Vec<u8> {
         ("content-type", "application/grpc"),
         ("te", "trailers"),
     ] {
-        let field = (name.as_bytes().to_vec(), value.as_bytes().to_vec(), 0x4);
+        let flags = if index { Encoder::WITH_INDEXING } else { 0 };
+        let field = (name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags);
         encoder.encode(field, &mut block).unwrap();
     }
     let mut out = frame(HEADERS, END_HEADERS, stream, &block);
@@ -107,7 +110,9 @@ async fn the_date_of_each_response_is_never_added_to_the_connections_header_tabl
     // viewer re-opens its stream after each forced InitHpIo.
     let mut dates = Vec::new();
     for stream in [1u32, 3, 5] {
-        conn.write_all(&ping(&mut encoder, stream)).await.unwrap();
+        conn.write_all(&ping(&mut encoder, stream, &[], true))
+            .await
+            .unwrap();
         let fields = response_fields(&mut conn, &mut decoder, stream).await;
         let status = fields.iter().find(|(n, _, _)| n == "grpc-status");
         assert_eq!(status.map(|(_, v, _)| v.as_str()), Some("0"), "{fields:?}");
@@ -126,5 +131,58 @@ async fn the_date_of_each_response_is_never_added_to_the_connections_header_tabl
     }
     dates.dedup();
     assert_eq!(dates.len(), 3, "one date per second: {dates:?}");
+    ts.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_server_preface_asks_clients_not_to_index_what_they_send() {
+    let mut ts = TestServer::start(None, |_| {}).await;
+    let mut conn = UnixStream::connect(&ts.sock).await.unwrap();
+    conn.write_all(PREFACE).await.unwrap();
+    conn.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut head))
+        .await
+        .expect("no frame from the server within 10 s")
+        .unwrap();
+    assert_eq!(
+        (head[3], head[4] & ACK),
+        (SETTINGS, 0),
+        "the first frame is the server's SETTINGS"
+    );
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    conn.read_exact(&mut payload).await.unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    let table_size = settings
+        .iter()
+        .rev()
+        .find(|(id, _)| *id == 0x1)
+        .map(|(_, v)| *v);
+    assert_eq!(
+        table_size,
+        Some(0),
+        "SETTINGS_HEADER_TABLE_SIZE in {settings:?}"
+    );
+
+    // A client that follows it (an empty table from its first header
+    // block on) is served.
+    conn.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+    let mut encoder = Encoder::with_dynamic_size(0);
+    let mut decoder = Decoder::default();
+    const TABLE_SIZE_ZERO: u8 = 0x20; // a dynamic table size update to 0
+    let call = ping(&mut encoder, 1, &[TABLE_SIZE_ZERO], false);
+    conn.write_all(&call).await.unwrap();
+    let fields = response_fields(&mut conn, &mut decoder, 1).await;
+    let status = fields.iter().find(|(n, _, _)| n == "grpc-status");
+    assert_eq!(status.map(|(_, v, _)| v.as_str()), Some("0"), "{fields:?}");
     ts.shutdown().await;
 }
