@@ -1,6 +1,8 @@
 //! Connection wrappers that look only at what they read (the unix
 //! socket's `:authority` fix, the TCP handshake deadline) pass writes and
-//! tonic's connection info straight through to the stream they wrap.
+//! tonic's connection info straight through to the stream they wrap; one
+//! that looks only at what it writes (the HPACK setting) passes the
+//! connection info.
 
 /// Implements `AsyncWrite` and tonic's `Connected` for `$wrapper<S>` by
 /// passing every call to its `inner` stream.
@@ -42,6 +44,14 @@ macro_rules! pass_writes_through {
             }
         }
 
+        crate::io_wrap::pass_connect_info_through!($wrapper);
+    };
+}
+
+/// Implements tonic's `Connected` for `$wrapper<S>` with its `inner`
+/// stream's connection info.
+macro_rules! pass_connect_info_through {
+    ($wrapper:ident) => {
         impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
             for $wrapper<S>
         {
@@ -54,4 +64,5 @@ macro_rules! pass_writes_through {
     };
 }
 
+pub(crate) use pass_connect_info_through;
 pub(crate) use pass_writes_through;

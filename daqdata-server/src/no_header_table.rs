@@ -185,15 +185,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for NoHeaderTable<S> {
     }
 }
 
-impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
-    for NoHeaderTable<S>
-{
-    type ConnectInfo = S::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
+crate::io_wrap::pass_connect_info_through!(NoHeaderTable);
 
 #[cfg(test)]
 mod tests {
