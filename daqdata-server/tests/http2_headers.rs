@@ -51,6 +51,40 @@ fn ping(encoder: &mut Encoder, stream: u32, first: &[u8], index: bool) -> Vec<u8
     out
 }
 
+/// A connection to the test server that has sent the client preface and
+/// its (empty) SETTINGS.
+async fn connect(ts: &TestServer) -> UnixStream {
+    let mut conn = UnixStream::connect(&ts.sock).await.unwrap();
+    conn.write_all(PREFACE).await.unwrap();
+    conn.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    conn
+}
+
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+/// The server's next frame, within 10 s.
+async fn read_frame(conn: &mut UnixStream) -> Frame {
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut head))
+        .await
+        .expect("no frame from the server within 10 s")
+        .unwrap();
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    conn.read_exact(&mut payload).await.unwrap();
+    Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+        payload,
+    }
+}
+
 /// Reads frames until the HEADERS blocks of `stream` hold `grpc-status`
 /// (the trailers); returns every header field of those blocks with its
 /// HPACK flags, decoded by `decoder`, which keeps the connection's table.
@@ -61,16 +95,12 @@ async fn response_fields(
 ) -> Vec<(String, String, u8)> {
     let mut fields = Vec::new();
     loop {
-        let mut head = [0u8; 9];
-        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut head))
-            .await
-            .expect("no frame from the server within 10 s")
-            .unwrap();
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let (kind, flags) = (head[3], head[4]);
-        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let mut payload = vec![0u8; len];
-        conn.read_exact(&mut payload).await.unwrap();
+        let Frame {
+            kind,
+            flags,
+            stream: id,
+            mut payload,
+        } = read_frame(conn).await;
         if kind == SETTINGS && flags & ACK == 0 {
             conn.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
         }
@@ -100,9 +130,7 @@ async fn response_fields(
 #[tokio::test]
 async fn the_date_of_each_response_is_never_added_to_the_connections_header_table() {
     let mut ts = TestServer::start(None, |_| {}).await;
-    let mut conn = UnixStream::connect(&ts.sock).await.unwrap();
-    conn.write_all(PREFACE).await.unwrap();
-    conn.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    let mut conn = connect(&ts).await;
     let mut encoder = Encoder::default();
     let mut decoder = Decoder::default();
 
@@ -137,23 +165,15 @@ async fn the_date_of_each_response_is_never_added_to_the_connections_header_tabl
 #[tokio::test]
 async fn the_server_preface_asks_clients_not_to_index_what_they_send() {
     let mut ts = TestServer::start(None, |_| {}).await;
-    let mut conn = UnixStream::connect(&ts.sock).await.unwrap();
-    conn.write_all(PREFACE).await.unwrap();
-    conn.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
-    let mut head = [0u8; 9];
-    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut head))
-        .await
-        .expect("no frame from the server within 10 s")
-        .unwrap();
+    let mut conn = connect(&ts).await;
+    let first = read_frame(&mut conn).await;
     assert_eq!(
-        (head[3], head[4] & ACK),
+        (first.kind, first.flags & ACK),
         (SETTINGS, 0),
         "the first frame is the server's SETTINGS"
     );
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let mut payload = vec![0u8; len];
-    conn.read_exact(&mut payload).await.unwrap();
-    let settings: Vec<(u16, u32)> = payload
+    let settings: Vec<(u16, u32)> = first
+        .payload
         .chunks(6)
         .map(|c| {
             (
