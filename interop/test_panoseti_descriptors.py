@@ -100,9 +100,51 @@ def describe(file):
     return facts
 
 
+# What SPEC §2 adds to 0.3.5's protocol: the Status RPC (upstream's, after
+# 0.3.5) and StreamHashpipeStatus with the fields of upstream's two empty
+# messages (§9). Additions only: nothing of 0.3.5 may change or go.
+SPEC_ADDITIONS = {
+    "rpc daqdata.DaqData.Status",
+    "message daqdata.StatusResponse",
+    "field daqdata.StatusResponse.hp_io_initialized",
+    "field daqdata.StatusResponse.message",
+    "rpc daqdata.DaqData.StreamHashpipeStatus",
+    "field daqdata.StreamHashpipeStatusRequest.update_interval_seconds",
+    "field daqdata.StreamHashpipeStatusResponse.name",
+    "field daqdata.StreamHashpipeStatusResponse.read_at",
+    "field daqdata.StreamHashpipeStatusResponse.cards",
+    "field daqdata.StreamHashpipeStatusResponse.stale",
+    "field daqdata.StreamHashpipeStatusResponse.message",
+}
+
+
 def differences(a, b):
+    """Every fact that differs, except SPEC §2's additions to ours."""
     return [f"{k}: ours {a.get(k, 'MISSING')!r} != upstream {b.get(k, 'MISSING')!r}"
-            for k in sorted(set(a) | set(b)) if a.get(k, "MISSING") != b.get(k, "MISSING")]
+            for k in sorted(set(a) | set(b))
+            if a.get(k, "MISSING") != b.get(k, "MISSING")
+            and not (k in SPEC_ADDITIONS and k not in b)]
+
+
+def test_the_additions_are_what_spec_says(tmp_path):
+    """Status: bool 1, string 2, a unary viewer RPC on Empty; the Hashpipe
+    status stream with the field numbers of SPEC §9."""
+    a = describe(ours(tmp_path))
+    assert SPEC_ADDITIONS <= set(a)
+    assert a["rpc daqdata.DaqData.Status"] == {
+        "input": "google.protobuf.Empty", "output": "daqdata.StatusResponse",
+        "client_streaming": False, "server_streaming": False}
+    assert a["field daqdata.StatusResponse.hp_io_initialized"]["number"] == 1
+    assert a["field daqdata.StatusResponse.hp_io_initialized"]["type"] == "TYPE_BOOL"
+    assert a["field daqdata.StatusResponse.message"]["number"] == 2
+    assert a["field daqdata.StatusResponse.message"]["type"] == "TYPE_STRING"
+    assert a["rpc daqdata.DaqData.StreamHashpipeStatus"]["server_streaming"] is True
+    fields = {name: (a[f"field daqdata.StreamHashpipeStatusResponse.{name}"]["number"],
+                     a[f"field daqdata.StreamHashpipeStatusResponse.{name}"]["type"])
+              for name in ("name", "read_at", "cards", "stale", "message")}
+    assert fields == {"name": (1, "TYPE_STRING"), "read_at": (2, "TYPE_MESSAGE"),
+                      "cards": (3, "TYPE_MESSAGE"), "stale": (4, "TYPE_BOOL"),
+                      "message": (5, "TYPE_STRING")}
 
 
 def test_our_proto_matches_upstream_descriptor(tmp_path):

@@ -21,6 +21,7 @@
 //!   [`json_to_struct`] and [`struct_to_json`].
 //! - [`HpIoConfig`]: the Python project's `hp_io_config.json`, and the
 //!   `InitHpIoRequest` it makes.
+//! - [`rpc`]: each RPC's name, path and whether it needs the operator role.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 //!
 //! The `.proto` is compiled at build time by `protox`, so no system `protoc`
@@ -42,6 +43,7 @@
 
 mod hp_io_config;
 mod mapping;
+pub mod rpc;
 mod shared;
 
 pub use hp_io_config::{HpIoConfig, HpIoConfigError};

@@ -332,8 +332,8 @@ impl Access {
 
 /// The role each RPC needs (by gRPC path).
 fn needed_role(path: &str) -> Role {
-    match path {
-        "/daqdata.DaqData/InitHpIo" | "/daqdata.DaqData/UploadImages" => Role::Operator,
+    match daqdata_proto::rpc::by_path(path) {
+        Some(rpc) if rpc.operator_only => Role::Operator,
         _ => Role::Viewer,
     }
 }
@@ -400,11 +400,10 @@ pub(crate) struct Auth<S> {
 
 /// A bounded label for an RPC path.
 fn rpc_name(path: &str) -> &'static str {
+    if let Some(rpc) = daqdata_proto::rpc::by_path(path) {
+        return rpc.name;
+    }
     match path {
-        "/daqdata.DaqData/StreamImages" => "StreamImages",
-        "/daqdata.DaqData/InitHpIo" => "InitHpIo",
-        "/daqdata.DaqData/Ping" => "Ping",
-        "/daqdata.DaqData/UploadImages" => "UploadImages",
         p if p.starts_with("/grpc.reflection.") => "reflection",
         p if p.starts_with("/grpc.health.") => "health",
         _ => "other",
@@ -596,8 +595,12 @@ mod tests {
         assert_eq!(bearer(&req("bearer  abc ")), Some("abc"));
         assert_eq!(bearer(&req("Basic abc")), None);
         assert_eq!(bearer(&http::Request::new(())), None);
-        assert_eq!(needed_role("/daqdata.DaqData/InitHpIo"), Role::Operator);
-        assert_eq!(needed_role("/daqdata.DaqData/StreamImages"), Role::Viewer);
+        use daqdata_proto::rpc;
+        assert_eq!(needed_role(rpc::INIT_HP_IO.path), Role::Operator);
+        assert_eq!(needed_role(rpc::UPLOAD_IMAGES.path), Role::Operator);
+        assert_eq!(needed_role(rpc::STREAM_IMAGES.path), Role::Viewer);
+        assert_eq!(needed_role(rpc::STATUS.path), Role::Viewer);
+        assert_eq!(needed_role(rpc::STREAM_HASHPIPE_STATUS.path), Role::Viewer);
         assert_eq!(needed_role("/grpc.health.v1.Health/Check"), Role::Viewer);
     }
 

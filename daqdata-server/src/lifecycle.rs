@@ -24,6 +24,9 @@ pub(crate) struct Lifecycle {
     /// The running hp_io; its lock is the "one InitHpIo at a time" lock.
     running: tokio::sync::Mutex<Option<HpIo>>,
     initializing: AtomicBool,
+    /// What the running configuration follows, or why none runs: the
+    /// Status RPC's message.
+    described: RwLock<String>,
     /// Open Hashpipe socket connections: Hashpipe is running.
     hashpipe_connections: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -38,6 +41,7 @@ impl Lifecycle {
             current: RwLock::new(None),
             running: tokio::sync::Mutex::new(None),
             initializing: AtomicBool::new(false),
+            described: RwLock::new(NOT_INITIALIZED.to_string()),
             hashpipe_connections: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -61,6 +65,29 @@ impl Lifecycle {
             })
     }
 
+    /// The Status RPC's answer (SPEC §2): whether hp_io runs, and one line
+    /// that says what it follows or why it does not.
+    pub(crate) fn status(&self) -> (bool, String) {
+        let initialized = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        let mut message = self
+            .described
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if self.initializing.load(Ordering::Acquire) {
+            message = format!("InitHpIo is reconfiguring hp_io; {message}");
+        }
+        (initialized, message)
+    }
+
+    fn describe(&self, line: String) {
+        *self.described.write().unwrap_or_else(|e| e.into_inner()) = line;
+    }
+
     fn set_current(&self, running: Option<(&Settings, Arc<Generation>)>) {
         self.metrics
             .set_hp_io(running.as_ref().map(|(settings, _)| HpIoLabels {
@@ -69,6 +96,10 @@ impl Lifecycle {
                 simulate: settings.simulate.to_string(),
                 modules: format!("{:?}", settings.modules),
             }));
+        self.describe(match &running {
+            Some((settings, _)) => format!("hp_io follows the {settings}"),
+            None => NOT_INITIALIZED.to_string(),
+        });
         let generation = running.map(|(_, g)| g);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = generation;
     }
@@ -124,6 +155,7 @@ impl Lifecycle {
                 let why = format!("hp_io could not start with {settings}: {e}");
                 tracing::warn!("{why}");
                 let Some(previous) = previous_settings else {
+                    self.describe(format!("hp_io is not initialized: {why}"));
                     return Ok(failure(why));
                 };
                 match self.start(previous.clone()).await {
@@ -134,9 +166,13 @@ impl Lifecycle {
                             "{why}; the previous configuration ({previous}) was restored"
                         )))
                     }
-                    Err(e2) => Ok(failure(format!(
-                        "{why}; restoring the previous configuration ({previous}) failed too: {e2}; call InitHpIo again"
-                    ))),
+                    Err(e2) => {
+                        let why = format!(
+                            "{why}; restoring the previous configuration ({previous}) failed too: {e2}; call InitHpIo again"
+                        );
+                        self.describe(format!("hp_io is not initialized: {why}"));
+                        Ok(failure(why))
+                    }
                 }
             }
         }
@@ -281,6 +317,9 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+const NOT_INITIALIZED: &str =
+    "hp_io is not initialized: call InitHpIo (daqdata --init CONFIG or --init-sim)";
+
 struct ClearOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for ClearOnDrop<'_> {
@@ -304,6 +343,20 @@ mod tests {
         assert_eq!(code(&lifecycle), Some(tonic::Code::FailedPrecondition));
         lifecycle.initializing.store(true, Ordering::Release);
         assert_eq!(code(&lifecycle), Some(tonic::Code::Unavailable));
+    }
+
+    #[test]
+    fn status_says_why_hp_io_does_not_run() {
+        let lifecycle = Lifecycle::new(
+            Config::default(),
+            daqsim::Fixtures::embedded(),
+            Metrics::new(),
+        );
+        let (initialized, message) = lifecycle.status();
+        assert!(!initialized);
+        assert!(message.contains("not initialized"), "{message}");
+        lifecycle.initializing.store(true, Ordering::Release);
+        assert!(lifecycle.status().1.contains("reconfiguring"));
     }
 
     #[test]

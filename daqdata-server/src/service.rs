@@ -5,7 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use daqdata_proto::daqdata::{
-    InitHpIoRequest, InitHpIoResponse, StreamImagesRequest, UploadImageRequest,
+    InitHpIoRequest, InitHpIoResponse, StatusResponse, StreamHashpipeStatusRequest,
+    StreamHashpipeStatusResponse, StreamImagesRequest, UploadImageRequest,
 };
 use daqdata_proto::SharedStreamImagesResponse;
 use tonic::{Request, Response, Status, Streaming};
@@ -32,9 +33,13 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 type ImageResponses =
     Pin<Box<dyn futures::Stream<Item = Result<SharedStreamImagesResponse, Status>> + Send>>;
 
+type HashpipeStatusResponses =
+    Pin<Box<dyn futures::Stream<Item = Result<StreamHashpipeStatusResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl daqdata_proto::server::DaqData for DaqDataService {
     type StreamImagesStream = ImageResponses;
+    type StreamHashpipeStatusStream = HashpipeStatusResponses;
 
     async fn stream_images(
         &self,
@@ -87,6 +92,25 @@ impl daqdata_proto::server::DaqData for DaqDataService {
     async fn ping(&self, request: Request<()>) -> Result<Response<()>, Status> {
         tracing::debug!(peer = %caller(&request)?, "Ping");
         Ok(Response::new(()))
+    }
+
+    async fn status(&self, request: Request<()>) -> Result<Response<StatusResponse>, Status> {
+        let (hp_io_initialized, message) = self.state.lifecycle.status();
+        tracing::debug!(peer = %caller(&request)?, hp_io_initialized, "Status: {message}");
+        Ok(Response::new(StatusResponse {
+            hp_io_initialized,
+            message,
+        }))
+    }
+
+    async fn stream_hashpipe_status(
+        &self,
+        request: Request<StreamHashpipeStatusRequest>,
+    ) -> Result<Response<Self::StreamHashpipeStatusStream>, Status> {
+        tracing::info!(peer = %caller(&request)?, "StreamHashpipeStatus refused: no reader yet");
+        Err(Status::unimplemented(
+            "this server does not read Hashpipe's status buffer yet",
+        ))
     }
 
     async fn upload_images(
