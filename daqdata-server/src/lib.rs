@@ -258,6 +258,8 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
     Ok(summary)
 }
 
+/// SPEC §8: a start-up config whose run has not begun yet does not fail the
+/// start; hp_io waits for the run (Status says so).
 async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     let request = match init {
         InitOnStart::Simulate => InitHpIoRequest {
@@ -273,7 +275,9 @@ async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     };
     let reply = state
         .lifecycle
-        .init(&request, || state.admission.active_streams())
+        .init(&request, lifecycle::NoRun::Wait, || {
+            state.admission.active_streams()
+        })
         .await
         .map_err(|s| Error::InitAtStart(s.message().to_string()))?;
     if reply.success {

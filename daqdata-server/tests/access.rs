@@ -128,8 +128,15 @@ async fn every_row_of_spec_6_over_tcp_and_the_unix_socket() {
         .insert("authorization", format!("Bearer {view}").parse().unwrap());
     health.check(viewer_check).await.unwrap();
 
-    // A viewer token watches, and may do nothing else.
+    // A viewer token watches, asks for Status, and may do nothing else.
     ping(&mut tcp, Some(&view)).await.unwrap();
+    let status = tcp.status(with_token((), Some(&view))).await.unwrap();
+    assert!(status.get_ref().hp_io_initialized, "{:?}", status.get_ref());
+    refused(
+        tcp.status(with_token((), None)).await.map(drop),
+        Code::Unauthenticated,
+        "viewer",
+    );
     let mut s = stream(&mut tcp, &[], Some(&view)).await.unwrap();
     take(&mut s, 3).await;
     refused(

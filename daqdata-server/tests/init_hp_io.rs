@@ -280,3 +280,112 @@ async fn links_and_dot_dot_cannot_leave_the_allowed_data_roots() {
         );
     }
 }
+
+/// The Status RPC's answer (SPEC §2): whether hp_io runs, and its line.
+async fn status(
+    c: &mut daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+) -> (bool, String) {
+    let reply = c.status(()).await.unwrap().into_inner();
+    assert!(!reply.message.is_empty(), "Status's message is never empty");
+    assert!(
+        !reply.message.contains('\n'),
+        "Status's message is one line: {:?}",
+        reply.message
+    );
+    (reply.hp_io_initialized, reply.message)
+}
+
+#[tokio::test]
+async fn status_says_what_hp_io_follows_or_why_it_does_not() {
+    let server = BinServer::start("", &[]).await;
+    let mut c = server.client().await;
+    let (initialized, message) = status(&mut c).await;
+    assert!(!initialized);
+    assert!(
+        message.contains("not initialized") && message.contains("InitHpIo"),
+        "{message}"
+    );
+
+    // A refused InitHpIo is why hp_io still does not run.
+    let empty = tempfile::tempdir().unwrap();
+    let refused = c.init_hp_io(dir_request(empty.path())).await;
+    assert_eq!(code(refused), Code::FailedPrecondition);
+    let (initialized, message) = status(&mut c).await;
+    assert!(!initialized);
+    assert!(
+        message.contains("not initialized")
+            && message.contains("no active run")
+            && message.contains(&empty.path().display().to_string()),
+        "{message}"
+    );
+
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let (initialized, message) = status(&mut c).await;
+    assert!(initialized);
+    assert!(message.contains("follows the simulated run"), "{message}");
+
+    // A refused re-init leaves the running configuration, and its line.
+    assert_eq!(
+        code(c.init_hp_io(dir_request(empty.path())).await),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        status(&mut c).await,
+        (true, message),
+        "a refused re-init changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_start_up_config_before_any_run_waits_for_it_and_follows_it() {
+    let data = tempfile::tempdir().unwrap();
+    let hp_io = data.path().join("hp_io_config.json");
+    let run_dir = data.path().join("data");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::fs::write(
+        &hp_io,
+        format!(
+            r#"{{"data_dir": "{}", "update_interval_seconds": 0.05, "force": false, "simulate_daq": false, "module_ids": []}}"#,
+            run_dir.display()
+        ),
+    )
+    .unwrap();
+    // No run yet: the server starts all the same, and says it waits.
+    let server = BinServer::start(
+        &format!("init_hp_io_config = \"{}\"\n", hp_io.display()),
+        &[],
+    )
+    .await;
+    let mut c = server.client().await;
+    let (initialized, message) = status(&mut c).await;
+    assert!(initialized, "{message}");
+    assert!(
+        message.contains(&format!("waiting for a run under {}", run_dir.display())),
+        "{message}"
+    );
+    // A viewer who comes early waits for frames, not for an error.
+    let mut early = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+
+    // The DAQ starts: no InitHpIo, and the run is followed.
+    let _replay = live_tree_at(&run_dir, 50.0, &RENAMED);
+    let images = take(&mut early, 5).await;
+    for r in &images {
+        let module = r.pano_image.as_ref().unwrap().module_id;
+        assert!((101..=103).contains(&module), "module {module}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (initialized, message) = status(&mut c).await;
+        if message.contains("follows the data_dir") {
+            assert!(initialized);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Status still says {message:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
