@@ -22,7 +22,9 @@
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
 //! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
-//! Hashpipe's socket feed, a second source of frames beside the tracker.
+//! Hashpipe's socket feed, a second source of frames beside the tracker;
+//! `access` who may call what and whom the per-peer limits count
+//! (`ip_block` the `relay_peers` entries they exempt).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -45,6 +47,7 @@ mod error;
 mod hashpipe_sockets;
 mod hp_io;
 mod io_wrap;
+mod ip_block;
 mod lifecycle;
 mod listen;
 mod metrics;
@@ -68,6 +71,7 @@ pub use access::{parse_tokens, AccessConfig, Role, Token};
 pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
 pub use hashpipe_sockets::HashpipeSocketsConfig;
+pub use ip_block::IpBlock;
 pub use listen::Listening;
 
 use service::DaqDataService;
@@ -134,10 +138,11 @@ impl Server {
                 }
             },
         };
-        let limits = conn_guard::ConnLimits::new(
-            state.config.max_connections_per_peer,
-            state.config.access.per_peer_limits_on_loopback,
-        );
+        let access = state.config.access.clone();
+        let limits =
+            conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
+                access.limits_apply_to(ip)
+            });
         let mut listening = Vec::new();
         let mut tasks = JoinSet::new();
         for addr in &state.config.listen {
