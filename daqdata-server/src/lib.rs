@@ -252,6 +252,15 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
             "; at start tracks {what} every {} s",
             c.update_interval_seconds
         );
+        if !c.simulate_daq {
+            summary += " (waiting for a run if none is active)";
+            if config.hashpipe_sockets.enabled {
+                summary += &format!(
+                    "; Hashpipe's sockets listen at {}",
+                    config.hashpipe_sockets.path_template
+                );
+            }
+        }
     }
     if let Some(dir) = &config.simulate.fixtures_dir {
         daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {

@@ -364,6 +364,10 @@ async fn a_start_up_config_before_any_run_waits_for_it_and_follows_it() {
         message.contains(&format!("waiting for a run under {}", run_dir.display())),
         "{message}"
     );
+    for dp in ["img8", "img16", "ph256", "ph1024"] {
+        let sock = server.dir.path().join(format!("hashpipe.dp_{dp}.sock"));
+        assert!(sock.exists(), "Hashpipe's {dp} socket does not listen");
+    }
     // A viewer who comes early waits for frames, not for an error.
     let mut early = open(&mut c, stream_request(true, true, 0.0, &[])).await;
 
