@@ -101,7 +101,7 @@ fn the_daq_node_example_config_starts_the_socket_feed_at_boot() {
             && said.contains("Hashpipe's sockets listen at /tmp/hashpipe_grpc.dp_{dp_name}.sock"),
         "{said}"
     );
-    let hp_io = daqdata_proto::HpIoConfig::load(&dist.join("hp_io_config.json")).unwrap();
+    let hp_io = daqdata_proto::HpIoConfig::load(dist.join("hp_io_config.json")).unwrap();
     assert!(!hp_io.simulate_daq && hp_io.data_dir == "/mnt/panoseti");
 }
 
