@@ -383,8 +383,10 @@ pub(crate) enum NoRun {
     Wait,
 }
 
-/// How often a waiting configuration looks for its run.
-const RUN_POLL: Duration = Duration::from_secs(1);
+/// How often a waiting configuration looks for its run. Only Status's line
+/// waits for this (the tracker and the sockets follow the run at once), and
+/// each look may walk the data directory of a node Hashpipe shares.
+const RUN_POLL: Duration = Duration::from_secs(5);
 
 fn failure(error_message: String) -> InitHpIoResponse {
     InitHpIoResponse {
