@@ -337,8 +337,18 @@ async fn status_says_what_hp_io_follows_or_why_it_does_not() {
     );
 }
 
-#[tokio::test]
-async fn a_start_up_config_before_any_run_waits_for_it_and_follows_it() {
+/// How a DAQ run begins under a server that waits for it.
+enum Feed {
+    /// Hashpipe writes PFF files (daqsim's replay into the data directory).
+    Files,
+    /// Hashpipe connects to the server's sockets and pushes frames.
+    Sockets,
+}
+
+/// SPEC §8: a server started with an hp_io_config.json before any run
+/// starts all the same, says in Status that it waits, and follows the run
+/// when `feed` begins it, with no InitHpIo, for a viewer already open.
+async fn a_start_up_config_waits_for_the_run_that(feed: Feed) {
     let data = tempfile::tempdir().unwrap();
     let hp_io = data.path().join("hp_io_config.json");
     let run_dir = data.path().join("data");
@@ -351,7 +361,6 @@ async fn a_start_up_config_before_any_run_waits_for_it_and_follows_it() {
         ),
     )
     .unwrap();
-    // No run yet: the server starts all the same, and says it waits.
     let server = BinServer::start(
         &format!("init_hp_io_config = \"{}\"\n", hp_io.display()),
         &[],
@@ -372,13 +381,30 @@ async fn a_start_up_config_before_any_run_waits_for_it_and_follows_it() {
     let mut early = open(&mut c, stream_request(true, true, 0.0, &[])).await;
 
     // The DAQ starts: no InitHpIo, and the run is followed.
-    let _replay = live_tree_at(&run_dir, 50.0, &RENAMED);
+    let _files;
+    let _sockets;
+    match feed {
+        Feed::Files => _files = live_tree_at(&run_dir, 50.0, &RENAMED),
+        Feed::Sockets => {
+            _sockets = daqsim::SocketPush::start(
+                daqsim::Fixtures::embedded(),
+                daqsim::SocketPushConfig {
+                    template: private_hashpipe_sockets(server.dir.path()),
+                    rate: Some(50.0),
+                    modules: RENAMED.to_vec(),
+                    reconnect: Duration::from_millis(100),
+                    ..daqsim::SocketPushConfig::default()
+                },
+            )
+            .unwrap()
+        }
+    }
     let images = take(&mut early, 5).await;
     for r in &images {
         let module = r.pano_image.as_ref().unwrap().module_id;
         assert!((101..=103).contains(&module), "module {module}");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (initialized, message) = status(&mut c).await;
         if message.contains("follows the data_dir") {
@@ -392,4 +418,14 @@ async fn a_start_up_config_before_any_run_waits_for_it_and_follows_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_start_up_config_before_any_run_waits_for_hashpipes_files() {
+    a_start_up_config_waits_for_the_run_that(Feed::Files).await;
+}
+
+#[tokio::test]
+async fn a_start_up_config_before_any_run_waits_for_hashpipes_sockets() {
+    a_start_up_config_waits_for_the_run_that(Feed::Sockets).await;
 }
