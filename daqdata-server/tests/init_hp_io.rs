@@ -280,3 +280,77 @@ async fn links_and_dot_dot_cannot_leave_the_allowed_data_roots() {
         );
     }
 }
+
+/// Where a reconfiguration left the server after its caller gave up: a
+/// new stream gets an image within a generous deadline (UNAVAILABLE while
+/// the reconfiguration still runs is retried), or what it was told.
+async fn serves_a_new_stream(
+    c: &mut daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match c.stream_images(stream_request(true, true, 0.0, &[])).await {
+            // A stream opened just before the reconfiguration took over is
+            // ended by it; the next one is tried.
+            Ok(s) => match tokio::time::timeout_at(deadline, s.into_inner().message()).await {
+                Ok(Ok(Some(_))) => return Ok(()),
+                Ok(other) => last = format!("the stream ended: {other:?}"),
+                Err(_) => last = "a stream opened but sent nothing".into(),
+            },
+            Err(s) => last = format!("{:?}: {}", s.code(), s.message()),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(last)
+}
+
+/// Notes on `tried` whether the server serves a new stream; if it does
+/// not, an InitHpIo that runs to its end sets it right, so that each
+/// abandoned call is judged on its own.
+async fn check_and_recover(
+    c: &mut daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+    tried: &mut String,
+) {
+    let why = serves_a_new_stream(c).await.err();
+    tried.push_str(&format!(": {why:?}"));
+    if why.is_some() {
+        let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+        assert!(reply.success, "{}", reply.error_message);
+    }
+}
+
+/// SPEC §3: a reconfiguration runs to its end (the new configuration, or
+/// the old one restored) whatever its caller does; only the reply may be
+/// lost. The calls give up at many points: deadlines from 0.5 ms to 50 ms
+/// (enforced by the server) and futures dropped by the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_hp_io_whose_caller_gives_up_leaves_the_server_serving() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut tried = Vec::new();
+    let mut deadline = Duration::from_micros(500);
+    while deadline <= Duration::from_millis(50) {
+        tried.push(format!("deadline {deadline:?}"));
+        let mut req = tonic::Request::new(sim_request());
+        req.set_timeout(deadline);
+        let _ = c.init_hp_io(req).await;
+        deadline = deadline.mul_f64(1.2);
+        check_and_recover(&mut c, tried.last_mut().unwrap()).await;
+    }
+    for after in (0..40).map(|k| Duration::from_micros(500 * k)) {
+        tried.push(format!("dropped after {after:?}"));
+        let mut caller = c.clone();
+        let call = tokio::spawn(async move { caller.init_hp_io(sim_request()).await });
+        tokio::time::sleep(after).await;
+        call.abort();
+        check_and_recover(&mut c, tried.last_mut().unwrap()).await;
+    }
+    let broken: Vec<_> = tried.iter().filter(|t| !t.ends_with(": None")).collect();
+    assert!(
+        broken.is_empty(),
+        "{} of {} abandoned InitHpIo calls left the server not serving new streams:\n{broken:#?}",
+        broken.len(),
+        tried.len()
+    );
+}
