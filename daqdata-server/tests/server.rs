@@ -141,6 +141,64 @@ async fn malformed_uploads_are_invalid() {
     }
 }
 
+/// An upload message (an UploadImageRequest on the wire) of exactly `len`
+/// bytes: a valid img16 image whose file name takes up the rest.
+fn upload_of_len(len: usize) -> UploadImageRequest {
+    use prost::Message;
+    let named = |n: usize| {
+        let mut image = upload_image(999, pano_image::Type::Movie, [32, 32], 2);
+        image.file = "x".repeat(n);
+        req(image)
+    };
+    // The name's own length prefix grows with it: the longest name that
+    // does not overshoot.
+    let mut n = len - named(0).encoded_len();
+    while named(n).encoded_len() > len {
+        n -= 1;
+    }
+    let r = named(n);
+    assert_eq!(r.encoded_len(), len, "no file name makes {len} bytes");
+    r
+}
+
+/// SPEC §6: an upload message may be 64 KiB, not one byte more, and the
+/// largest frames a DAQ records (img16 and ph1024, 32x32 at 2 bytes, with
+/// their headers) fit with room to spare.
+#[tokio::test]
+async fn uploads_are_capped_at_exactly_64_kib() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+
+    let at_limit = upload_of_len(64 * 1024);
+    c.upload_images(tokio_stream::iter(vec![at_limit]))
+        .await
+        .unwrap_or_else(|s| panic!("a 64 KiB upload message was refused: {s}"));
+    let over = upload_of_len(64 * 1024 + 1);
+    let status = c
+        .upload_images(tokio_stream::iter(vec![over]))
+        .await
+        .expect_err("an upload message of 64 KiB + 1 was taken");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+    assert!(status.message().contains("64 KiB"), "{status}");
+
+    // The simulator replays the fixtures: its img16 and ph1024 frames, as
+    // streamed, go back up unchanged.
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let mut largest: HashMap<(i32, u32), PanoImage> = HashMap::new();
+    while largest.len() < 2 {
+        let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+        if image.bytes_per_pixel == 2 && image.shape == [32, 32] {
+            largest.insert((image.r#type, image.module_id), image);
+        }
+    }
+    for image in largest.into_values() {
+        let what = format!("{:?} of module {}", image.r#type(), image.module_id);
+        c.upload_images(tokio_stream::iter(vec![req(image)]))
+            .await
+            .unwrap_or_else(|s| panic!("a real {what} frame was refused: {s}"));
+    }
+}
+
 // ---- InitHpIo and streams ------------------------------------------------
 
 #[tokio::test]
