@@ -354,3 +354,53 @@ async fn an_init_hp_io_whose_caller_gives_up_leaves_the_server_serving() {
         tried.len()
     );
 }
+
+/// The simulations' private run directories under `tmp`: one per running
+/// simulated configuration (a stopped one removes its own).
+fn simulations(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("daqdata-sim-"))
+        .collect()
+}
+
+/// SPEC §3: at most one InitHpIo runs at a time. Two sent at the same
+/// moment both succeed, one after the other, and leave exactly one
+/// configuration running (the one replaced first is stopped, not leaked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_init_hp_io_at_the_same_moment_run_one_after_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().display().to_string();
+    let server = BinServer::start("metrics_listen = \"\"\n", &[("TMPDIR", &tmpdir)]).await;
+    let mut c = server.client().await;
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    assert_eq!(simulations(tmp.path()).len(), 1);
+
+    for round in 0..5 {
+        // Separate connections, so neither waits for the other's bytes.
+        let (mut a, mut b) = (server.client().await, server.client().await);
+        let (ra, rb) = tokio::join!(a.init_hp_io(sim_request()), b.init_hp_io(sim_request()));
+        for (who, r) in [("first", ra), ("second", rb)] {
+            let reply = r
+                .unwrap_or_else(|s| panic!("round {round}: the {who} was refused: {s}"))
+                .into_inner();
+            assert!(
+                reply.success,
+                "round {round}, {who}: {}",
+                reply.error_message
+            );
+        }
+        let running = simulations(tmp.path());
+        assert_eq!(
+            running.len(),
+            1,
+            "round {round}: {running:?}\n{}",
+            server.log()
+        );
+        let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+        take(&mut s, 1).await;
+    }
+}
