@@ -313,3 +313,36 @@ pub fn live_tree_at(out: &Path, rate: f64, modules: &[(u32, u32)]) -> daqsim::Re
     )
     .unwrap()
 }
+
+/// A response's send stamp (the server's clock), in seconds.
+pub fn sent_at(m: &StreamImagesResponse) -> f64 {
+    let ts = m
+        .timestamp
+        .as_ref()
+        .expect("every response has a time stamp");
+    ts.seconds as f64 + f64::from(ts.nanos) * 1e-9
+}
+
+/// SPEC §3 rule 1 by the server's own send stamps: no window of `n`
+/// intervals holds more than n + 1 of `stamps` (one (module, data
+/// product)'s sends, in order), for every n up to the whole span: long
+/// windows catch a pace a little too fast, short ones a burst.
+pub fn assert_at_most_n_plus_one(stamps: &[f64], interval: f64, what: &str) {
+    let span = stamps.last().copied().unwrap_or(0.0) - stamps.first().copied().unwrap_or(0.0);
+    for n in 1..=(span / interval) as u32 + 1 {
+        let window = interval * f64::from(n);
+        let most = (0..stamps.len())
+            .map(|i| {
+                stamps[i..]
+                    .iter()
+                    .take_while(|&&s| s - stamps[i] <= window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            most <= n as usize + 1,
+            "{what}: {most} sends within {n} intervals of {interval} s"
+        );
+    }
+}
