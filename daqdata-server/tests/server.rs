@@ -199,6 +199,67 @@ async fn uploads_are_capped_at_exactly_64_kib() {
     }
 }
 
+/// SPEC §6: a request message over the limit is RESOURCE_EXHAUSTED, as
+/// gRPC's own implementations answer it (tonic alone says OUT_OF_RANGE),
+/// naming the limit, on every RPC; one at the limit gets past it.
+#[tokio::test]
+async fn a_request_over_the_message_limit_is_resource_exhausted_on_every_rpc() {
+    use daqdata_proto::daqdata::InitHpIoRequest;
+    use prost::Message;
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    // Any message of `len` bytes: the path decides how the server reads it.
+    let of_len = |len: usize| {
+        let mut m = InitHpIoRequest {
+            data_dir: "x".repeat(len - 4),
+            ..Default::default()
+        };
+        while m.encoded_len() > len {
+            m.data_dir.pop();
+        }
+        assert_eq!(m.encoded_len(), len);
+        m
+    };
+    let call = |path: &'static str, m: InitHpIoRequest| {
+        let sock = server.sock.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(unix_channel(&sock).await);
+            grpc.ready().await.unwrap();
+            let codec = tonic_prost::ProstCodec::<InitHpIoRequest, ()>::default();
+            grpc.unary(
+                tonic::Request::new(m),
+                http::uri::PathAndQuery::from_static(path),
+                codec,
+            )
+            .await
+        }
+    };
+    for rpc in daqdata_proto::rpc::ALL {
+        let status = call(rpc.path, of_len(64 * 1024 + 1))
+            .await
+            .expect_err("a request over the limit was answered");
+        assert_eq!(
+            status.code(),
+            Code::ResourceExhausted,
+            "{}: {status}",
+            rpc.name
+        );
+        assert!(
+            status.message().contains("64 KiB"),
+            "{}: {status}",
+            rpc.name
+        );
+        // At the limit, the message is read (and answered as what it is).
+        if let Err(status) = call(rpc.path, of_len(64 * 1024)).await {
+            assert_ne!(
+                status.code(),
+                Code::ResourceExhausted,
+                "{}: {status}",
+                rpc.name
+            );
+        }
+    }
+}
+
 // ---- InitHpIo and streams ------------------------------------------------
 
 #[tokio::test]
