@@ -404,3 +404,53 @@ async fn two_init_hp_io_at_the_same_moment_run_one_after_the_other() {
         take(&mut s, 1).await;
     }
 }
+
+/// SPEC §3: when the new settings fail and so does the previous working
+/// configuration, the reply says both, hp_io is left not initialized
+/// (Status says why, streams are FAILED_PRECONDITION), and a later
+/// InitHpIo that works sets it right.
+#[tokio::test]
+async fn a_failed_restore_leaves_hp_io_uninitialized_and_says_why() {
+    let parent = tempfile::tempdir().unwrap();
+    let tree = parent.path().join("run");
+    let replay = live_tree_at(&tree, 100.0, &RENAMED);
+    // simulate_daq fails at start with TMPDIR missing (its private run
+    // directory is made there).
+    let server =
+        BinServer::start("metrics_listen = \"\"\n", &[("TMPDIR", "/nonexistent/dir")]).await;
+    let mut c = server.client().await;
+    let reply = c.init_hp_io(dir_request(&tree)).await.unwrap().into_inner();
+    assert!(reply.success, "{}\n{}", reply.error_message, server.log());
+
+    // The working configuration's tree goes away, so it cannot come back.
+    drop(replay);
+    std::fs::remove_dir_all(&tree).unwrap();
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(!reply.success, "simulate_daq started:\n{}", server.log());
+    let why = &reply.error_message;
+    assert!(
+        why.contains("/nonexistent/dir"),
+        "names the first cause: {why}"
+    );
+    assert!(
+        why.contains("restoring") && why.contains(&tree.display().to_string()),
+        "names the configuration it could not restore: {why}"
+    );
+    assert!(
+        why.contains("call InitHpIo again"),
+        "says what to do: {why}"
+    );
+
+    let status = c.status(()).await.unwrap().into_inner();
+    assert!(!status.hp_io_initialized, "{status:?}");
+    assert!(status.message.contains("restoring"), "{status:?}");
+    let refused = c.stream_images(stream_request(true, true, 0.0, &[])).await;
+    assert_eq!(code(refused), Code::FailedPrecondition);
+
+    let tree = parent.path().join("again");
+    let _replay = live_tree_at(&tree, 100.0, &RENAMED);
+    let reply = c.init_hp_io(dir_request(&tree)).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut s, 1).await;
+}
