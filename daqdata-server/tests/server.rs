@@ -530,6 +530,109 @@ async fn an_upload_comes_back_byte_exact() {
     assert_eq!(got, image);
 }
 
+// ---- rotation and new runs --------------------------------------------
+
+/// A replay into `out` closing a file every `frames_per_file` frames.
+fn rotating_replay(out: &std::path::Path, frames_per_file: Option<u64>) -> daqsim::Replay {
+    daqsim::Replay::start(
+        daqsim::Fixtures::embedded(),
+        daqsim::ReplayConfig {
+            out: out.to_path_buf(),
+            rate: Some(100.0),
+            frames_per_file,
+            ..daqsim::ReplayConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Hashpipe closes a full file and opens the next seqno: a stream follows
+/// each (module, data product) into its newer files, never back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_follows_each_file_rotation() {
+    let tree = tempfile::tempdir().unwrap();
+    let _replay = rotating_replay(tree.path(), Some(10));
+    let server = TestServer::start(None, |_| {}).await;
+    let mut c = server.client().await;
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let mut seqnos: HashMap<(u32, pff::DataProduct), Vec<u32>> = HashMap::new();
+    // Until some (module, product) was seen in three files.
+    while seqnos.values().all(|v| v.len() < 3) {
+        let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+        let name = pff::PffName::parse(&image.file).unwrap();
+        let seen = seqnos.entry((name.module, name.dp)).or_default();
+        match seen.last() {
+            Some(&last) if name.seqno < last => {
+                panic!(
+                    "{:?} went back from seqno {last} to {}",
+                    (name.module, name.dp),
+                    name.seqno
+                )
+            }
+            Some(&last) if name.seqno == last => {}
+            _ => seen.push(name.seqno),
+        }
+    }
+}
+
+/// The DAQ stops one run and starts the next in the same data directory:
+/// an open stream moves to the new run's files without a new InitHpIo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_moves_to_a_new_run() {
+    let tree = tempfile::tempdir().unwrap();
+    let first = rotating_replay(tree.path(), None);
+    let server = TestServer::start(None, |_| {}).await;
+    let mut c = server.client().await;
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut s, 5).await;
+
+    first.stop().unwrap();
+    let old = pff_names(tree.path());
+    // Run names are stamped to the second: the next run starts in a later
+    // one.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        == started
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _second = rotating_replay(tree.path(), None);
+
+    // Within 500 images (5 s of every stream at 100 frames/s), the new
+    // run's files, whose names the old run never had.
+    for _ in 0..500 {
+        let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+        if !old.contains(&image.file) {
+            assert!(
+                pff_names(tree.path()).contains(&image.file),
+                "{}",
+                image.file
+            );
+            return;
+        }
+    }
+    panic!("the stream stayed on the first run's files");
+}
+
 // ---- helpers ---------------------------------------------------------
 
 fn upload_image(module: u32, kind: pano_image::Type, shape: [u32; 2], bpp: i32) -> PanoImage {
