@@ -109,6 +109,20 @@ fn stamp(image: &PanoImage) -> (i64, i64) {
     (field("tv_sec"), field("tv_usec"))
 }
 
+/// Waits (up to 20 s) until the push has dropped more than `before`
+/// frames: no server is connected.
+async fn wait_for_drops(push: &SocketPush, before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while push.stats().dropped <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the push dropped nothing: {:?}",
+            push.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Every image until `deadline`.
 async fn images_until(
     stream: &mut Streaming<StreamImagesResponse>,
@@ -256,13 +270,18 @@ async fn the_sockets_live_while_hp_io_runs_on_real_data() {
     // directory with no pid file and no recent files passes while one is
     // open.
     let hashpipe = UnixStream::connect(&paths[0]).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = tempfile::tempdir().unwrap();
-    let reply = c
-        .init_hp_io(real_request(idle.path()))
-        .await
-        .unwrap()
-        .into_inner();
+    // The server counts the connection once it has accepted it: until
+    // then the directory alone is (rightly) no active run.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        match c.init_hp_io(real_request(idle.path())).await {
+            Err(s) if s.code() == tonic::Code::FailedPrecondition && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => break r.unwrap().into_inner(),
+        }
+    };
     assert!(reply.success, "{}", reply.error_message);
     drop(hashpipe);
 
@@ -522,9 +541,8 @@ async fn the_push_connects_again_when_the_sockets_come_back() {
     let mut c = server.client().await;
     let push = push(&template, &[10], 200.0, true);
     // No sockets yet: the push drops its frames and keeps trying.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_drops(&push, 0).await;
     assert_eq!(push.stats().connections, 0, "{:?}", push.stats());
-    assert!(push.stats().dropped > 0, "{:?}", push.stats());
 
     for round in 1..=2 {
         assert!(
@@ -535,10 +553,17 @@ async fn the_push_connects_again_when_the_sockets_come_back() {
                 .success
         );
         let mut stream = open(&mut c, stream_request(true, true, 0.0, &[10])).await;
-        let images = images_until(&mut stream, Duration::from_secs(1)).await;
-        assert!(images.len() >= 10, "round {round}: {} images", images.len());
-        // Reconfigured away from real data: the sockets go, the connections drop.
+        let images = take(&mut stream, 10).await;
+        assert!(
+            images
+                .iter()
+                .all(|m| m.pano_image.as_ref().unwrap().module_id == 10),
+            "round {round}"
+        );
+        // Reconfigured away from real data: the sockets go, the connections
+        // drop, and the push drops frames again.
         drop(stream);
+        let dropped = push.stats().dropped;
         assert!(
             c.init_hp_io(sim_request())
                 .await
@@ -546,7 +571,7 @@ async fn the_push_connects_again_when_the_sockets_come_back() {
                 .into_inner()
                 .success
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_for_drops(&push, dropped).await;
     }
     let stats = push.stop().unwrap();
     assert!(stats.connections >= 2 * 4, "{stats:?}");

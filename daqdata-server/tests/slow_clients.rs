@@ -61,15 +61,18 @@ async fn a_stalled_stream_does_not_slow_a_fast_one() {
     }
     let b_end = sent.values().flatten().fold(0.0f64, |a, &t| a.max(t));
 
-    // B got each (module, type) at its pace: over a window of W seconds
-    // by the server's stamps, W / interval + 1 frames at best, and no
-    // fewer than 90 % of that.
+    // B got each (module, type) at its pace, by the server's stamps: never
+    // faster than its interval, and not held up by A. A stream blocked
+    // behind A would get nothing once A's 64 KiB window filled (a few
+    // dozen images); a quarter of the best count says it was not, and a
+    // loaded test machine cannot take that share from it.
     assert!(sent.len() >= 2, "{:?}", sent.keys());
     for (pair, times) in &sent {
+        assert_at_most_n_plus_one(times, interval, &format!("B {pair:?}"));
         let window = times.last().unwrap() - times[0];
         let best = window / interval + 1.0;
         assert!(
-            window > 3.0 && times.len() as f64 >= 0.9 * best,
+            window > 3.0 && times.len() as f64 >= best / 4.0,
             "{pair:?}: {} frames in {window:.3} s at {interval} s",
             times.len()
         );
