@@ -373,7 +373,7 @@ fn simulations(tmp: &std::path::Path) -> Vec<String> {
 async fn two_init_hp_io_at_the_same_moment_run_one_after_the_other() {
     let tmp = tempfile::tempdir().unwrap();
     let tmpdir = tmp.path().display().to_string();
-    let server = BinServer::start("metrics_listen = \"\"\n", &[("TMPDIR", &tmpdir)]).await;
+    let server = BinServer::start("", &[("TMPDIR", &tmpdir)]).await;
     let mut c = server.client().await;
     let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
     assert!(reply.success, "{}", reply.error_message);
@@ -416,8 +416,7 @@ async fn a_failed_restore_leaves_hp_io_uninitialized_and_says_why() {
     let replay = live_tree_at(&tree, 100.0, &RENAMED);
     // simulate_daq fails at start with TMPDIR missing (its private run
     // directory is made there).
-    let server =
-        BinServer::start("metrics_listen = \"\"\n", &[("TMPDIR", "/nonexistent/dir")]).await;
+    let server = BinServer::start("", &[("TMPDIR", "/nonexistent/dir")]).await;
     let mut c = server.client().await;
     let reply = c.init_hp_io(dir_request(&tree)).await.unwrap().into_inner();
     assert!(reply.success, "{}\n{}", reply.error_message, server.log());

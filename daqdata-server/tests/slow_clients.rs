@@ -100,7 +100,7 @@ async fn a_stalled_stream_does_not_slow_a_fast_one() {
 async fn shutdown_ends_within_the_grace_period_when_a_client_never_reads() {
     let grace = 1.0;
     let mut server = BinServer::start(
-        &format!("shutdown_grace_period_seconds = {grace}\nsimulate.frames_per_second = 1000.0\nmetrics_listen = \"\"\n"),
+        &format!("shutdown_grace_period_seconds = {grace}\nsimulate.frames_per_second = 1000.0\n"),
         &[],
     )
     .await;

@@ -25,6 +25,8 @@ impl TestServer {
         let mut config = Config {
             listen: vec![format!("unix://{}", sock.display())],
             shutdown_grace_period_seconds: 2.0,
+            // Metrics off: a test that scrapes them sets port 0.
+            metrics_listen: String::new(),
             // Hashpipe's sockets in the test's own directory: tests run
             // servers on real data in parallel, and /tmp is shared.
             hashpipe_sockets: HashpipeSocketsConfig {
@@ -174,8 +176,9 @@ pub struct BinServer {
 impl BinServer {
     /// Starts the binary with `toml` as its config file (the listen address
     /// and a private `hashpipe_sockets.path_template` are added, so `toml`
-    /// sets other such keys dotted, not as a table) and `env` set, and
-    /// waits (up to 20 s) until it answers Ping.
+    /// sets other such keys dotted, not as a table; metrics are off unless
+    /// it sets `metrics_listen`) and `env` set, and waits (up to 20 s)
+    /// until it answers Ping.
     pub async fn start(toml: &str, env: &[(&str, &str)]) -> BinServer {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("x.sock");
@@ -183,9 +186,14 @@ impl BinServer {
         std::fs::write(
             &config,
             format!(
-                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\n{toml}",
+                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\n{}{toml}",
                 sock.display(),
-                private_hashpipe_sockets(dir.path())
+                private_hashpipe_sockets(dir.path()),
+                if toml.contains("metrics_listen") {
+                    ""
+                } else {
+                    "metrics_listen = \"\"\n"
+                }
             ),
         )
         .unwrap();
