@@ -52,6 +52,10 @@ class Server:
             config = tmp / "hashpipe_sockets.toml"
             config.write_text(f'[hashpipe_sockets]\npath_template = "{tmp}/hp_{{dp_name}}.sock"\n')
             extra = ("--config", str(config), *extra)
+        if "--metrics-listen" not in extra:
+            # Metrics off unless a test scrapes them: the default port is
+            # shared by every server on the machine.
+            extra = (*extra, "--metrics-listen", "")
         self.proc = subprocess.Popen(
             [str(SERVER), "--listen", f"127.0.0.1:{self.port}", "--listen", f"unix://{self.sock}", *extra],
             stderr=self.log,
@@ -120,11 +124,16 @@ def daq_tree(tmp_path):
     proc = subprocess.Popen([str(DAQSIM), "--replay", str(ROOT / "fixtures"), "--out", str(out), "--rate", "100"],
                             stdout=log, stderr=log)
     deadline = time.time() + 30
-    while not list(out.glob("module_*/*.pffd/*.pff")):
+
+    def writing():
+        # Every fixture stream (5) has a file with a frame in it.
+        files = list(out.glob("module_*/*.pffd/*.pff"))
+        return len(files) >= 5 and all(f.stat().st_size > 0 for f in files)
+
+    while not writing():
         if proc.poll() is not None or time.time() > deadline:
             raise RuntimeError(f"daqsim did not start; see {tmp_path / 'daqsim.log'}")
         time.sleep(0.05)
-    time.sleep(0.3)
     yield out
     proc.terminate()
     proc.wait(timeout=15)

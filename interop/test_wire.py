@@ -5,7 +5,6 @@ pixels equal to the frames on disk, over TCP and a unix socket."""
 import json
 import signal
 import threading
-import time
 
 import grpc
 import pytest
@@ -139,9 +138,11 @@ def test_an_upload_comes_back_unchanged(server):
     assert init_sim(s).success
     responses = stream(s, interval=0.0, modules=[4242])
     got = []
+    # The server sends the response headers once the stream is open (and
+    # watching for module 4242): an upload after that reaches it.
+    responses.initial_metadata()
     reader = threading.Thread(target=lambda: got.extend(take(responses, 1)))
     reader.start()
-    time.sleep(0.5)
     image = pb.PanoImage(type=PULSE_HEIGHT, shape=[16, 16], bytes_per_pixel=2, module_id=4242,
                          image_array=[(i * 977) % 65536 for i in range(256)], file="up.pff", frame_number=3)
     image.header.update({"quabo_num": 1, "tv_sec": 1721882094})

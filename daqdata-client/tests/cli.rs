@@ -113,7 +113,7 @@ fn against_the_real_server_binary() {
     let sock = dir.path().join("daq.sock");
     let host = format!("unix://{}", sock.display());
     let mut server = std::process::Command::new(bin)
-        .args(["--listen", &host])
+        .args(["--listen", &host, "--metrics-listen", ""])
         .spawn()
         .unwrap();
     let mut answered = false;

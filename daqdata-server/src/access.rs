@@ -591,6 +591,34 @@ mod tests {
     }
 
     #[test]
+    fn a_token_file_others_than_its_owner_may_open_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "alice 0123456789abcdef0123456789abcdef\n").unwrap();
+        let load = |mode: u32| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            load_tokens(&path)
+        };
+        for private in [0o600, 0o400, 0o700] {
+            let tokens = load(private).unwrap_or_else(|e| panic!("{private:04o}: {e}"));
+            assert_eq!(tokens.len(), 1, "{private:04o}");
+        }
+        // Every bit for the group or the world, alone and together.
+        for shared in [
+            0o604, 0o606, 0o602, 0o601, 0o660, 0o640, 0o620, 0o610, 0o644, 0o666,
+        ] {
+            let e = load(shared).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(
+                    |e| e.contains("chmod 600") && e.contains(&format!("{shared:04o}"))
+                ),
+                "mode {shared:04o}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn bearer_tokens_are_read_from_the_authorization_header() {
         let req = |v: &str| {
             http::Request::builder()

@@ -50,6 +50,7 @@ mod io_wrap;
 mod ip_block;
 mod lifecycle;
 mod listen;
+mod message_limit;
 mod metrics;
 mod no_header_table;
 mod response_date;
@@ -323,7 +324,13 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 type AuthedRouter = tonic::transport::server::Router<
     tower::layer::util::Stack<
         access::AuthLayer,
-        tower::layer::util::Stack<response_date::ResponseDateLayer, tower::layer::util::Identity>,
+        tower::layer::util::Stack<
+            message_limit::MessageLimitLayer,
+            tower::layer::util::Stack<
+                response_date::ResponseDateLayer,
+                tower::layer::util::Identity,
+            >,
+        >,
     >,
 >;
 
@@ -348,10 +355,11 @@ async fn router(state: Arc<State>) -> Result<AuthedRouter> {
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(response_date::ResponseDateLayer)
+        .layer(message_limit::MessageLimitLayer)
         .layer(auth)
         .add_service(
             daqdata_proto::server::DaqDataServer::new(DaqDataService { state })
-                .max_decoding_message_size(upload::MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(message_limit::MAX_MESSAGE_BYTES),
         )
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -74,19 +74,29 @@ impl daqdata_proto::server::DaqData for DaqDataService {
             %peer, data_dir = %req.data_dir, interval = req.update_interval_seconds, force = req.force,
             simulate = req.simulate_daq, modules = ?req.module_ids, "InitHpIo started"
         );
-        let state = &self.state;
-        let result = state
-            .lifecycle
-            .init(&req, NoRun::Refuse, || state.admission.active_streams())
-            .await;
-        match &result {
-            Ok(r) if r.success => tracing::info!(%peer, "InitHpIo succeeded"),
-            Ok(r) => tracing::warn!(%peer, "InitHpIo failed: {}", r.error_message),
-            Err(s) => {
-                tracing::info!(%peer, code = ?s.code(), "InitHpIo refused: {}", s.message());
-                state.metrics.refused("InitHpIo", s.code());
+        // The reconfiguration runs in a task of its own: tonic drops this
+        // future when the caller goes away (a deadline, a cancel), and a
+        // reconfiguration stopped midway would leave hp_io stopped with
+        // nothing started. The reply may be lost; the state never is.
+        let state = self.state.clone();
+        let reconfiguration = tokio::spawn(async move {
+            let result = state
+                .lifecycle
+                .init(&req, NoRun::Refuse, || state.admission.active_streams())
+                .await;
+            match &result {
+                Ok(r) if r.success => tracing::info!(%peer, "InitHpIo succeeded"),
+                Ok(r) => tracing::warn!(%peer, "InitHpIo failed: {}", r.error_message),
+                Err(s) => {
+                    tracing::info!(%peer, code = ?s.code(), "InitHpIo refused: {}", s.message());
+                    state.metrics.refused("InitHpIo", s.code());
+                }
             }
-        }
+            result
+        });
+        let result = reconfiguration
+            .await
+            .unwrap_or_else(|e| Err(Status::internal(format!("InitHpIo failed: {e}"))));
         result.map(Response::new)
     }
 

@@ -30,7 +30,7 @@ pub(crate) async fn receive(
             _ = generation.reconfigured.cancelled() => {
                 return Err(Status::cancelled("hp_io was reconfigured by InitHpIo (force=true) during the upload"))
             }
-            next = images.message() => next.map_err(too_large_is_exhausted)?,
+            next = images.message() => next.map_err(crate::message_limit::exhausted)?,
         };
         let Some(request) = next else { return Ok(n) };
         let image = request.pano_image.ok_or_else(|| {
@@ -41,22 +41,5 @@ pub(crate) async fn receive(
         generation.broadcast.publish_uploaded(dp, image);
         accepted.inc();
         n += 1;
-    }
-}
-
-/// Largest upload message (SPEC §6); larger ones are RESOURCE_EXHAUSTED.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// tonic refuses a message over the decoding limit with OUT_OF_RANGE;
-/// SPEC §6 says RESOURCE_EXHAUSTED.
-fn too_large_is_exhausted(status: Status) -> Status {
-    if status.code() == tonic::Code::OutOfRange && status.message().contains("too large") {
-        Status::resource_exhausted(format!(
-            "an upload message is larger than this server's limit of {} KiB: {}",
-            MAX_MESSAGE_BYTES / 1024,
-            status.message()
-        ))
-    } else {
-        status
     }
 }

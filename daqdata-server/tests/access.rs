@@ -639,9 +639,13 @@ async fn a_peer_that_vanishes_has_its_slots_freed_by_keepalive() {
                 break;
             }
             Err(s) if s.code() == Code::ResourceExhausted => {
+                // Keepalive pings every 30 s and drops a peer silent for
+                // 10 s more: about 40 s. The bound only separates "freed by
+                // keepalive" from "never"; three times that is no close
+                // call on a busy machine.
                 assert!(
-                    vanished.elapsed() < Duration::from_secs(45),
-                    "the slots are still held 45 s after the peer vanished"
+                    vanished.elapsed() < Duration::from_secs(120),
+                    "the slots are still held 120 s after the peer vanished"
                 );
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -687,7 +691,7 @@ fn open_files_limit() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_that_never_send_the_preface_are_closed_within_15_s() {
+async fn connections_that_never_send_the_preface_are_closed_by_the_handshake_deadline() {
     use tokio::io::AsyncReadExt;
     // Each connection is a descriptor here and one in the server (which
     // inherits this limit), plus what both need besides.
@@ -705,41 +709,43 @@ async fn connections_that_never_send_the_preface_are_closed_within_15_s() {
     for _ in 0..n {
         silent.push(tokio::net::TcpStream::connect(server.tcp[0]).await.unwrap());
     }
-    let deadline = tokio::time::Instant::from_std(opened + Duration::from_secs(15));
-    let waits: Vec<_> = silent
-        .into_iter()
-        .map(|mut c| {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 64];
-                // Whatever the server writes, it must then close.
-                loop {
-                    match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
-                        Err(_) => return false,
-                        Ok(Ok(0)) | Ok(Err(_)) => return true,
-                        Ok(Ok(_)) => continue,
-                    }
+    // The handshake deadline is 10 s; 40 s only separates "closed by the
+    // deadline" from "never", with room for a busy machine.
+    let deadline = tokio::time::Instant::from_std(opened + Duration::from_secs(40));
+    let mut closing = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        let mut closed = 0;
+        for mut c in silent {
+            // Whatever the server writes, it must then close.
+            closed += loop {
+                match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+                    Err(_) => break 0,
+                    Ok(Ok(0)) | Ok(Err(_)) => break 1,
+                    Ok(Ok(_)) => continue,
                 }
-            })
-        })
-        .collect();
-    // The server serves throughout: the stream keeps delivering, each second.
-    let mut seconds = 0;
-    while opened.elapsed() < Duration::from_secs(11) {
-        let got = images_within(&mut watching, Duration::from_secs(1)).await;
-        assert!(
-            got > 0,
-            "no image for a second while {n} connections were open"
-        );
-        seconds += 1;
-    }
-    assert!(seconds >= 10);
-    let mut closed = 0;
-    for w in waits {
-        closed += usize::from(w.await.unwrap());
-    }
+            };
+        }
+        closed
+    });
+    // The server serves throughout: the stream keeps delivering until
+    // every silent connection is closed.
+    let mut images = 0u64;
+    let closed = loop {
+        tokio::select! {
+            closed = &mut closing => break closed.unwrap(),
+            m = next(&mut watching) => {
+                assert!(
+                    m.unwrap().is_some(),
+                    "the stream ended while {n} connections were open"
+                );
+                images += 1;
+            }
+        }
+    };
+    assert!(images > 0, "no image while {n} connections were open");
     assert_eq!(
         closed, n,
-        "connections still open 15 s after they were opened"
+        "connections still open 40 s after they were opened"
     );
     // And new clients still get in.
     ping(&mut server.tcp().await, None).await.unwrap();
@@ -811,7 +817,7 @@ async fn the_example_token_file_is_one_the_server_reads() {
 /// bytes: a client that completes TLS and then says nothing is closed too
 /// (the TLS handshake alone used to clear it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tls_connection_that_never_sends_the_preface_is_closed_within_15_s() {
+async fn a_tls_connection_that_never_sends_the_preface_is_closed_by_the_handshake_deadline() {
     use rustls_pki_types::pem::PemObject;
     use std::io::Read;
     let mut pki = None;
@@ -852,7 +858,9 @@ async fn a_tls_connection_that_never_sends_the_preface_is_closed_within_15_s() {
             tls.conn.complete_io(&mut tls.sock).unwrap();
         }
         let mut buf = [0u8; 256];
-        while opened.elapsed() < Duration::from_secs(15) {
+        // The handshake deadline is 10 s; 40 s separates "closed" from
+        // "never", with room for a busy machine.
+        while opened.elapsed() < Duration::from_secs(40) {
             match tls.read(&mut buf) {
                 Ok(0) => return None,
                 Ok(_) => continue,

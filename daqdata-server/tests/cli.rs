@@ -111,6 +111,7 @@ fn logs_of(args: &[&str]) -> String {
     let sock = dir.path().join("s.sock");
     let mut child = server()
         .args(["--listen", &format!("unix://{}", sock.display())])
+        .args(["--metrics-listen", ""])
         .args(args)
         .stderr(std::process::Stdio::piped())
         .spawn()

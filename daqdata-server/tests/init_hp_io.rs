@@ -429,3 +429,176 @@ async fn a_start_up_config_before_any_run_waits_for_hashpipes_files() {
 async fn a_start_up_config_before_any_run_waits_for_hashpipes_sockets() {
     a_start_up_config_waits_for_the_run_that(Feed::Sockets).await;
 }
+
+/// Where a reconfiguration left the server after its caller gave up: a
+/// new stream gets an image within a generous deadline (UNAVAILABLE while
+/// the reconfiguration still runs is retried), or what it was told.
+async fn serves_a_new_stream(
+    c: &mut daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match c.stream_images(stream_request(true, true, 0.0, &[])).await {
+            // A stream opened just before the reconfiguration took over is
+            // ended by it; the next one is tried.
+            Ok(s) => match tokio::time::timeout_at(deadline, s.into_inner().message()).await {
+                Ok(Ok(Some(_))) => return Ok(()),
+                Ok(other) => last = format!("the stream ended: {other:?}"),
+                Err(_) => last = "a stream opened but sent nothing".into(),
+            },
+            Err(s) => last = format!("{:?}: {}", s.code(), s.message()),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(last)
+}
+
+/// Notes on `tried` whether the server serves a new stream; if it does
+/// not, an InitHpIo that runs to its end sets it right, so that each
+/// abandoned call is judged on its own.
+async fn check_and_recover(
+    c: &mut daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+    tried: &mut String,
+) {
+    let why = serves_a_new_stream(c).await.err();
+    tried.push_str(&format!(": {why:?}"));
+    if why.is_some() {
+        let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+        assert!(reply.success, "{}", reply.error_message);
+    }
+}
+
+/// SPEC §3: a reconfiguration runs to its end (the new configuration, or
+/// the old one restored) whatever its caller does; only the reply may be
+/// lost. The calls give up at many points: deadlines from 0.5 ms to 50 ms
+/// (enforced by the server) and futures dropped by the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_hp_io_whose_caller_gives_up_leaves_the_server_serving() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+    let mut tried = Vec::new();
+    let mut deadline = Duration::from_micros(500);
+    while deadline <= Duration::from_millis(50) {
+        tried.push(format!("deadline {deadline:?}"));
+        let mut req = tonic::Request::new(sim_request());
+        req.set_timeout(deadline);
+        let _ = c.init_hp_io(req).await;
+        deadline = deadline.mul_f64(1.2);
+        check_and_recover(&mut c, tried.last_mut().unwrap()).await;
+    }
+    for after in (0..40).map(|k| Duration::from_micros(500 * k)) {
+        tried.push(format!("dropped after {after:?}"));
+        let mut caller = c.clone();
+        let call = tokio::spawn(async move { caller.init_hp_io(sim_request()).await });
+        tokio::time::sleep(after).await;
+        call.abort();
+        check_and_recover(&mut c, tried.last_mut().unwrap()).await;
+    }
+    let broken: Vec<_> = tried.iter().filter(|t| !t.ends_with(": None")).collect();
+    assert!(
+        broken.is_empty(),
+        "{} of {} abandoned InitHpIo calls left the server not serving new streams:\n{broken:#?}",
+        broken.len(),
+        tried.len()
+    );
+}
+
+/// The simulations' private run directories under `tmp`: one per running
+/// simulated configuration (a stopped one removes its own).
+fn simulations(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("daqdata-sim-"))
+        .collect()
+}
+
+/// SPEC §3: at most one InitHpIo runs at a time. Two sent at the same
+/// moment both succeed, one after the other, and leave exactly one
+/// configuration running (the one replaced first is stopped, not leaked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_init_hp_io_at_the_same_moment_run_one_after_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().display().to_string();
+    let server = BinServer::start("", &[("TMPDIR", &tmpdir)]).await;
+    let mut c = server.client().await;
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    assert_eq!(simulations(tmp.path()).len(), 1);
+
+    for round in 0..5 {
+        // Separate connections, so neither waits for the other's bytes.
+        let (mut a, mut b) = (server.client().await, server.client().await);
+        let (ra, rb) = tokio::join!(a.init_hp_io(sim_request()), b.init_hp_io(sim_request()));
+        for (who, r) in [("first", ra), ("second", rb)] {
+            let reply = r
+                .unwrap_or_else(|s| panic!("round {round}: the {who} was refused: {s}"))
+                .into_inner();
+            assert!(
+                reply.success,
+                "round {round}, {who}: {}",
+                reply.error_message
+            );
+        }
+        let running = simulations(tmp.path());
+        assert_eq!(
+            running.len(),
+            1,
+            "round {round}: {running:?}\n{}",
+            server.log()
+        );
+        let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+        take(&mut s, 1).await;
+    }
+}
+
+/// SPEC §3: when the new settings fail and so does the previous working
+/// configuration, the reply says both, hp_io is left not initialized
+/// (Status says why, streams are FAILED_PRECONDITION), and a later
+/// InitHpIo that works sets it right.
+#[tokio::test]
+async fn a_failed_restore_leaves_hp_io_uninitialized_and_says_why() {
+    let parent = tempfile::tempdir().unwrap();
+    let tree = parent.path().join("run");
+    let replay = live_tree_at(&tree, 100.0, &RENAMED);
+    // simulate_daq fails at start with TMPDIR missing (its private run
+    // directory is made there).
+    let server = BinServer::start("", &[("TMPDIR", "/nonexistent/dir")]).await;
+    let mut c = server.client().await;
+    let reply = c.init_hp_io(dir_request(&tree)).await.unwrap().into_inner();
+    assert!(reply.success, "{}\n{}", reply.error_message, server.log());
+
+    // The working configuration's tree goes away, so it cannot come back.
+    drop(replay);
+    std::fs::remove_dir_all(&tree).unwrap();
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(!reply.success, "simulate_daq started:\n{}", server.log());
+    let why = &reply.error_message;
+    assert!(
+        why.contains("/nonexistent/dir"),
+        "names the first cause: {why}"
+    );
+    assert!(
+        why.contains("restoring") && why.contains(&tree.display().to_string()),
+        "names the configuration it could not restore: {why}"
+    );
+    assert!(
+        why.contains("call InitHpIo again"),
+        "says what to do: {why}"
+    );
+
+    let status = c.status(()).await.unwrap().into_inner();
+    assert!(!status.hp_io_initialized, "{status:?}");
+    assert!(status.message.contains("restoring"), "{status:?}");
+    let refused = c.stream_images(stream_request(true, true, 0.0, &[])).await;
+    assert_eq!(code(refused), Code::FailedPrecondition);
+
+    let tree = parent.path().join("again");
+    let _replay = live_tree_at(&tree, 100.0, &RENAMED);
+    let reply = c.init_hp_io(dir_request(&tree)).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut s, 1).await;
+}

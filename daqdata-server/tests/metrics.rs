@@ -194,3 +194,64 @@ async fn an_empty_metrics_listen_serves_no_metrics() {
         server.log()
     );
 }
+
+/// The frames the server's tracker read, over every module and product.
+fn frames_tracked(m: &HashMap<String, f64>) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.starts_with("daqdata_frames_tracked_total"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Bytes of PFF data under `dir`.
+fn pff_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "pff") {
+                total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Tracking is on demand: while no stream is open the server reads no
+/// frame however much the DAQ writes (Hashpipe's node pays nothing for an
+/// idle server), and reads once one opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_reads_no_frame_until_a_stream_opens() {
+    let (_replay, tree) = live_tree(false, 200.0);
+    let server = TestServer::start(None, |c| c.metrics_listen = "127.0.0.1:0".into()).await;
+    let addr = server
+        .server
+        .as_ref()
+        .unwrap()
+        .metrics_addr()
+        .unwrap()
+        .to_string();
+    let mut c = server.client().await;
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+
+    // The DAQ writes 64 KiB more while the server idles.
+    let written = pff_bytes(tree.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pff_bytes(tree.path()) < written + 64 * 1024 {
+        assert!(std::time::Instant::now() < deadline, "daqsim wrote nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(frames_tracked(&scrape(&addr).await), 0.0);
+
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut s, 1).await;
+    assert!(frames_tracked(&scrape(&addr).await) > 0.0);
+}

@@ -37,10 +37,9 @@ async fn simulated_server(hp_io_interval: f64) -> TestServer {
     server
 }
 
-/// Sends per second of each (module, type), counted by the server's send
-/// time stamps over `MEASURED` seconds that start one second after the
-/// stream's first image.
-async fn rates(mut stream: Streaming<StreamImagesResponse>) -> HashMap<(u32, i32), f64> {
+/// The send stamps of each (module, type) over `MEASURED` seconds by the
+/// server's clock, starting one second after the stream's first image.
+async fn sends(mut stream: Streaming<StreamImagesResponse>) -> HashMap<(u32, i32), Vec<f64>> {
     let mut sent: HashMap<(u32, i32), Vec<f64>> = HashMap::new();
     let mut start = None;
     loop {
@@ -48,14 +47,10 @@ async fn rates(mut stream: Streaming<StreamImagesResponse>) -> HashMap<(u32, i32
             Ok(Some(m)) => m,
             other => panic!("the stream ended early: {other:?}"),
         };
-        let t = seconds(
-            m.timestamp
-                .as_ref()
-                .expect("every response has a time stamp"),
-        );
+        let t = sent_at(&m);
         let from = *start.get_or_insert(t + 1.0);
         if t >= from + MEASURED {
-            break;
+            return sent;
         }
         if t >= from {
             let image = m.pano_image.expect("every response has an image");
@@ -64,23 +59,24 @@ async fn rates(mut stream: Streaming<StreamImagesResponse>) -> HashMap<(u32, i32
                 .push(t);
         }
     }
-    sent.into_iter()
-        .map(|(key, times)| (key, times.len() as f64 / MEASURED))
-        .collect()
-}
-
-fn seconds(ts: &prost_types::Timestamp) -> f64 {
-    ts.seconds as f64 + f64::from(ts.nanos) * 1e-9
 }
 
 /// Five (module, data product) pairs in the simulated run: img16 and
-/// ph256 of module 1, img8 and ph1024 of module 2, ph256 of module 3.
-fn assert_each_pair_at_20_per_second(rates: &HashMap<(u32, i32), f64>, case: &str) {
-    assert_eq!(rates.len(), 5, "{case}: pairs seen {rates:?}");
-    for (pair, rate) in rates {
+/// ph256 of module 1, img8 and ph1024 of module 2, ph256 of module 3. Each
+/// is never sent faster than every `interval` (no window of N intervals
+/// holds more than N + 1 sends, by the server's stamps: the bound is the
+/// point, and a busy machine can only make sends rarer), and is served at
+/// that pace, not starved: at least a quarter of the best count (the
+/// share a loaded test machine cannot take from it).
+fn assert_each_pair_paced(sends: &HashMap<(u32, i32), Vec<f64>>, interval: f64, case: &str) {
+    assert_eq!(sends.len(), 5, "{case}: pairs seen {:?}", sends.keys());
+    let best = MEASURED / interval;
+    for (pair, stamps) in sends {
+        assert_at_most_n_plus_one(stamps, interval, &format!("{case}, {pair:?}"));
         assert!(
-            (18.0..=21.0).contains(rate),
-            "{case}: (module, type) {pair:?} was served {rate:.2} frames/s, not 18 to 21"
+            stamps.len() as f64 >= best / 4.0,
+            "{case}: (module, type) {pair:?} was sent {} times in {MEASURED} s at {interval} s",
+            stamps.len()
         );
     }
 }
@@ -90,10 +86,10 @@ async fn a_slower_client_is_served_at_its_own_interval() {
     let server = simulated_server(0.01).await;
     let mut c = server.client().await;
     let s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
-    let rates = tokio::time::timeout(Duration::from_secs(30), rates(s))
+    let sends = tokio::time::timeout(Duration::from_secs(30), sends(s))
         .await
         .expect("3 s of images within 30 s");
-    assert_each_pair_at_20_per_second(&rates, "client 0.05 s, hp_io 0.01 s");
+    assert_each_pair_paced(&sends, 0.05, "client 0.05 s, hp_io 0.01 s");
 }
 
 /// hp_io's interval is the fastest any stream is served: asking for it, for
@@ -105,13 +101,13 @@ async fn no_client_is_served_faster_than_hp_io() {
     for asked in [0.05, 0.0, -1.0, 0.001] {
         let mut c = server.client().await;
         let s = open(&mut c, stream_request(true, true, asked, &[])).await;
-        streams.push((asked, tokio::spawn(rates(s))));
+        streams.push((asked, tokio::spawn(sends(s))));
     }
     for (asked, task) in streams {
-        let rates = tokio::time::timeout(Duration::from_secs(30), task)
+        let sends = tokio::time::timeout(Duration::from_secs(30), task)
             .await
             .expect("3 s of images within 30 s")
             .expect("the stream task did not panic");
-        assert_each_pair_at_20_per_second(&rates, &format!("client {asked} s, hp_io 0.05 s"));
+        assert_each_pair_paced(&sends, 0.05, &format!("client {asked} s, hp_io 0.05 s"));
     }
 }

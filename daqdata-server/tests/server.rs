@@ -141,6 +141,125 @@ async fn malformed_uploads_are_invalid() {
     }
 }
 
+/// An upload message (an UploadImageRequest on the wire) of exactly `len`
+/// bytes: a valid img16 image whose file name takes up the rest.
+fn upload_of_len(len: usize) -> UploadImageRequest {
+    use prost::Message;
+    let named = |n: usize| {
+        let mut image = upload_image(999, pano_image::Type::Movie, [32, 32], 2);
+        image.file = "x".repeat(n);
+        req(image)
+    };
+    // The name's own length prefix grows with it: the longest name that
+    // does not overshoot.
+    let mut n = len - named(0).encoded_len();
+    while named(n).encoded_len() > len {
+        n -= 1;
+    }
+    let r = named(n);
+    assert_eq!(r.encoded_len(), len, "no file name makes {len} bytes");
+    r
+}
+
+/// SPEC §6: an upload message may be 64 KiB, not one byte more, and the
+/// largest frames a DAQ records (img16 and ph1024, 32x32 at 2 bytes, with
+/// their headers) fit with room to spare.
+#[tokio::test]
+async fn uploads_are_capped_at_exactly_64_kib() {
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    let mut c = server.client().await;
+
+    let at_limit = upload_of_len(64 * 1024);
+    c.upload_images(tokio_stream::iter(vec![at_limit]))
+        .await
+        .unwrap_or_else(|s| panic!("a 64 KiB upload message was refused: {s}"));
+    let over = upload_of_len(64 * 1024 + 1);
+    let status = c
+        .upload_images(tokio_stream::iter(vec![over]))
+        .await
+        .expect_err("an upload message of 64 KiB + 1 was taken");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+    assert!(status.message().contains("64 KiB"), "{status}");
+
+    // The simulator replays the fixtures: its img16 and ph1024 frames, as
+    // streamed, go back up unchanged.
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let mut largest: HashMap<(i32, u32), PanoImage> = HashMap::new();
+    while largest.len() < 2 {
+        let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+        if image.bytes_per_pixel == 2 && image.shape == [32, 32] {
+            largest.insert((image.r#type, image.module_id), image);
+        }
+    }
+    for image in largest.into_values() {
+        let what = format!("{:?} of module {}", image.r#type(), image.module_id);
+        c.upload_images(tokio_stream::iter(vec![req(image)]))
+            .await
+            .unwrap_or_else(|s| panic!("a real {what} frame was refused: {s}"));
+    }
+}
+
+/// SPEC §6: a request message over the limit is RESOURCE_EXHAUSTED, as
+/// gRPC's own implementations answer it (tonic alone says OUT_OF_RANGE),
+/// naming the limit, on every RPC; one at the limit gets past it.
+#[tokio::test]
+async fn a_request_over_the_message_limit_is_resource_exhausted_on_every_rpc() {
+    use daqdata_proto::daqdata::InitHpIoRequest;
+    use prost::Message;
+    let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
+    // Any message of `len` bytes: the path decides how the server reads it.
+    let of_len = |len: usize| {
+        let mut m = InitHpIoRequest {
+            data_dir: "x".repeat(len - 4),
+            ..Default::default()
+        };
+        while m.encoded_len() > len {
+            m.data_dir.pop();
+        }
+        assert_eq!(m.encoded_len(), len);
+        m
+    };
+    let call = |path: &'static str, m: InitHpIoRequest| {
+        let sock = server.sock.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(unix_channel(&sock).await);
+            grpc.ready().await.unwrap();
+            let codec = tonic_prost::ProstCodec::<InitHpIoRequest, ()>::default();
+            grpc.unary(
+                tonic::Request::new(m),
+                http::uri::PathAndQuery::from_static(path),
+                codec,
+            )
+            .await
+        }
+    };
+    for rpc in daqdata_proto::rpc::ALL {
+        let status = call(rpc.path, of_len(64 * 1024 + 1))
+            .await
+            .expect_err("a request over the limit was answered");
+        assert_eq!(
+            status.code(),
+            Code::ResourceExhausted,
+            "{}: {status}",
+            rpc.name
+        );
+        assert!(
+            status.message().contains("64 KiB"),
+            "{}: {status}",
+            rpc.name
+        );
+        // At the limit, the message is read (and answered as what it is).
+        if let Err(status) = call(rpc.path, of_len(64 * 1024)).await {
+            assert_ne!(
+                status.code(),
+                Code::ResourceExhausted,
+                "{}: {status}",
+                rpc.name
+            );
+        }
+    }
+}
+
 // ---- InitHpIo and streams ------------------------------------------------
 
 #[tokio::test]
@@ -409,6 +528,109 @@ async fn an_upload_comes_back_byte_exact() {
         .unwrap();
     let got = take(&mut s, 1).await.remove(0).pano_image.unwrap();
     assert_eq!(got, image);
+}
+
+// ---- rotation and new runs --------------------------------------------
+
+/// A replay into `out` closing a file every `frames_per_file` frames.
+fn rotating_replay(out: &std::path::Path, frames_per_file: Option<u64>) -> daqsim::Replay {
+    daqsim::Replay::start(
+        daqsim::Fixtures::embedded(),
+        daqsim::ReplayConfig {
+            out: out.to_path_buf(),
+            rate: Some(100.0),
+            frames_per_file,
+            ..daqsim::ReplayConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Hashpipe closes a full file and opens the next seqno: a stream follows
+/// each (module, data product) into its newer files, never back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_follows_each_file_rotation() {
+    let tree = tempfile::tempdir().unwrap();
+    let _replay = rotating_replay(tree.path(), Some(10));
+    let server = TestServer::start(None, |_| {}).await;
+    let mut c = server.client().await;
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    let mut seqnos: HashMap<(u32, pff::DataProduct), Vec<u32>> = HashMap::new();
+    // Until some (module, product) was seen in three files.
+    while seqnos.values().all(|v| v.len() < 3) {
+        let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+        let name = pff::PffName::parse(&image.file).unwrap();
+        let seen = seqnos.entry((name.module, name.dp)).or_default();
+        match seen.last() {
+            Some(&last) if name.seqno < last => {
+                panic!(
+                    "{:?} went back from seqno {last} to {}",
+                    (name.module, name.dp),
+                    name.seqno
+                )
+            }
+            Some(&last) if name.seqno == last => {}
+            _ => seen.push(name.seqno),
+        }
+    }
+}
+
+/// The DAQ stops one run and starts the next in the same data directory:
+/// an open stream moves to the new run's files without a new InitHpIo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_moves_to_a_new_run() {
+    let tree = tempfile::tempdir().unwrap();
+    let first = rotating_replay(tree.path(), None);
+    let server = TestServer::start(None, |_| {}).await;
+    let mut c = server.client().await;
+    let reply = c
+        .init_hp_io(dir_request(tree.path()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let mut s = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut s, 5).await;
+
+    first.stop().unwrap();
+    let old = pff_names(tree.path());
+    // Run names are stamped to the second: the next run starts in a later
+    // one.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        == started
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _second = rotating_replay(tree.path(), None);
+
+    // Within 500 images (5 s of every stream at 100 frames/s), the new
+    // run's files, whose names the old run never had.
+    for _ in 0..500 {
+        let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
+        if !old.contains(&image.file) {
+            assert!(
+                pff_names(tree.path()).contains(&image.file),
+                "{}",
+                image.file
+            );
+            return;
+        }
+    }
+    panic!("the stream stayed on the first run's files");
 }
 
 // ---- helpers ---------------------------------------------------------

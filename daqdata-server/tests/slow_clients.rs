@@ -61,15 +61,18 @@ async fn a_stalled_stream_does_not_slow_a_fast_one() {
     }
     let b_end = sent.values().flatten().fold(0.0f64, |a, &t| a.max(t));
 
-    // B got each (module, type) at its pace: over a window of W seconds
-    // by the server's stamps, W / interval + 1 frames at best, and no
-    // fewer than 90 % of that.
+    // B got each (module, type) at its pace, by the server's stamps: never
+    // faster than its interval, and not held up by A. A stream blocked
+    // behind A would get nothing once A's 64 KiB window filled (a few
+    // dozen images); a quarter of the best count says it was not, and a
+    // loaded test machine cannot take that share from it.
     assert!(sent.len() >= 2, "{:?}", sent.keys());
     for (pair, times) in &sent {
+        assert_at_most_n_plus_one(times, interval, &format!("B {pair:?}"));
         let window = times.last().unwrap() - times[0];
         let best = window / interval + 1.0;
         assert!(
-            window > 3.0 && times.len() as f64 >= 0.9 * best,
+            window > 3.0 && times.len() as f64 >= best / 4.0,
             "{pair:?}: {} frames in {window:.3} s at {interval} s",
             times.len()
         );
@@ -87,4 +90,38 @@ async fn a_stalled_stream_does_not_slow_a_fast_one() {
         assert!(held < 500, "A was queued every frame it missed");
     }
     a_client.ping(()).await.unwrap();
+}
+
+/// SPEC §3 (shutdown): a client that never reads cannot hold the process
+/// past its grace period. The bound is the point here: the grace period is
+/// what an operator (and systemd's stop timeout) counts on, and 1 s more
+/// leaves room for stopping hp_io and for a busy machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_within_the_grace_period_when_a_client_never_reads() {
+    let grace = 1.0;
+    let mut server = BinServer::start(
+        &format!("shutdown_grace_period_seconds = {grace}\nsimulate.frames_per_second = 1000.0\n"),
+        &[],
+    )
+    .await;
+    let mut c = server.client().await;
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+
+    let mut stalled_client = DaqDataClient::new(small_window_channel(&server.sock).await);
+    let _stalled = open(&mut stalled_client, stream_request(true, true, 0.0, &[])).await;
+    // 200 images read on another stream at the same pace are far more
+    // than the stalled stream's 64 KiB window holds: its sends are stuck.
+    let mut reader = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+    take(&mut reader, 200).await;
+
+    let (status, took) = server.terminate().await;
+    let log = server.log();
+    assert!(status.success(), "{status}:\n{log}");
+    // The stuck stream held its connection open: the grace period ran out.
+    assert!(log.contains("after the 1s grace period"), "{log}");
+    assert!(
+        took < Duration::from_secs_f64(grace + 1.0),
+        "exited {took:?} after SIGTERM, grace period {grace} s:\n{log}"
+    );
 }

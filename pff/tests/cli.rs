@@ -148,12 +148,19 @@ fn show_prints_the_header_and_pixel_statistics_of_a_frame() {
         1,
         6050,
     )];
-    if let Some(pypff) = testdata::samples().into_iter().find(|s| !s.lick) {
+    // The pypff file: its first frame always (a fixture), all 88 with the
+    // shared samples.
+    for pypff in testdata::samples().into_iter().filter(|s| !s.lick) {
+        let (quabo_num, pkt_num) = if pypff.frames == 1 {
+            (3, 5124)
+        } else {
+            (0, 7372)
+        };
         cases.push((
             pypff,
             r#"{ "quabo_num": 3, "pkt_num":       5124, "pkt_tai":  229,"#,
-            0,
-            7372,
+            quabo_num,
+            pkt_num,
         ));
     }
     for (s, first_header, quabo_num, pkt_num) in cases {

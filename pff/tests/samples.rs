@@ -192,8 +192,9 @@ fn ph256_headers_name_a_quabo_and_carry_sane_times() {
             }
             assert!(matches!(frame.pixels, Pixels::I16(_)));
         }
+        // (The pypff fixture is one frame: one event, one quabo.)
         assert!(
-            seen_quabos.iter().filter(|&&q| q).count() > 1,
+            s.frames == 1 || seen_quabos.iter().filter(|&&q| q).count() > 1,
             "{s}: events from one quabo only"
         );
         checked += 1;

@@ -7,6 +7,8 @@
 //!
 //! - the repository's `fixtures/` ([`fixtures_dir`]): the first whole
 //!   frames of each recording, plus two synthetic products; always there;
+//!   with them, `testdata/pypff/`: the first frame of the `pypff` example
+//!   file, so its header variant (no White Rabbit time) is always tested;
 //! - the full-size samples in `../shared/pff-samples` beside the checkout
 //!   ([`shared_samples`]): 10 MiB cuts that end in torn frames, and a
 //!   `pypff` file; always there in CI, maybe not on a laptop.
@@ -17,7 +19,8 @@
 //! full-size files too where they are. Nothing is skipped.
 //!
 //! Setting [`NO_SHARED_SAMPLES`] (`DAQDATA_NO_SHARED_SAMPLES=1`) runs the
-//! tests as on a machine without `../shared`.
+//! tests as on a machine without `../shared`. [`sample_set`] says in one
+//! line which set a run tests; this crate's own tests print it.
 //!
 //! ```
 //! for sample in testdata::samples() {
@@ -37,6 +40,8 @@ pub const NO_SHARED_SAMPLES: &str = "DAQDATA_NO_SHARED_SAMPLES";
 const LICK: &str = "lick-2024-07-25";
 /// The `pypff` example file's directory among the shared samples.
 const PYPFF: &str = "pypff-2025-08-02";
+/// The `pypff` example file's name.
+const PYPFF_FILE: &str = "start_2025-08-02T05_31_36Z.dp_ph256.bpp_2.module_254.seqno_0.pff";
 /// The Lick files' common name start.
 const LICK_START: &str = "start_2024-07-25T04_34_46Z";
 
@@ -67,10 +72,16 @@ pub fn lick_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// The first frame of the `pypff` example file, in the repository (not in
+/// `fixtures/`, which `daqsim` replays as a Lick run).
+pub fn pypff_fixture_dir() -> PathBuf {
+    workspace_dir().join("testdata").join("pypff")
+}
+
 /// Which set a sample belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// The repository's `fixtures/`.
+    /// In the repository: `fixtures/` and `testdata/pypff/`.
     Fixtures,
     /// The full-size shared samples.
     Shared,
@@ -155,6 +166,19 @@ pub fn samples() -> Vec<Sample> {
             ("ph1024", 2, 2, 200, 2540, 0, false),
         ],
     );
+    let pypff = |dir: PathBuf, origin, frames| Sample {
+        path: dir.join(PYPFF_FILE),
+        origin,
+        dp: "ph256",
+        module: 254,
+        frames,
+        frame_size: 636,
+        tail_bytes: 0,
+        recorded: true,
+        lick: false,
+    };
+    // Its first frame's bytes (also pff's fuzz seed `ph256_pypff`).
+    all.push(pypff(pypff_fixture_dir(), Origin::Fixtures, 1));
     // ../shared/pff-samples/SOURCES.md.
     if let Some(shared) = shared_samples() {
         all.extend(lick(
@@ -167,21 +191,46 @@ pub fn samples() -> Vec<Sample> {
                 ("ph256", 2, 3, 16487, 636, 28, true),
             ],
         ));
-        all.push(Sample {
-            path: shared
-                .join(PYPFF)
-                .join("start_2025-08-02T05_31_36Z.dp_ph256.bpp_2.module_254.seqno_0.pff"),
-            origin: Origin::Shared,
-            dp: "ph256",
-            module: 254,
-            frames: 88,
-            frame_size: 636,
-            tail_bytes: 0,
-            recorded: true,
-            lick: false,
-        });
+        all.push(pypff(shared.join(PYPFF), Origin::Shared, 88));
     }
     all
+}
+
+/// One line naming the sample set this run tests: the repository's files
+/// only, or those and the shared samples (which recordings, how many
+/// frames, how many end torn).
+pub fn sample_set() -> String {
+    let all = samples();
+    let count = |origin| all.iter().filter(|s| s.origin == origin).count();
+    let shared: Vec<String> = all
+        .iter()
+        .filter(|s| s.origin == Origin::Shared)
+        .map(|s| {
+            let torn = if s.tail_bytes > 0 { ", torn tail" } else { "" };
+            let recording = s
+                .path
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!(
+                "{recording} {} module {} ({} frames{torn})",
+                s.dp, s.module, s.frames
+            )
+        })
+        .collect();
+    if shared.is_empty() {
+        format!(
+            "sample set: fixtures only ({} files; no ../shared/pff-samples, or {NO_SHARED_SAMPLES} set): the full-size recordings with torn tails are not tested",
+            count(Origin::Fixtures)
+        )
+    } else {
+        format!(
+            "sample set: fixtures ({} files) + ../shared/pff-samples: {}",
+            count(Origin::Fixtures),
+            shared.join(", ")
+        )
+    }
 }
 
 /// The Lick samples of `dp` and `module`: the fixture, then the
@@ -236,10 +285,25 @@ pub fn stop(child: &mut std::process::Child) {
 mod tests {
     use super::*;
 
+    /// Says which set this run tests, in `cargo test`'s output: written to
+    /// the process's stderr, which the test harness does not capture.
+    #[test]
+    fn the_sample_set_is_named() {
+        use std::io::Write;
+        let line = sample_set();
+        assert!(line.starts_with("sample set: fixtures"), "{line}");
+        assert_eq!(
+            line.contains("../shared/pff-samples:"),
+            shared_samples().is_some(),
+            "{line}"
+        );
+        let _ = writeln!(std::io::stderr(), "\n{line}");
+    }
+
     #[test]
     fn every_listed_file_has_the_length_its_facts_give() {
         let all = samples();
-        assert!(all.iter().filter(|s| s.origin == Origin::Fixtures).count() == 5);
+        assert!(all.iter().filter(|s| s.origin == Origin::Fixtures).count() == 6);
         for s in all {
             let len = std::fs::metadata(&s.path)
                 .unwrap_or_else(|e| panic!("{}: {e}", s.path.display()))

@@ -25,6 +25,8 @@ impl TestServer {
         let mut config = Config {
             listen: vec![format!("unix://{}", sock.display())],
             shutdown_grace_period_seconds: 2.0,
+            // Metrics off: a test that scrapes them sets port 0.
+            metrics_listen: String::new(),
             // Hashpipe's sockets in the test's own directory: tests run
             // servers on real data in parallel, and /tmp is shared.
             hashpipe_sockets: HashpipeSocketsConfig {
@@ -174,8 +176,9 @@ pub struct BinServer {
 impl BinServer {
     /// Starts the binary with `toml` as its config file (the listen address
     /// and a private `hashpipe_sockets.path_template` are added, so `toml`
-    /// sets other such keys dotted, not as a table) and `env` set, and
-    /// waits (up to 20 s) until it answers Ping.
+    /// sets other such keys dotted, not as a table; metrics are off unless
+    /// it sets `metrics_listen`) and `env` set, and waits (up to 20 s)
+    /// until it answers Ping.
     pub async fn start(toml: &str, env: &[(&str, &str)]) -> BinServer {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("x.sock");
@@ -183,9 +186,14 @@ impl BinServer {
         std::fs::write(
             &config,
             format!(
-                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\n{toml}",
+                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\n{}{toml}",
                 sock.display(),
-                private_hashpipe_sockets(dir.path())
+                private_hashpipe_sockets(dir.path()),
+                if toml.contains("metrics_listen") {
+                    ""
+                } else {
+                    "metrics_listen = \"\"\n"
+                }
             ),
         )
         .unwrap();
@@ -229,6 +237,28 @@ impl BinServer {
 
     pub async fn client(&self) -> DaqDataClient<Channel> {
         DaqDataClient::new(unix_channel(&self.sock).await)
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s, then fails) for the process to
+    /// exit: its exit status and how long it took.
+    pub async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let sent = std::time::Instant::now();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success(), "kill -TERM failed: {kill}");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, sent.elapsed());
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(30),
+                "daqdata-server still runs 30 s after SIGTERM:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// What the server logged so far.
@@ -290,4 +320,37 @@ pub fn live_tree_at(out: &Path, rate: f64, modules: &[(u32, u32)]) -> daqsim::Re
         },
     )
     .unwrap()
+}
+
+/// A response's send stamp (the server's clock), in seconds.
+pub fn sent_at(m: &StreamImagesResponse) -> f64 {
+    let ts = m
+        .timestamp
+        .as_ref()
+        .expect("every response has a time stamp");
+    ts.seconds as f64 + f64::from(ts.nanos) * 1e-9
+}
+
+/// SPEC §3 rule 1 by the server's own send stamps: no window of `n`
+/// intervals holds more than n + 1 of `stamps` (one (module, data
+/// product)'s sends, in order), for every n up to the whole span: long
+/// windows catch a pace a little too fast, short ones a burst.
+pub fn assert_at_most_n_plus_one(stamps: &[f64], interval: f64, what: &str) {
+    let span = stamps.last().copied().unwrap_or(0.0) - stamps.first().copied().unwrap_or(0.0);
+    for n in 1..=(span / interval) as u32 + 1 {
+        let window = interval * f64::from(n);
+        let most = (0..stamps.len())
+            .map(|i| {
+                stamps[i..]
+                    .iter()
+                    .take_while(|&&s| s - stamps[i] <= window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            most <= n as usize + 1,
+            "{what}: {most} sends within {n} intervals of {interval} s"
+        );
+    }
 }
