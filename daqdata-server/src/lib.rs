@@ -21,7 +21,9 @@
 //! `lifecycle` is InitHpIo (validate, stop, start, restore); `hp_io` is one
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
-//! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
+//! UploadImages; `listen` binds the listeners, `transport` is the accept
+//! loop that serves them over hyper's HTTP/2 (and `uds_authority` its one
+//! shim, for grpcio on the unix socket); `hashpipe_sockets`
 //! Hashpipe's socket feed, a second source of frames beside the tracker.
 //!
 //! ```no_run
@@ -44,16 +46,14 @@ mod conn_guard;
 mod error;
 mod hashpipe_sockets;
 mod hp_io;
-mod io_wrap;
 mod lifecycle;
 mod listen;
 mod metrics;
-mod no_header_table;
-mod response_date;
 mod service;
 mod state;
 mod stream;
 mod tls;
+mod transport;
 mod uds_authority;
 mod upload;
 
@@ -87,7 +87,8 @@ pub struct Server {
     state: Arc<State>,
     listening: Vec<Listening>,
     metrics: Option<std::net::SocketAddr>,
-    tasks: JoinSet<Result<()>>,
+    /// One accept loop per listener.
+    tasks: JoinSet<()>,
 }
 
 impl Server {
@@ -138,36 +139,15 @@ impl Server {
             state.config.max_connections_per_peer,
             state.config.access.per_peer_limits_on_loopback,
         );
+        let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
+        let transport = transport::Transport::new(routes(state.clone()).await?, auth, limits);
         let mut listening = Vec::new();
         let mut tasks = JoinSet::new();
         for addr in &state.config.listen {
-            let (bound, incoming) =
-                listen::bind(addr, &state.config.access, &limits, tls.as_ref()).await?;
+            let (bound, listener) = listen::bind(addr, &state.config.access, tls.as_ref()).await?;
             tracing::info!("listening on {bound}");
             warn_if_open(&state, &bound);
-            let router = router(state.clone()).await?;
-            let shutdown = state.shutdown.clone();
-            let name = bound.to_string();
-            tasks.spawn(async move {
-                let served = match incoming {
-                    listen::Incoming::Tcp(i) => {
-                        router
-                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
-                            .await
-                    }
-                    listen::Incoming::Tls(i) => {
-                        router
-                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
-                            .await
-                    }
-                    listen::Incoming::Unix(i) => {
-                        router
-                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
-                            .await
-                    }
-                };
-                served.map_err(|source| Error::Serve { addr: name, source })
-            });
+            tasks.spawn(transport.clone().serve(listener, state.shutdown.clone()));
             listening.push(bound);
         }
         Ok(Server {
@@ -197,10 +177,9 @@ impl Server {
         let drained = tokio::time::timeout(grace, async {
             let mut first_error = Ok(());
             while let Some(joined) = self.tasks.join_next().await {
-                let result = joined.map_err(Error::from).and_then(|r| r);
-                if let Err(e) = result {
-                    tracing::warn!("{e:#}");
-                    first_error = first_error.and(Err(e));
+                if let Err(e) = joined {
+                    tracing::warn!("an accept loop failed: {e}");
+                    first_error = first_error.and(Err(Error::from(e)));
                 }
             }
             first_error
@@ -217,10 +196,11 @@ impl Server {
         drained.unwrap_or(Ok(()))
     }
 
-    /// Serves until one listener fails (a normal exit is by `shutdown`).
+    /// Serves until an accept loop fails (it panicked; accept errors are
+    /// retried); a normal exit is by `shutdown`.
     pub async fn wait_for_error(&mut self) -> Result<()> {
         match self.tasks.join_next().await {
-            Some(joined) => joined?,
+            Some(joined) => Ok(joined?),
             None => std::future::pending().await,
         }
     }
@@ -297,19 +277,9 @@ fn warn_if_open(state: &State, bound: &Listening) {
     }
 }
 
-/// HTTP/2 keepalive (SPEC §6): a ping every 30 s, and a peer that does not
-/// answer within 10 s is dropped, freeing its streams' slots.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-type AuthedRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<
-        access::AuthLayer,
-        tower::layer::util::Stack<response_date::ResponseDateLayer, tower::layer::util::Identity>,
-    >,
->;
-
-async fn router(state: Arc<State>) -> Result<AuthedRouter> {
+/// Every service the listeners serve: DaqData, reflection (v1 and
+/// v1alpha) and health.
+async fn routes(state: Arc<State>) -> Result<tonic::service::Routes> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -323,19 +293,11 @@ async fn router(state: Arc<State>) -> Result<AuthedRouter> {
     health_reporter
         .set_service_status(daqdata_proto::SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    let builder = tonic::transport::Server::builder();
-    let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
-    Ok(builder
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .layer(response_date::ResponseDateLayer)
-        .layer(auth)
-        .add_service(
-            daqdata_proto::server::DaqDataServer::new(DaqDataService { state })
-                .max_decoding_message_size(upload::MAX_MESSAGE_BYTES),
-        )
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(health))
+    Ok(tonic::service::Routes::new(
+        daqdata_proto::server::DaqDataServer::new(DaqDataService { state })
+            .max_decoding_message_size(upload::MAX_MESSAGE_BYTES),
+    )
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha)
+    .add_service(health))
 }
