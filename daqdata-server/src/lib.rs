@@ -55,6 +55,7 @@ mod stream;
 mod tls;
 mod transport;
 mod uds_authority;
+mod unix_socket;
 mod upload;
 
 use std::sync::Arc;
@@ -168,9 +169,9 @@ impl Server {
         self.metrics
     }
 
-    /// Ends every stream (UNAVAILABLE: shutting down), stops accepting,
-    /// waits up to the grace period for connections to close, stops hp_io
-    /// and removes the unix socket files.
+    /// Ends every stream (UNAVAILABLE: shutting down), stops accepting
+    /// (removing the unix socket files), waits up to the grace period for
+    /// connections to close, and stops hp_io.
     pub async fn shutdown(mut self) -> Result<()> {
         self.state.shutdown.cancel();
         let grace = Duration::from_secs_f64(self.state.config.shutdown_grace_period_seconds);
@@ -188,11 +189,10 @@ impl Server {
         if drained.is_err() {
             tracing::warn!("connections still open after the {grace:?} grace period; closing them");
             self.tasks.abort_all();
+            // Each aborted loop drops its listener (and a unix socket's file).
+            while self.tasks.join_next().await.is_some() {}
         }
         self.state.lifecycle.stop().await?;
-        for l in &self.listening {
-            l.remove_socket_file();
-        }
         drained.unwrap_or(Ok(()))
     }
 

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::TcpListener;
 
 use crate::access::AccessConfig;
 use crate::error::{Error, Result};
 use crate::transport::Listener;
+use crate::unix_socket::SocketFile;
 
 /// An address the server is bound to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,32 +19,8 @@ pub enum Listening {
     Tcp(SocketAddr),
     /// A TCP address serving TLS (`tls://HOST:PORT`).
     Tls(SocketAddr),
-    /// A unix socket file, removed at shutdown, and the (device, inode) it
-    /// had when bound.
-    Unix(PathBuf, (u64, u64)),
-}
-
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    Ok((meta.dev(), meta.ino()))
-}
-
-impl Listening {
-    /// Removes the socket file, unless another server has replaced it
-    /// since (a new server on the same path must stay reachable).
-    pub(crate) fn remove_socket_file(&self) {
-        if let Listening::Unix(path, id) = self {
-            if file_id(path).ok() != Some(*id) {
-                return;
-            }
-            if let Err(e) = std::fs::remove_file(path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("removing socket file {}: {e}", path.display());
-                }
-            }
-        }
-    }
+    /// A unix socket file, removed when its listener stops.
+    Unix(PathBuf),
 }
 
 impl fmt::Display for Listening {
@@ -51,7 +28,7 @@ impl fmt::Display for Listening {
         match self {
             Listening::Tcp(a) => write!(f, "{a}"),
             Listening::Tls(a) => write!(f, "tls://{a}"),
-            Listening::Unix(p, _) => write!(f, "unix://{}", p.display()),
+            Listening::Unix(p) => write!(f, "unix://{}", p.display()),
         }
     }
 }
@@ -96,13 +73,18 @@ pub(crate) async fn bind(
                 "a unix socket needs an absolute path: unix:///abs/path.sock".into(),
             ));
         }
-        remove_stale_socket(&path).await.map_err(fail)?;
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| fail(format!("binding unix socket {}: {e}", path.display())))?;
-        set_socket_access(&path, access).map_err(fail)?;
-        let id =
-            file_id(&path).map_err(|e| fail(format!("reading back {}: {e}", path.display())))?;
-        return Ok((Listening::Unix(path, id), Listener::Unix(listener)));
+        // SPEC §6: the socket's permissions guard its operator role.
+        let mode = access.socket_mode()?;
+        let group = access.unix_socket_group.as_deref();
+        let (listener, file) =
+            SocketFile::bind(&path, mode, group).map_err(|e| fail(e.to_string()))?;
+        return Ok((
+            Listening::Unix(path),
+            Listener::Unix {
+                listener,
+                _file: file,
+            },
+        ));
     }
     let (tls, addr) = match addr.strip_prefix("tls://") {
         Some(rest) => (true, rest),
@@ -138,54 +120,6 @@ pub(crate) async fn bind(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
     Ok((Listening::Tls(local), Listener::Tls(listener, acceptor)))
-}
-
-/// SPEC §6: the unix socket's permissions are the guard of its operator
-/// role: `unix_socket_mode` and, when set, `unix_socket_group`.
-fn set_socket_access(path: &Path, access: &AccessConfig) -> std::result::Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = access.socket_mode().map_err(|e| e.to_string())?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("setting mode {mode:04o} on {}: {e}", path.display()))?;
-    if let Some(group) = &access.unix_socket_group {
-        let gid = match group.parse::<u32>() {
-            Ok(gid) => nix::unistd::Gid::from_raw(gid),
-            Err(_) => {
-                nix::unistd::Group::from_name(group)
-                    .map_err(|e| format!("looking up group {group:?}: {e}"))?
-                    .ok_or_else(|| {
-                        format!("unix_socket_group {group:?} is not a group on this host")
-                    })?
-                    .gid
-            }
-        };
-        nix::unistd::chown(path, None, Some(gid))
-            .map_err(|e| format!("giving {} to group {group}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// A socket file left by a server that died is replaced; one a live server
-/// answers on is not.
-async fn remove_stale_socket(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err(format!(
-            "{} exists and is not a socket; not replacing it",
-            path.display()
-        ));
-    }
-    if tokio::net::UnixStream::connect(path).await.is_ok() {
-        return Err(format!(
-            "another server is already listening on {}",
-            path.display()
-        ));
-    }
-    tracing::info!("replacing stale socket file {}", path.display());
-    std::fs::remove_file(path).map_err(|e| format!("removing stale socket {}: {e}", path.display()))
 }
 
 #[cfg(test)]

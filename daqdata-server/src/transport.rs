@@ -43,6 +43,7 @@ use tower::ServiceBuilder;
 use crate::access::{self, AuthLayer, Door};
 use crate::conn_guard::{ConnLimits, ConnPlace};
 use crate::uds_authority::AuthorityFix;
+use crate::unix_socket::SocketFile;
 
 /// How long a new connection has to send the HTTP/2 preface and the
 /// header of its first frame (its SETTINGS), TLS handshake included.
@@ -64,11 +65,15 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 /// long before the next, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A bound listening socket, before it serves.
+/// A bound listening socket, before it serves; a unix socket's file is
+/// removed when its listener is dropped.
 pub(crate) enum Listener {
     Tcp(TcpListener),
     Tls(TcpListener, tokio_rustls::TlsAcceptor),
-    Unix(UnixListener),
+    Unix {
+        listener: UnixListener,
+        _file: SocketFile,
+    },
 }
 
 /// A connection just accepted, before any handshake.
@@ -84,7 +89,7 @@ impl Listener {
                 let (stream, peer) = l.accept().await?;
                 Ok(Accepted::Tcp(stream, peer))
             }
-            Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
+            Listener::Unix { listener, .. } => Ok(Accepted::Unix(listener.accept().await?.0)),
         }
     }
 }
