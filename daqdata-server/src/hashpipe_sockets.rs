@@ -51,7 +51,7 @@ impl Default for HashpipeSocketsConfig {
         HashpipeSocketsConfig {
             enabled: true,
             data_products: DataProduct::ALL.iter().map(|d| d.name().into()).collect(),
-            path_template: "/tmp/hashpipe_grpc.dp_{dp_name}.sock".into(),
+            path_template: pff::DEFAULT_SOCKET_TEMPLATE.into(),
             read_timeout_seconds: 600.0,
             group: None,
         }
@@ -62,10 +62,11 @@ impl HashpipeSocketsConfig {
     /// Checks what a typo could make absurd; the message names the key.
     pub(crate) fn validate(&self) -> Result<(), String> {
         self.products()?;
-        if !self.path_template.contains("{dp_name}") && self.data_products.len() > 1 {
+        if !self.path_template.contains(pff::DP_NAME) && self.data_products.len() > 1 {
             return Err(format!(
-                "[hashpipe_sockets] path_template {:?} has no {{dp_name}}, so every data product would share one socket",
-                self.path_template
+                "[hashpipe_sockets] path_template {:?} has no {}, so every data product would share one socket",
+                self.path_template,
+                pff::DP_NAME
             ));
         }
         let t = self.read_timeout_seconds;
@@ -85,11 +86,6 @@ impl HashpipeSocketsConfig {
                     .map_err(|e| format!("[hashpipe_sockets] data_products: {e}"))
             })
             .collect()
-    }
-
-    /// The socket of `dp` under `template`.
-    pub(crate) fn path_for(template: &str, dp: DataProduct) -> PathBuf {
-        PathBuf::from(template.replace("{dp_name}", dp.name()))
     }
 }
 
@@ -157,7 +153,7 @@ impl HashpipeSockets {
         };
         // On an error, dropping `sockets` removes the ones already made.
         for dp in products {
-            let path = HashpipeSocketsConfig::path_for(template, dp);
+            let path = pff::socket_path(template, dp);
             let (listener, bound) = match SocketFile::bind(&path, MODE, config.group.as_deref()) {
                 Err(e @ SocketFileError::InUse { .. }) if !sole_source => {
                     tracing::warn!(
@@ -301,9 +297,8 @@ mod tests {
     #[tokio::test]
     async fn a_socket_another_server_holds_is_left_to_it_only_beside_the_files() {
         let dir = tempfile::tempdir().unwrap();
-        let template = dir.path().join("hp_{dp_name}.sock");
-        let template = template.to_string_lossy().into_owned();
-        let held = HashpipeSocketsConfig::path_for(&template, DataProduct::Img16);
+        let template = pff::socket_template_in(dir.path());
+        let held = pff::socket_path(&template, DataProduct::Img16);
         let _other_server = std::os::unix::net::UnixListener::bind(&held).unwrap();
         let config = HashpipeSocketsConfig {
             data_products: vec!["img16".into(), "ph256".into()],
@@ -324,13 +319,13 @@ mod tests {
         let paths: Vec<&Path> = sockets.paths().collect();
         assert_eq!(
             paths,
-            [HashpipeSocketsConfig::path_for(&template, DataProduct::Ph256).as_path()]
+            [pff::socket_path(&template, DataProduct::Ph256).as_path()]
         );
         drop(sockets);
         // As the only source: an error that names the path.
         let err = start(true).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
-            err.contains("already listening") && err.contains("hp_img16"),
+            err.contains("already listening") && err.contains("dp_img16"),
             "{err}"
         );
         assert!(held.exists(), "the other server's socket is left alone");
@@ -342,7 +337,7 @@ mod tests {
         assert!(c.enabled);
         assert_eq!(c.data_products, ["img16", "img8", "ph256", "ph1024"]);
         assert_eq!(
-            HashpipeSocketsConfig::path_for(&c.path_template, DataProduct::Ph256),
+            pff::socket_path(&c.path_template, DataProduct::Ph256),
             Path::new("/tmp/hashpipe_grpc.dp_ph256.sock")
         );
         assert_eq!(c.read_timeout_seconds, 600.0);
