@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -345,32 +344,19 @@ fn needed_role(path: &str) -> Role {
     }
 }
 
-/// The connection's door, from what tonic put in the request's extensions.
+/// The connection's door, which the accept loop (`transport`) put in the
+/// request's extensions.
 fn door_of<B>(req: &http::Request<B>) -> Door {
-    let ext = req.extensions();
-    if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
-        let addr = tls.get_ref().remote_addr();
-        let cn = tls
-            .peer_certs()
-            .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())));
-        // A TLS connection is TCP, never the unix socket: an address
-        // tonic could not read makes it the least trusted door, not the
-        // most trusted one.
-        let addr = addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        return Door::Tls(addr, cn);
-    }
-    if let Some(addr) = ext.get::<TcpConnectInfo>().and_then(|t| t.remote_addr()) {
-        return Door::Tcp(addr);
-    }
-    if ext.get::<UdsConnectInfo>().is_some() {
-        return Door::Unix;
-    }
-    // Nothing tonic knows: treat it as the least trusted door there is.
-    Door::Tcp(SocketAddr::from(([0, 0, 0, 0], 0)))
+    // A request without one did not come through the accept loop: treat
+    // it as the least trusted door there is.
+    req.extensions()
+        .get::<Door>()
+        .cloned()
+        .unwrap_or(Door::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))))
 }
 
 /// The subject's common name of a DER certificate.
-fn common_name(der: &[u8]) -> Option<String> {
+pub(crate) fn common_name(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let cn = cert.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_string)

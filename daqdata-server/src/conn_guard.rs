@@ -1,25 +1,11 @@
-//! TCP connections that never speak, and peers that open too many (SPEC
-//! §6): a connection that has not sent the HTTP/2 preface and its first
-//! SETTINGS frame within [`HANDSHAKE_DEADLINE`] is closed, and each remote
-//! address may hold at most `max_connections_per_peer` connections.
+//! Peers that open too many connections (SPEC §6): each remote address
+//! may hold at most `max_connections_per_peer` connections; the accept
+//! loop (`transport`) closes the ones beyond.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncRead, ReadBuf};
-
-/// How long a new connection has to complete the HTTP/2 handshake.
-pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The client preface (24 bytes) and a SETTINGS frame header (9 bytes):
-/// once this much has come in, the peer speaks HTTP/2.
-const HANDSHAKE_BYTES: usize = 24 + 9;
 
 /// How often a refused peer is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -96,73 +82,6 @@ impl Drop for ConnPlace {
     }
 }
 
-/// A connection that must complete the HTTP/2 handshake in time, holding
-/// its peer's place while it is open.
-pub(crate) struct Guarded<S> {
-    inner: S,
-    /// Until the handshake bytes are in.
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    read: usize,
-    _place: ConnPlace,
-}
-
-impl<S> Guarded<S> {
-    /// A connection accepted now.
-    pub(crate) fn new(inner: S, place: ConnPlace) -> Self {
-        Self::until(
-            inner,
-            place,
-            tokio::time::Instant::now() + HANDSHAKE_DEADLINE,
-        )
-    }
-
-    /// A connection that must have sent the HTTP/2 handshake by `deadline`
-    /// (a TLS connection, whose TLS handshake spent part of the time).
-    pub(crate) fn until(inner: S, place: ConnPlace, deadline: tokio::time::Instant) -> Self {
-        Guarded {
-            inner,
-            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
-            read: 0,
-            _place: place,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.deadline.is_some() {
-            if let Poll::Ready(Ok(())) = &polled {
-                this.read += buf.filled().len() - before;
-                if this.read >= HANDSHAKE_BYTES {
-                    this.deadline = None;
-                    return polled;
-                }
-            }
-            if let Some(deadline) = this.deadline.as_mut() {
-                if deadline.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "no HTTP/2 handshake within {} s; closing the connection",
-                            HANDSHAKE_DEADLINE.as_secs()
-                        ),
-                    )));
-                }
-            }
-        }
-        polled
-    }
-}
-
-crate::io_wrap::pass_writes_through!(Guarded);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,32 +106,5 @@ mod tests {
         let strict = ConnLimits::new(1, |_| true);
         let _one = strict.admit(local).expect("first");
         assert!(strict.admit(local).is_none());
-    }
-
-    #[tokio::test]
-    async fn a_connection_that_never_speaks_is_closed_and_one_that_does_is_not() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        tokio::time::pause();
-        let (client, server) = tokio::io::duplex(1024);
-        let mut silent = Guarded::new(server, ConnPlace(None));
-        let mut buf = [0u8; 64];
-        let err = silent.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        drop(client);
-
-        let (mut client, server) = tokio::io::duplex(1024);
-        let mut talking = Guarded::new(server, ConnPlace(None));
-        client
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-            .await
-            .unwrap();
-        let mut got = 0;
-        while got < HANDSHAKE_BYTES {
-            got += talking.read(&mut buf).await.unwrap();
-        }
-        // Well past the deadline, it still reads.
-        tokio::time::advance(HANDSHAKE_DEADLINE * 2).await;
-        client.write_all(b"more").await.unwrap();
-        assert_eq!(talking.read(&mut buf).await.unwrap(), 4);
     }
 }

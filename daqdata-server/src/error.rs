@@ -51,14 +51,6 @@ pub enum Error {
     /// The gRPC reflection service could not be built.
     #[error("building the gRPC reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// A listener stopped with an error.
-    #[error("serving on {addr}: {source}")]
-    Serve {
-        /// The address.
-        addr: String,
-        /// tonic's error.
-        source: tonic::transport::Error,
-    },
     /// A server task panicked or was aborted.
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

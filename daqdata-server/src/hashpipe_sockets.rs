@@ -11,8 +11,6 @@
 //! connection, as the Python server does. A malformed message or a silent
 //! spell of `read_timeout_seconds` closes that connection only.
 
-use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,6 +23,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
+use crate::unix_socket::{SocketFile, SocketFileError};
+
+/// Hashpipe and the server may share a group (`group`), nobody else.
+const MODE: u32 = 0o660;
 
 /// The `[hashpipe_sockets]` table.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -49,7 +51,7 @@ impl Default for HashpipeSocketsConfig {
         HashpipeSocketsConfig {
             enabled: true,
             data_products: DataProduct::ALL.iter().map(|d| d.name().into()).collect(),
-            path_template: "/tmp/hashpipe_grpc.dp_{dp_name}.sock".into(),
+            path_template: pff::DEFAULT_SOCKET_TEMPLATE.into(),
             read_timeout_seconds: 600.0,
             group: None,
         }
@@ -60,10 +62,11 @@ impl HashpipeSocketsConfig {
     /// Checks what a typo could make absurd; the message names the key.
     pub(crate) fn validate(&self) -> Result<(), String> {
         self.products()?;
-        if !self.path_template.contains("{dp_name}") && self.data_products.len() > 1 {
+        if !self.path_template.contains(pff::DP_NAME) && self.data_products.len() > 1 {
             return Err(format!(
-                "[hashpipe_sockets] path_template {:?} has no {{dp_name}}, so every data product would share one socket",
-                self.path_template
+                "[hashpipe_sockets] path_template {:?} has no {}, so every data product would share one socket",
+                self.path_template,
+                pff::DP_NAME
             ));
         }
         let t = self.read_timeout_seconds;
@@ -84,28 +87,13 @@ impl HashpipeSocketsConfig {
             })
             .collect()
     }
-
-    /// The socket of `dp` under `template`.
-    pub(crate) fn path_for(template: &str, dp: DataProduct) -> PathBuf {
-        PathBuf::from(template.replace("{dp_name}", dp.name()))
-    }
 }
 
 /// Why the sockets could not be made; each names the path.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SocketsError {
-    #[error("Hashpipe socket {}: a {kind} is in the way; remove it or change [hashpipe_sockets] path_template", .path.display())]
-    InTheWay { path: PathBuf, kind: &'static str },
-    #[error("Hashpipe socket {}: another process listens on it (another DaqData server?); stop it or change [hashpipe_sockets] path_template", .path.display())]
-    InUse { path: PathBuf },
-    #[error("Hashpipe socket {}: {what}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        what: &'static str,
-        source: io::Error,
-    },
-    #[error("[hashpipe_sockets] group {0:?} is neither a number nor a group in /etc/group")]
-    UnknownGroup(String),
+    #[error("Hashpipe socket {0}; see [hashpipe_sockets] path_template and group")]
+    Socket(#[from] SocketFileError),
     #[error("{0}")]
     Config(String),
 }
@@ -114,15 +102,7 @@ pub(crate) enum SocketsError {
 /// closes every connection and removes its socket files.
 pub(crate) struct HashpipeSockets {
     cancel: CancellationToken,
-    bound: Vec<Bound>,
-}
-
-/// A socket file this server made, told apart from a later one at the same
-/// path (another server's) by its inode.
-#[derive(Debug)]
-struct Bound {
-    path: PathBuf,
-    inode: (u64, u64),
+    bound: Vec<SocketFile>,
 }
 
 /// What every connection of every socket shares.
@@ -159,7 +139,6 @@ impl HashpipeSockets {
         sole_source: bool,
     ) -> Result<HashpipeSockets, SocketsError> {
         let products = config.products().map_err(SocketsError::Config)?;
-        let gid = config.group.as_deref().map(group_id).transpose()?;
         let feed = Arc::new(Feed {
             broadcast,
             cancel: CancellationToken::new(),
@@ -174,10 +153,12 @@ impl HashpipeSockets {
         };
         // On an error, dropping `sockets` removes the ones already made.
         for dp in products {
-            let path = HashpipeSocketsConfig::path_for(template, dp);
-            let (listener, bound) = match bind(&path, gid) {
-                Err(e @ SocketsError::InUse { .. }) if !sole_source => {
-                    tracing::warn!("{e}; not listening there, the files are tracked");
+            let path = pff::socket_path(template, dp);
+            let (listener, bound) = match SocketFile::bind(&path, MODE, config.group.as_deref()) {
+                Err(e @ SocketFileError::InUse { .. }) if !sole_source => {
+                    tracing::warn!(
+                        "Hashpipe socket {e}; not listening there, the files are tracked"
+                    );
                     continue;
                 }
                 other => other?,
@@ -191,94 +172,16 @@ impl HashpipeSockets {
 
     /// The socket files, for logs and tests.
     pub(crate) fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.bound.iter().map(|b| b.path.as_path())
+        self.bound.iter().map(SocketFile::path)
     }
 }
 
 impl Drop for HashpipeSockets {
+    /// Closes every connection; each socket file goes with its
+    /// [`SocketFile`].
     fn drop(&mut self) {
         self.cancel.cancel();
-        for b in &self.bound {
-            // Only our own file: another server may have replaced it.
-            let ours =
-                std::fs::symlink_metadata(&b.path).is_ok_and(|m| (m.dev(), m.ino()) == b.inode);
-            if ours {
-                if let Err(e) = std::fs::remove_file(&b.path) {
-                    tracing::warn!("removing Hashpipe socket {}: {e}", b.path.display());
-                }
-            }
-        }
     }
-}
-
-/// Replaces a stale socket file, refuses anything else in the way, binds,
-/// and sets the mode (0660) and group.
-fn bind(path: &Path, gid: Option<u32>) -> Result<(UnixListener, Bound), SocketsError> {
-    let io = |what| {
-        let path = path.to_path_buf();
-        move |source| SocketsError::Io { path, what, source }
-    };
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("looking at what is there")(e)),
-        Ok(m) if m.file_type().is_socket() => {
-            // A socket someone still accepts on is not stale.
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(SocketsError::InUse {
-                    path: path.to_path_buf(),
-                });
-            }
-            std::fs::remove_file(path).map_err(io("removing the stale socket file"))?;
-            tracing::info!("replaced a stale socket file at {}", path.display());
-        }
-        Ok(m) => {
-            let kind = if m.is_dir() {
-                "directory"
-            } else if m.file_type().is_symlink() {
-                "symbolic link"
-            } else {
-                "file that is not a socket"
-            };
-            return Err(SocketsError::InTheWay {
-                path: path.to_path_buf(),
-                kind,
-            });
-        }
-    }
-    let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(io("binding"))?;
-    let meta = std::fs::metadata(path).map_err(io("reading the new socket's inode"))?;
-    let bound = Bound {
-        path: path.to_path_buf(),
-        inode: (meta.dev(), meta.ino()),
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(io("setting mode 0660"))?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io("setting the group"))?;
-    }
-    std_listener
-        .set_nonblocking(true)
-        .map_err(io("making the socket non-blocking"))?;
-    let listener = UnixListener::from_std(std_listener).map_err(io("registering the socket"))?;
-    Ok((listener, bound))
-}
-
-/// A group given by number, or by name as in `/etc/group`.
-fn group_id(group: &str) -> Result<u32, SocketsError> {
-    if let Ok(gid) = group.parse() {
-        return Ok(gid);
-    }
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    groups
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let gid = fields.nth(1)?.parse().ok()?;
-            (name == group).then_some(gid)
-        })
-        .next()
-        .ok_or_else(|| SocketsError::UnknownGroup(group.to_string()))
 }
 
 async fn accept(listener: UnixListener, path: PathBuf, dp: DataProduct, feed: Arc<Feed>) {
@@ -394,9 +297,8 @@ mod tests {
     #[tokio::test]
     async fn a_socket_another_server_holds_is_left_to_it_only_beside_the_files() {
         let dir = tempfile::tempdir().unwrap();
-        let template = dir.path().join("hp_{dp_name}.sock");
-        let template = template.to_string_lossy().into_owned();
-        let held = HashpipeSocketsConfig::path_for(&template, DataProduct::Img16);
+        let template = pff::socket_template_in(dir.path());
+        let held = pff::socket_path(&template, DataProduct::Img16);
         let _other_server = std::os::unix::net::UnixListener::bind(&held).unwrap();
         let config = HashpipeSocketsConfig {
             data_products: vec!["img16".into(), "ph256".into()],
@@ -417,13 +319,13 @@ mod tests {
         let paths: Vec<&Path> = sockets.paths().collect();
         assert_eq!(
             paths,
-            [HashpipeSocketsConfig::path_for(&template, DataProduct::Ph256).as_path()]
+            [pff::socket_path(&template, DataProduct::Ph256).as_path()]
         );
         drop(sockets);
         // As the only source: an error that names the path.
         let err = start(true).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
-            err.contains("another process listens") && err.contains("hp_img16"),
+            err.contains("already listening") && err.contains("dp_img16"),
             "{err}"
         );
         assert!(held.exists(), "the other server's socket is left alone");
@@ -435,7 +337,7 @@ mod tests {
         assert!(c.enabled);
         assert_eq!(c.data_products, ["img16", "img8", "ph256", "ph1024"]);
         assert_eq!(
-            HashpipeSocketsConfig::path_for(&c.path_template, DataProduct::Ph256),
+            pff::socket_path(&c.path_template, DataProduct::Ph256),
             Path::new("/tmp/hashpipe_grpc.dp_ph256.sock")
         );
         assert_eq!(c.read_timeout_seconds, 600.0);
@@ -452,34 +354,5 @@ mod tests {
         assert!(bad(|c| c.data_products.push("img32".into())).contains("img32"));
         assert!(bad(|c| c.path_template = "/tmp/x.sock".into()).contains("{dp_name}"));
         assert!(bad(|c| c.read_timeout_seconds = 0.0).contains("read_timeout_seconds"));
-    }
-
-    #[test]
-    fn groups_are_numbers_or_names() {
-        assert_eq!(group_id("1234").unwrap(), 1234);
-        assert_eq!(group_id("root").unwrap(), 0);
-        assert!(group_id("no-such-group-here").is_err());
-    }
-
-    #[tokio::test]
-    async fn only_stale_sockets_are_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        std::fs::write(&path, "x").unwrap();
-        let err = bind(&path, None).unwrap_err().to_string();
-        assert!(
-            err.contains(&*path.to_string_lossy()) && err.contains("in the way"),
-            "{err}"
-        );
-        std::fs::remove_file(&path).unwrap();
-        // A socket file nobody listens on is stale...
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let (live, _) = bind(&path, None).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o660);
-        // ...one somebody listens on is not.
-        let err = bind(&path, None).unwrap_err().to_string();
-        assert!(err.contains("another process listens"), "{err}");
-        drop(live);
     }
 }

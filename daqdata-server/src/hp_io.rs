@@ -122,8 +122,7 @@ impl HpIo {
                 .map_err(StartError::SimulationDir)?;
             let path = dir.path().to_path_buf();
             let feeder = if by_sockets {
-                let template = path.join("hashpipe.dp_{dp_name}.sock");
-                let template = template.to_string_lossy().into_owned();
+                let template = pff::socket_template_in(&path);
                 let all = HashpipeSocketsConfig {
                     enabled: true,
                     ..HashpipeSocketsConfig::default()

@@ -21,10 +21,13 @@
 //! `lifecycle` is InitHpIo (validate, stop, start, restore); `hp_io` is one
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
-//! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
+//! UploadImages; `listen` binds the listeners, `transport` is the accept
+//! loop that serves them over hyper's HTTP/2 (and `uds_authority` its one
+//! shim, for grpcio on the unix socket); `hashpipe_sockets`
 //! Hashpipe's socket feed, a second source of frames beside the tracker;
 //! `access` who may call what and whom the per-peer limits count
-//! (`ip_block` the `relay_peers` entries they exempt).
+//! (`ip_block` the `relay_peers` entries they exempt); `message_limit`
+//! RESOURCE_EXHAUSTED for a request over the limit.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -46,19 +49,18 @@ mod conn_guard;
 mod error;
 mod hashpipe_sockets;
 mod hp_io;
-mod io_wrap;
 mod ip_block;
 mod lifecycle;
 mod listen;
 mod message_limit;
 mod metrics;
-mod no_header_table;
-mod response_date;
 mod service;
 mod state;
 mod stream;
 mod tls;
+mod transport;
 mod uds_authority;
+mod unix_socket;
 mod upload;
 
 use std::sync::Arc;
@@ -92,7 +94,8 @@ pub struct Server {
     state: Arc<State>,
     listening: Vec<Listening>,
     metrics: Option<std::net::SocketAddr>,
-    tasks: JoinSet<Result<()>>,
+    /// One accept loop per listener.
+    tasks: JoinSet<()>,
 }
 
 impl Server {
@@ -144,36 +147,15 @@ impl Server {
             conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
                 access.limits_apply_to(ip)
             });
+        let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
+        let transport = transport::Transport::new(routes(state.clone()).await?, auth, limits);
         let mut listening = Vec::new();
         let mut tasks = JoinSet::new();
         for addr in &state.config.listen {
-            let (bound, incoming) =
-                listen::bind(addr, &state.config.access, &limits, tls.as_ref()).await?;
+            let (bound, listener) = listen::bind(addr, &state.config.access, tls.as_ref()).await?;
             tracing::info!("listening on {bound}");
             warn_if_open(&state, &bound);
-            let router = router(state.clone()).await?;
-            let shutdown = state.shutdown.clone();
-            let name = bound.to_string();
-            tasks.spawn(async move {
-                let served = match incoming {
-                    listen::Incoming::Tcp(i) => {
-                        router
-                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
-                            .await
-                    }
-                    listen::Incoming::Tls(i) => {
-                        router
-                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
-                            .await
-                    }
-                    listen::Incoming::Unix(i) => {
-                        router
-                            .serve_with_incoming_shutdown(i, shutdown.cancelled_owned())
-                            .await
-                    }
-                };
-                served.map_err(|source| Error::Serve { addr: name, source })
-            });
+            tasks.spawn(transport.clone().serve(listener, state.shutdown.clone()));
             listening.push(bound);
         }
         Ok(Server {
@@ -194,19 +176,18 @@ impl Server {
         self.metrics
     }
 
-    /// Ends every stream (UNAVAILABLE: shutting down), stops accepting,
-    /// waits up to the grace period for connections to close, stops hp_io
-    /// and removes the unix socket files.
+    /// Ends every stream (UNAVAILABLE: shutting down), stops accepting
+    /// (removing the unix socket files), waits up to the grace period for
+    /// connections to close, and stops hp_io.
     pub async fn shutdown(mut self) -> Result<()> {
         self.state.shutdown.cancel();
         let grace = Duration::from_secs_f64(self.state.config.shutdown_grace_period_seconds);
         let drained = tokio::time::timeout(grace, async {
             let mut first_error = Ok(());
             while let Some(joined) = self.tasks.join_next().await {
-                let result = joined.map_err(Error::from).and_then(|r| r);
-                if let Err(e) = result {
-                    tracing::warn!("{e:#}");
-                    first_error = first_error.and(Err(e));
+                if let Err(e) = joined {
+                    tracing::warn!("an accept loop failed: {e}");
+                    first_error = first_error.and(Err(Error::from(e)));
                 }
             }
             first_error
@@ -215,18 +196,18 @@ impl Server {
         if drained.is_err() {
             tracing::warn!("connections still open after the {grace:?} grace period; closing them");
             self.tasks.abort_all();
+            // Each aborted loop drops its listener (and a unix socket's file).
+            while self.tasks.join_next().await.is_some() {}
         }
         self.state.lifecycle.stop().await?;
-        for l in &self.listening {
-            l.remove_socket_file();
-        }
         drained.unwrap_or(Ok(()))
     }
 
-    /// Serves until one listener fails (a normal exit is by `shutdown`).
+    /// Serves until an accept loop fails (it panicked; accept errors are
+    /// retried); a normal exit is by `shutdown`.
     pub async fn wait_for_error(&mut self) -> Result<()> {
         match self.tasks.join_next().await {
-            Some(joined) => joined?,
+            Some(joined) => Ok(joined?),
             None => std::future::pending().await,
         }
     }
@@ -316,25 +297,9 @@ fn warn_if_open(state: &State, bound: &Listening) {
     }
 }
 
-/// HTTP/2 keepalive (SPEC §6): a ping every 30 s, and a peer that does not
-/// answer within 10 s is dropped, freeing its streams' slots.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-type AuthedRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<
-        access::AuthLayer,
-        tower::layer::util::Stack<
-            message_limit::MessageLimitLayer,
-            tower::layer::util::Stack<
-                response_date::ResponseDateLayer,
-                tower::layer::util::Identity,
-            >,
-        >,
-    >,
->;
-
-async fn router(state: Arc<State>) -> Result<AuthedRouter> {
+/// Every service the listeners serve: DaqData, reflection (v1 and
+/// v1alpha) and health.
+async fn routes(state: Arc<State>) -> Result<tonic::service::Routes> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(daqdata_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -348,20 +313,11 @@ async fn router(state: Arc<State>) -> Result<AuthedRouter> {
     health_reporter
         .set_service_status(daqdata_proto::SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    let builder = tonic::transport::Server::builder();
-    let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
-    Ok(builder
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .layer(response_date::ResponseDateLayer)
-        .layer(message_limit::MessageLimitLayer)
-        .layer(auth)
-        .add_service(
-            daqdata_proto::server::DaqDataServer::new(DaqDataService { state })
-                .max_decoding_message_size(message_limit::MAX_MESSAGE_BYTES),
-        )
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(health))
+    Ok(tonic::service::Routes::new(
+        daqdata_proto::server::DaqDataServer::new(DaqDataService { state })
+            .max_decoding_message_size(message_limit::MAX_MESSAGE_BYTES),
+    )
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha)
+    .add_service(health))
 }

@@ -5,16 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream, UnixListener};
-use tokio_stream::wrappers::UnixListenerStream;
-use tokio_stream::StreamExt;
-use tonic::transport::server::TcpIncoming;
+use tokio::net::TcpListener;
 
 use crate::access::AccessConfig;
-use crate::conn_guard::{ConnLimits, ConnPlace, Guarded, HANDSHAKE_DEADLINE};
 use crate::error::{Error, Result};
-use crate::no_header_table::NoHeaderTable;
-use crate::uds_authority::AuthorityFix;
+use crate::transport::Listener;
+use crate::unix_socket::SocketFile;
 
 /// An address the server is bound to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,32 +19,8 @@ pub enum Listening {
     Tcp(SocketAddr),
     /// A TCP address serving TLS (`tls://HOST:PORT`).
     Tls(SocketAddr),
-    /// A unix socket file, removed at shutdown, and the (device, inode) it
-    /// had when bound.
-    Unix(PathBuf, (u64, u64)),
-}
-
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    Ok((meta.dev(), meta.ino()))
-}
-
-impl Listening {
-    /// Removes the socket file, unless another server has replaced it
-    /// since (a new server on the same path must stay reachable).
-    pub(crate) fn remove_socket_file(&self) {
-        if let Listening::Unix(path, id) = self {
-            if file_id(path).ok() != Some(*id) {
-                return;
-            }
-            if let Err(e) = std::fs::remove_file(path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("removing socket file {}: {e}", path.display());
-                }
-            }
-        }
-    }
+    /// A unix socket file, removed when its listener stops.
+    Unix(PathBuf),
 }
 
 impl fmt::Display for Listening {
@@ -56,39 +28,10 @@ impl fmt::Display for Listening {
         match self {
             Listening::Tcp(a) => write!(f, "{a}"),
             Listening::Tls(a) => write!(f, "tls://{a}"),
-            Listening::Unix(p, _) => write!(f, "unix://{}", p.display()),
+            Listening::Unix(p) => write!(f, "unix://{}", p.display()),
         }
     }
 }
-
-/// Unix connections, each behind [`AuthorityFix`] so grpcio clients work.
-/// Every kind of connection is behind [`NoHeaderTable`].
-pub(crate) type UnixIncoming = std::pin::Pin<
-    Box<
-        dyn futures::Stream<
-                Item = std::io::Result<NoHeaderTable<AuthorityFix<tokio::net::UnixStream>>>,
-            > + Send,
-    >,
->;
-
-/// TCP connections, each behind [`Guarded`] (handshake deadline, per-peer
-/// connection limit).
-pub(crate) type TcpConns = std::pin::Pin<
-    Box<
-        dyn futures::Stream<Item = std::io::Result<NoHeaderTable<Guarded<tokio::net::TcpStream>>>>
-            + Send,
-    >,
->;
-
-pub(crate) enum Incoming {
-    Tcp(TcpConns),
-    Tls(TlsConns),
-    Unix(UnixIncoming),
-}
-
-/// TCP keepalive probes start after this much silence (SPEC §6: dead peers
-/// are dropped and their slots freed).
-const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Checks the form of a `listen` entry without binding it.
 pub(crate) fn check_address(addr: &str) -> Result<()> {
@@ -117,9 +60,8 @@ pub(crate) fn check_address(addr: &str) -> Result<()> {
 pub(crate) async fn bind(
     addr: &str,
     access: &AccessConfig,
-    limits: &ConnLimits,
     tls_config: Option<&Arc<rustls::ServerConfig>>,
-) -> Result<(Listening, Incoming)> {
+) -> Result<(Listening, Listener)> {
     let fail = |reason: String| Error::Listen {
         addr: addr.to_string(),
         reason,
@@ -131,17 +73,17 @@ pub(crate) async fn bind(
                 "a unix socket needs an absolute path: unix:///abs/path.sock".into(),
             ));
         }
-        remove_stale_socket(&path).await.map_err(fail)?;
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| fail(format!("binding unix socket {}: {e}", path.display())))?;
-        set_socket_access(&path, access).map_err(fail)?;
-        let id =
-            file_id(&path).map_err(|e| fail(format!("reading back {}: {e}", path.display())))?;
-        let incoming = UnixListenerStream::new(listener)
-            .map(|conn| conn.map(|s| NoHeaderTable::new(AuthorityFix::new(s))));
+        // SPEC §6: the socket's permissions guard its operator role.
+        let mode = access.socket_mode()?;
+        let group = access.unix_socket_group.as_deref();
+        let (listener, file) =
+            SocketFile::bind(&path, mode, group).map_err(|e| fail(e.to_string()))?;
         return Ok((
-            Listening::Unix(path, id),
-            Incoming::Unix(Box::pin(incoming)),
+            Listening::Unix(path),
+            Listener::Unix {
+                listener,
+                _file: file,
+            },
         ));
     }
     let (tls, addr) = match addr.strip_prefix("tls://") {
@@ -168,143 +110,16 @@ pub(crate) async fn bind(
     let local = listener
         .local_addr()
         .map_err(|e| fail(format!("reading the bound address: {e}")))?;
-    let limits = limits.clone();
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(TCP_KEEPALIVE))
-        .filter_map(move |conn| match conn {
-            Ok(stream) => {
-                let ip = stream.peer_addr().ok()?.ip();
-                // Beyond its share the connection is dropped, i.e. closed.
-                let place = limits.admit(ip)?;
-                Some(Ok((stream, place)))
-            }
-            Err(e) => Some(Err(e)),
-        });
     if !tls {
-        let plain = incoming.map(|conn| {
-            conn.map(|(stream, place)| NoHeaderTable::new(Guarded::new(stream, place)))
-        });
-        return Ok((Listening::Tcp(local), Incoming::Tcp(Box::pin(plain))));
+        return Ok((Listening::Tcp(local), Listener::Tcp(listener)));
     }
     let Some(config) = tls_config else {
         return Err(fail(
             "serves TLS but the config has no [tls] section".into(),
         ));
     };
-    Ok((
-        Listening::Tls(local),
-        Incoming::Tls(accept_tls(Box::pin(incoming), config.clone())),
-    ))
-}
-
-/// TLS connections, each behind [`Guarded`] above the TLS layer, so the
-/// HTTP/2 handshake deadline counts what the client said, not the TLS
-/// handshake's bytes.
-pub(crate) type TlsConns = std::pin::Pin<
-    Box<
-        dyn futures::Stream<
-                Item = std::io::Result<
-                    NoHeaderTable<Guarded<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>,
-                >,
-            > + Send,
-    >,
->;
-
-type Accepted =
-    std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<(TcpStream, ConnPlace)>> + Send>>;
-
-/// Does each TLS handshake on a task of its own (a slow or silent client
-/// never holds up the others), within the connection's handshake deadline.
-fn accept_tls(mut accepted: Accepted, config: Arc<rustls::ServerConfig>) -> TlsConns {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let conn = tokio::select! {
-                _ = tx.closed() => return,
-                conn = accepted.next() => conn,
-            };
-            let (stream, place) = match conn {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    if tx.send(Err(e)).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                None => return,
-            };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                let peer = stream
-                    .peer_addr()
-                    .map_or_else(|_| "a peer".to_string(), |a| a.to_string());
-                let deadline = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
-                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx
-                            .send(Ok(NoHeaderTable::new(Guarded::until(tls, place, deadline))))
-                            .await;
-                    }
-                    Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
-                    Err(_) => tracing::debug!(
-                        "no TLS handshake from {peer} within {} s; closed",
-                        HANDSHAKE_DEADLINE.as_secs()
-                    ),
-                }
-            });
-        }
-    });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
-}
-
-/// SPEC §6: the unix socket's permissions are the guard of its operator
-/// role: `unix_socket_mode` and, when set, `unix_socket_group`.
-fn set_socket_access(path: &Path, access: &AccessConfig) -> std::result::Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = access.socket_mode().map_err(|e| e.to_string())?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("setting mode {mode:04o} on {}: {e}", path.display()))?;
-    if let Some(group) = &access.unix_socket_group {
-        let gid = match group.parse::<u32>() {
-            Ok(gid) => nix::unistd::Gid::from_raw(gid),
-            Err(_) => {
-                nix::unistd::Group::from_name(group)
-                    .map_err(|e| format!("looking up group {group:?}: {e}"))?
-                    .ok_or_else(|| {
-                        format!("unix_socket_group {group:?} is not a group on this host")
-                    })?
-                    .gid
-            }
-        };
-        nix::unistd::chown(path, None, Some(gid))
-            .map_err(|e| format!("giving {} to group {group}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// A socket file left by a server that died is replaced; one a live server
-/// answers on is not.
-async fn remove_stale_socket(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err(format!(
-            "{} exists and is not a socket; not replacing it",
-            path.display()
-        ));
-    }
-    if tokio::net::UnixStream::connect(path).await.is_ok() {
-        return Err(format!(
-            "another server is already listening on {}",
-            path.display()
-        ));
-    }
-    tracing::info!("replacing stale socket file {}", path.display());
-    std::fs::remove_file(path).map_err(|e| format!("removing stale socket {}: {e}", path.display()))
+    let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+    Ok((Listening::Tls(local), Listener::Tls(listener, acceptor)))
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@
 //! grpc/grpc#33571), tonic#243 (hyperium/tonic, now grpc/grpc-rust) and
 //! the open h2 pull request hyperium/h2#487 ("Do not require authority
 //! for UNIX domain sockets").
+//! hyper's HTTP/2 builder has no setting for this (h2 checks the
+//! authority while decoding headers), so this is the one byte-level shim
+//! the server keeps while hyperium/h2#487 is open.
 //! Delete this module once the h2 that tonic uses accepts such an authority,
 //! or once the grpcio that panoseti-grpc pins sends `localhost` instead;
 //! the interop tests over the unix socket say whether it is still needed.
@@ -39,7 +42,8 @@ const FLAG_PRIORITY: u8 = 0x20;
 /// it anyway: the default maximum frame size is 16 KiB).
 const MAX_HEADERS_FRAME: usize = 1 << 20;
 
-/// A client connection whose `:authority` values are made acceptable.
+/// What a unix-socket client sends, with its `:authority` values made
+/// acceptable (the accept loop in `transport` puts it on the read half).
 pub(crate) struct AuthorityFix<S> {
     inner: S,
     /// Read from the client, not yet looked at.
@@ -228,8 +232,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
         }
     }
 }
-
-crate::io_wrap::pass_writes_through!(AuthorityFix);
 
 #[cfg(test)]
 mod tests {

@@ -68,7 +68,7 @@ async fn socket_fed(tweak: impl FnOnce(&mut InitHpIoRequest)) -> SocketFed {
 }
 
 fn socket(template: &str, dp: DataProduct) -> PathBuf {
-    PathBuf::from(template.replace("{dp_name}", dp.name()))
+    pff::socket_path(template, dp)
 }
 
 /// Fixture modules 1 (img16, ph256) and 2 (img8, ph1024) as `outputs`,

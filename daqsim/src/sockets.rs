@@ -55,7 +55,7 @@ pub struct SocketPushConfig {
 impl Default for SocketPushConfig {
     fn default() -> Self {
         SocketPushConfig {
-            template: "/tmp/hashpipe_grpc.dp_{dp_name}.sock".into(),
+            template: pff::DEFAULT_SOCKET_TEMPLATE.into(),
             rate: None,
             modules: Vec::new(),
             restamp: true,
@@ -123,7 +123,7 @@ impl SocketPush {
             }
             let (tx, rx) = mpsc::channel();
             let sender = Sender {
-                path: PathBuf::from(config.template.replace("{dp_name}", dp.name())),
+                path: pff::socket_path(&config.template, dp),
                 outputs,
                 connection: None,
                 next_connect: Instant::now(),
@@ -387,7 +387,7 @@ mod tests {
         let push = SocketPush::start(
             fixtures.clone(),
             SocketPushConfig {
-                template: dir.path().join("dp_{dp_name}.sock").display().to_string(),
+                template: pff::socket_template_in(dir.path()),
                 rate: Some(500.0),
                 modules: vec![(3, 300)],
                 ..SocketPushConfig::default()

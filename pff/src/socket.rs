@@ -12,6 +12,10 @@
 //! its framing and should be closed. [`encode_message`] writes one, as
 //! Hashpipe's `snapshot.c` does.
 //!
+//! Where the sockets are is a path template in which `{dp_name}`
+//! ([`DP_NAME`]) stands for the data product's name; [`socket_path`] fills
+//! it in. Hashpipe connects to [`DEFAULT_SOCKET_TEMPLATE`].
+//!
 //! ```
 //! use pff::{DataProduct, Frame, Header, Pixels, Quabo, SocketDecoder};
 //!
@@ -30,8 +34,38 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::path::{Path, PathBuf};
+
 use crate::frame::HEADER_END;
 use crate::{DataProduct, Header, RawFrame, UnknownDataProduct};
+
+/// What a socket path template's data product name replaces.
+pub const DP_NAME: &str = "{dp_name}";
+
+/// Where Hashpipe's `snapshot.c` connects, and where panoseti-grpc's
+/// server listens.
+pub const DEFAULT_SOCKET_TEMPLATE: &str = "/tmp/hashpipe_grpc.dp_{dp_name}.sock";
+
+/// The socket of `dp` under `template`.
+///
+/// ```
+/// use pff::{socket_path, DataProduct, DEFAULT_SOCKET_TEMPLATE};
+/// assert_eq!(
+///     socket_path(DEFAULT_SOCKET_TEMPLATE, DataProduct::Ph256),
+///     std::path::Path::new("/tmp/hashpipe_grpc.dp_ph256.sock")
+/// );
+/// ```
+pub fn socket_path(template: &str, dp: DataProduct) -> PathBuf {
+    PathBuf::from(template.replace(DP_NAME, dp.name()))
+}
+
+/// A template for one socket per data product inside `dir` (a private
+/// directory: a simulation's, a test's).
+pub fn socket_template_in(dir: &Path) -> String {
+    dir.join(format!("hashpipe.dp_{DP_NAME}.sock"))
+        .to_string_lossy()
+        .into_owned()
+}
 
 /// The longest header a socket message may have. Python's asyncio stream
 /// reader, which panoseti-grpc reads these sockets with, gives up at 64 KiB;

@@ -57,7 +57,7 @@ impl TestServer {
 
 /// A `[hashpipe_sockets] path_template` inside `dir`.
 pub fn private_hashpipe_sockets(dir: &Path) -> String {
-    dir.join("hashpipe.dp_{dp_name}.sock").display().to_string()
+    pff::socket_template_in(dir)
 }
 
 pub async fn unix_channel(sock: &Path) -> Channel {
