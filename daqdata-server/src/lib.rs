@@ -22,7 +22,8 @@
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
 //! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
-//! Hashpipe's socket feed, a second source of frames beside the tracker.
+//! Hashpipe's socket feed, a second source of frames beside the tracker;
+//! `hashpipe_status` polls Hashpipe's status buffer for StreamHashpipeStatus.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -43,6 +44,7 @@ mod config;
 mod conn_guard;
 mod error;
 mod hashpipe_sockets;
+mod hashpipe_status;
 mod hp_io;
 mod io_wrap;
 mod lifecycle;
@@ -68,6 +70,7 @@ pub use access::{parse_tokens, AccessConfig, Role, Token};
 pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
 pub use hashpipe_sockets::HashpipeSocketsConfig;
+pub use hashpipe_status::HashpipeStatusConfig;
 pub use listen::Listening;
 
 use service::DaqDataService;
