@@ -2,6 +2,7 @@
 //! buffer, read (safe code, outside the lock) and written the way
 //! Hashpipe's `hput*` functions write them (for simulators and tests).
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// One card: 80 bytes, no newline.
@@ -150,6 +151,7 @@ pub enum ParseError {
 /// live buffer) is not looked at.
 pub fn parse_cards(bytes: &[u8]) -> Result<Cards, ParseError> {
     let mut cards: Vec<(String, CardValue)> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, card) in bytes.chunks_exact(CARD_LEN).enumerate() {
         let offset = index * CARD_LEN;
         if card[0] == 0 {
@@ -170,9 +172,14 @@ pub fn parse_cards(bytes: &[u8]) -> Result<Cards, ParseError> {
             return Ok(Cards(cards));
         }
         let (key, value) = parse_card(offset, text)?;
-        match cards.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => cards.push((key, value)),
+        // hput* never writes a key twice; a buffer that has one keeps the
+        // last value, in the first one's place.
+        match seen.get(&key) {
+            Some(&i) => cards[i].1 = value,
+            None => {
+                seen.insert(key.clone(), cards.len());
+                cards.push((key, value));
+            }
         }
     }
     Err(ParseError::NoEnd { len: bytes.len() })
