@@ -23,7 +23,9 @@
 //! newest frame per (module, data product), encoded once; `upload` is
 //! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
 //! Hashpipe's socket feed, a second source of frames beside the tracker;
-//! `hashpipe_status` polls Hashpipe's status buffer for StreamHashpipeStatus.
+//! `access` who may call what and whom the per-peer limits count
+//! (`ip_block` the `relay_peers` entries they exempt); `hashpipe_status`
+//! polls Hashpipe's status buffer for StreamHashpipeStatus.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -47,6 +49,7 @@ mod hashpipe_sockets;
 mod hashpipe_status;
 mod hp_io;
 mod io_wrap;
+mod ip_block;
 mod lifecycle;
 mod listen;
 mod metrics;
@@ -71,6 +74,7 @@ pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
 pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use hashpipe_status::HashpipeStatusConfig;
+pub use ip_block::IpBlock;
 pub use listen::Listening;
 
 use service::DaqDataService;
@@ -137,10 +141,11 @@ impl Server {
                 }
             },
         };
-        let limits = conn_guard::ConnLimits::new(
-            state.config.max_connections_per_peer,
-            state.config.access.per_peer_limits_on_loopback,
-        );
+        let access = state.config.access.clone();
+        let limits =
+            conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
+                access.limits_apply_to(ip)
+            });
         let mut listening = Vec::new();
         let mut tasks = JoinSet::new();
         for addr in &state.config.listen {
@@ -250,6 +255,15 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
             "; at start tracks {what} every {} s",
             c.update_interval_seconds
         );
+        if !c.simulate_daq {
+            summary += " (waiting for a run if none is active)";
+            if config.hashpipe_sockets.enabled {
+                summary += &format!(
+                    "; Hashpipe's sockets listen at {}",
+                    config.hashpipe_sockets.path_template
+                );
+            }
+        }
     }
     if let Some(dir) = &config.simulate.fixtures_dir {
         daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
@@ -261,6 +275,8 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
     Ok(summary)
 }
 
+/// SPEC §8: a start-up config whose run has not begun yet does not fail the
+/// start; hp_io waits for the run (Status says so).
 async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     let request = match init {
         InitOnStart::Simulate => InitHpIoRequest {
@@ -276,7 +292,9 @@ async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     };
     let reply = state
         .lifecycle
-        .init(&request, || state.admission.active_streams())
+        .init(&request, lifecycle::NoRun::Wait, || {
+            state.admission.active_streams()
+        })
         .await
         .map_err(|s| Error::InitAtStart(s.message().to_string()))?;
     if reply.success {

@@ -12,6 +12,7 @@ use daqdata_proto::SharedStreamImagesResponse;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::Caller;
+use crate::lifecycle::NoRun;
 use crate::metrics::OutcomeLabels;
 use crate::state::State;
 use crate::stream::PacedStream;
@@ -76,7 +77,7 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         let state = &self.state;
         let result = state
             .lifecycle
-            .init(&req, || state.admission.active_streams())
+            .init(&req, NoRun::Refuse, || state.admission.active_streams())
             .await;
         match &result {
             Ok(r) if r.success => tracing::info!(%peer, "InitHpIo succeeded"),
