@@ -94,7 +94,7 @@ pub(crate) struct Report {
     pub stale: bool,
     /// Why it is stale or unavailable; empty otherwise.
     pub message: String,
-    /// A few words for the Status RPC.
+    /// A few words for the Status RPC, always starting `Hashpipe`.
     pub summary: String,
 }
 
@@ -267,7 +267,7 @@ impl StatusFeed {
     pub(crate) fn start(config: &HashpipeStatusConfig, metrics: Arc<Metrics>) -> StatusFeed {
         let disabled = Report::unavailable(
             "this server does not read Hashpipe's status buffer ([hashpipe_status] enabled = false)".into(),
-            "Hashpipe status not read (disabled)".into(),
+            "Hashpipe: status not read (disabled)".into(),
         );
         let (publish, latest) = watch::channel(Arc::new(disabled));
         if !config.enabled {
@@ -449,7 +449,7 @@ impl Poller {
                 let why = why.to_string();
                 self.publish(Report::unavailable(
                     format!("Hashpipe's status buffer is not read: {why}"),
-                    "Hashpipe status unavailable (no keyfile)".into(),
+                    "Hashpipe: status not read (no keyfile)".into(),
                 ));
                 return;
             }
@@ -511,7 +511,7 @@ impl Poller {
                 self.log_once("parse", || tracing::warn!("{message}"));
                 self.publish(Report::unavailable(
                     message,
-                    "Hashpipe status buffer unreadable".into(),
+                    "Hashpipe: status buffer unreadable".into(),
                 ));
             }
             Err(e @ (ReadError::NoSegment { .. } | ReadError::NoSemaphore { .. })) => {
@@ -525,7 +525,7 @@ impl Poller {
                 });
                 self.publish(Report::unavailable(
                     message,
-                    "no Hashpipe status buffer".into(),
+                    "Hashpipe: no status buffer".into(),
                 ));
             }
             Err(e) => {
@@ -534,7 +534,7 @@ impl Poller {
                 self.log_once("os", || tracing::warn!("{message}"));
                 self.publish(Report::unavailable(
                     message,
-                    "Hashpipe status unreadable".into(),
+                    "Hashpipe: status unreadable".into(),
                 ));
             }
         }

@@ -172,7 +172,7 @@ async fn without_a_segment_there_is_one_log_line_a_status_phrase_and_a_message()
     assert!(lines[0].contains("INFO"), "{log}");
     let status = client.status(()).await.unwrap().into_inner();
     assert!(
-        status.message.contains("no Hashpipe status buffer"),
+        status.message.contains("Hashpipe: no status buffer"),
         "{status:?}"
     );
 }
@@ -334,7 +334,10 @@ async fn a_missing_keyfile_is_said_with_its_path() {
     );
     let mut client = server.client().await;
     let message = client.status(()).await.unwrap().into_inner().message;
-    assert!(message.contains("Hashpipe status unavailable"), "{message}");
+    assert!(
+        message.contains("Hashpipe: status not read (no keyfile)"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
