@@ -13,6 +13,8 @@
 //!   [`DaqClient::init_sim`], [`DaqClient::upload_images`], and
 //!   [`DaqClient::stream_images`], which merges every host's stream into
 //!   one [`ImageStream`] of [`Image`]s; a host that fails ends only its part.
+//!   [`DaqClient::stream_hashpipe_status`] does the same for each node's
+//!   Hashpipe status buffer ([`HashpipeStatus`]: thread states, counters).
 //! - [`Credentials`] is what the client shows a server that restricts
 //!   who may do what (SPEC §6): a bearer token, the CA of `tls://` hosts
 //!   and a client certificate for mutual TLS
@@ -48,6 +50,7 @@
 mod client;
 mod credentials;
 mod error;
+mod hashpipe;
 mod hosts;
 mod image;
 mod reconnect;
@@ -60,6 +63,7 @@ pub use client::{
 };
 pub use credentials::{Bearer, Credentials};
 pub use error::Error;
+pub use hashpipe::{HashpipeStatus, THREAD_STATE_KEYS};
 pub use hosts::{hosts_from_configs, Host, HpIoConfig, DEFAULT_PORT};
 pub use image::Image;
 pub use reconnect::{Backoff, HostState, HostStates, HostStatus};

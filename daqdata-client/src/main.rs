@@ -11,6 +11,7 @@ use daqdata_client::{hosts_from_configs, DaqClient, Host, HpIoConfig};
 mod cmd {
     pub mod bench;
     pub mod credentials;
+    pub mod hashpipe;
     pub mod live;
     pub mod logs;
     pub mod web;
@@ -31,6 +32,7 @@ mod cmd {
         daqdata daq_config.json network_config.json --init hp_io_config.json --plot-phdist --module-ids 1 3\n  \
         daqdata --host unix:///tmp/daq_data.sock --plot-view --snapshot view.png\n  \
         daqdata --host localhost --json | head -3\n  \
+        daqdata daq_config.json network_config.json --hashpipe-status\n  \
         daqdata --host tls://daq1:50052 --tls-ca ca.pem --token-file ~/.daqdata_token --init-sim --ping\n  \
         daqdata web daq_config.json network_config.json --listen 127.0.0.1:8080\n  \
         daqdata bench --host localhost --clients 50 --duration 20 --json"
@@ -133,9 +135,16 @@ struct DemoArgs {
     /// How much the client logs (to stderr; in a live view, at its foot).
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
-    /// Print each received image as one JSON line on stdout (for scripts).
+    /// Print each received image as one JSON line on stdout (for scripts);
+    /// with --hashpipe-status, each node's status buffer too.
     #[arg(long)]
     json: bool,
+    /// Each node's Hashpipe status buffer (SPEC §9) in one table that
+    /// refreshes every --refresh-period: thread states, packets, packets/s
+    /// and losses/s, and in red a thread that is blocked or has exited, or
+    /// a buffer that is stale or missing, with the reason.
+    #[arg(long, conflicts_with_all = ["plot_view", "plot_phdist"])]
+    hashpipe_status: bool,
     /// With --plot-view or --plot-phdist: draw the view into this PNG after
     /// --snapshot-frames images and exit, instead of a live terminal view.
     #[arg(long, value_name = "FILE.png")]
@@ -295,8 +304,11 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
             println!("{}", status_line(&host, &status, args.json));
         }
     }
-    let needs_live_hosts =
-        args.reflect_services || args.init.is_some() || args.init_sim || args.streams();
+    let needs_live_hosts = args.reflect_services
+        || args.init.is_some()
+        || args.init_sim
+        || args.streams()
+        || args.hashpipe_status;
     if !needs_live_hosts {
         if !did_something {
             println!(
@@ -363,6 +375,30 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
         }
     }
 
+    if args.hashpipe_status {
+        let status = cmd::hashpipe::run(&client, args.refresh_period, args.json);
+        if !args.streams() {
+            return status.await.context("streaming Hashpipe's status");
+        }
+        // --json: images and status lines, side by side.
+        let live = cmd::live::Live {
+            plot_view: false,
+            plot_phdist: false,
+            plot_speed: args.plot_speed,
+            json: true,
+            refresh_period: args.refresh_period,
+            module_ids: args.targets.module_ids.clone(),
+            snapshot: None,
+            snapshot_frames: args.snapshot_frames,
+            snapshot_timeout: args.snapshot_timeout,
+        };
+        let images = live.run(&client, logs);
+        tokio::try_join!(
+            async { status.await.context("streaming Hashpipe's status") },
+            async { images.await.context("streaming images") }
+        )?;
+        return Ok(());
+    }
     if args.streams() {
         let live = cmd::live::Live {
             plot_view: args.plot_view,
@@ -584,6 +620,7 @@ mod tests {
             "--status",
             "--snapshot",
             "--json",
+            "--hashpipe-status",
             "--token-file",
             "DAQDATA_TOKEN",
             "--tls-ca",

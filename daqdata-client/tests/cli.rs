@@ -412,3 +412,90 @@ fn tls_and_tokens_against_the_real_server_binary() {
         "a token is in the server's log"
     );
 }
+
+/// daqsim's status buffer, through the real server's StreamHashpipeStatus,
+/// to `daqdata --hashpipe-status`: the table shows the net thread's state
+/// change, in red when blocked; `--json` carries the cards.
+#[test]
+fn hashpipe_status_from_the_simulator_reaches_the_table_and_json() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("daq.sock");
+    let host = format!("unix://{}", sock.display());
+    let mut server = std::process::Command::new(server_binary())
+        .args(["--listen", &host, "--metrics-listen", ""])
+        // Before --init-sim, the server reads the buffer keyed on this
+        // private directory (none), never the real one of $HOME.
+        .env("HASHPIPE_KEYFILE", dir.path())
+        .spawn()
+        .unwrap();
+    let answered = (0..100).any(|_| {
+        let ok = daqdata()
+            .args(["--host", &host, "--ping"])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    let run = |extra: &[&str]| {
+        daqdata()
+            .args([
+                "--host",
+                &host,
+                "--hashpipe-status",
+                "--refresh-period",
+                "0.2",
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    let mut json_line = None;
+    if answered {
+        let mut table = run(&["--init-sim"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let lines = BufReader::new(table.stdout.take().unwrap()).lines();
+        for line in lines {
+            let line = line.unwrap();
+            for state in ["receiving", "blocked"] {
+                if line.contains(state)
+                    && seen.last() != Some(&(state, line.contains("net thread blocked")))
+                {
+                    seen.push((state, line.contains("net thread blocked")));
+                }
+            }
+            if (seen.iter().any(|s| s.0 == "receiving") && seen.iter().any(|s| s.0 == "blocked"))
+                || std::time::Instant::now() > deadline
+            {
+                break;
+            }
+        }
+        testdata::stop(&mut table);
+        let mut json = run(&["--json"]);
+        json_line = BufReader::new(json.stdout.take().unwrap())
+            .lines()
+            .map(Result::unwrap)
+            .find(|l| l.contains("\"hashpipe_status\"") && l.contains("NPACKETS"));
+        testdata::stop(&mut json);
+    }
+    testdata::stop(&mut server);
+    assert!(answered, "the server did not answer pings");
+    assert!(seen.contains(&("receiving", false)), "{seen:?}");
+    assert!(
+        seen.contains(&("blocked", true)),
+        "the blocked net thread is named as the trouble: {seen:?}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&json_line.expect("a JSON status line")).unwrap();
+    let status = &v["hashpipe_status"];
+    assert_eq!(status["cards"]["OBS"], "SIM");
+    assert!(status["cards"]["NPACKETS"].as_f64().is_some());
+    assert!(status["read_at"].as_f64().is_some());
+}

@@ -44,6 +44,13 @@ pub(crate) struct StreamTicket {
     _rpc: Place,
 }
 
+/// What an admitted StreamHashpipeStatus holds while it lives: a place
+/// among the RPCs and among its peer's streams.
+pub(crate) struct StatusTicket {
+    _peer: Option<PeerPlace>,
+    _rpc: Place,
+}
+
 /// What an admitted upload holds while it lives.
 pub(crate) struct UploadTicket {
     pub generation: Arc<Generation>,
@@ -102,6 +109,23 @@ impl Admission {
             _stream: stream,
             _peer: peer,
             _seen: seen,
+            _rpc: rpc,
+        })
+    }
+
+    /// Lets a StreamHashpipeStatus in: it needs no hp_io, only places.
+    pub(crate) fn status_stream(
+        &self,
+        remote: Option<IpAddr>,
+        limited: bool,
+    ) -> Result<StatusTicket, Status> {
+        let peer = match remote {
+            Some(ip) if limited => Some(self.peer_place(ip)?),
+            _ => None,
+        };
+        let rpc = self.rpc_place()?;
+        Ok(StatusTicket {
+            _peer: peer,
             _rpc: rpc,
         })
     }

@@ -34,6 +34,8 @@ pub struct Config {
     pub track_files: bool,
     /// Hashpipe's socket feed (SPEC §7).
     pub hashpipe_sockets: crate::hashpipe_sockets::HashpipeSocketsConfig,
+    /// Hashpipe's status buffer (SPEC §9).
+    pub hashpipe_status: crate::hashpipe_status::HashpipeStatusConfig,
     /// Streams one remote TCP address may hold (SPEC §6).
     pub max_streams_per_peer: usize,
     /// Open connections one remote TCP address may hold (SPEC §6).
@@ -105,6 +107,7 @@ impl Default for Config {
             simulate: SimulateConfig::default(),
             track_files: true,
             hashpipe_sockets: Default::default(),
+            hashpipe_status: Default::default(),
             max_streams_per_peer: 32,
             max_connections_per_peer: 64,
             access: crate::access::AccessConfig::default(),
@@ -199,6 +202,7 @@ impl Config {
             );
         }
         self.hashpipe_sockets.validate().map_err(Error::Invalid)?;
+        self.hashpipe_status.validate().map_err(Error::Invalid)?;
         if self.max_concurrent_rpcs == 0 {
             return bail("max_concurrent_rpcs must be at least 1".into());
         }

@@ -75,6 +75,8 @@ pub(crate) struct Generation {
 /// in, removed when this is dropped.
 struct Simulation {
     feeder: Feeder,
+    /// Its Hashpipe status buffer, keyed on the private directory.
+    status: Option<daqsim::StatusSim>,
     /// Removed on drop, after the feeder stopped.
     _dir: tempfile::TempDir,
 }
@@ -139,7 +141,12 @@ impl HpIo {
             } else {
                 Feeder::Files(start_replay(settings, simulate, fixtures, &path)?)
             };
-            simulation = Some(Simulation { feeder, _dir: dir });
+            let status = start_status_sim(config, &path);
+            simulation = Some(Simulation {
+                feeder,
+                status,
+                _dir: dir,
+            });
             path
         } else {
             let hashpipe = &config.hashpipe_sockets;
@@ -207,6 +214,12 @@ impl HpIo {
         })
     }
 
+    /// Where the simulation's Hashpipe status buffer is, if one runs.
+    pub(crate) fn simulated_status(&self) -> Option<hpio::status::StatusLocation> {
+        let status = self.simulation.as_ref()?.status.as_ref()?;
+        Some(status.location().clone())
+    }
+
     /// Stops the tracker, closes and removes Hashpipe's sockets, then stops
     /// the simulation (a replay marks its run ended) and removes its
     /// directory. Blocking.
@@ -216,6 +229,7 @@ impl HpIo {
         }
         drop(self.sockets);
         if let Some(sim) = self.simulation {
+            drop(sim.status);
             let stopped = match sim.feeder {
                 Feeder::Files(replay) => replay.stop().map(drop),
                 Feeder::Sockets(push) => push.stop().map(drop),
@@ -246,6 +260,27 @@ fn simulated_modules(
     // that each output module gets movie and pulse-height data.
     let source = primary_module(fixtures).ok_or(StartError::NoFixtures)?;
     Ok(outputs.iter().map(|&m| (source, m)).collect())
+}
+
+/// A simulated Hashpipe status buffer keyed on the simulation's private
+/// directory, so every view shows one (SPEC §9). Frames do not need it: a
+/// failure is logged and the simulation runs without.
+fn start_status_sim(config: &Config, dir: &std::path::Path) -> Option<daqsim::StatusSim> {
+    let status = &config.hashpipe_status;
+    if !status.enabled {
+        return None;
+    }
+    let sim_config = daqsim::StatusSimConfig {
+        instance: status.instance,
+        ..daqsim::StatusSimConfig::new(dir)
+    };
+    match daqsim::StatusSim::start(sim_config) {
+        Ok(sim) => Some(sim),
+        Err(e) => {
+            tracing::warn!("the simulated DAQ runs without a Hashpipe status buffer: {e}");
+            None
+        }
+    }
 }
 
 fn start_push(

@@ -27,7 +27,8 @@
 //! Hashpipe's socket feed, a second source of frames beside the tracker;
 //! `access` who may call what and whom the per-peer limits count
 //! (`ip_block` the `relay_peers` entries they exempt); `message_limit`
-//! RESOURCE_EXHAUSTED for a request over the limit.
+//! RESOURCE_EXHAUSTED for a request over the limit; `hashpipe_status`
+//! polls Hashpipe's status buffer for StreamHashpipeStatus.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -48,6 +49,7 @@ mod config;
 mod conn_guard;
 mod error;
 mod hashpipe_sockets;
+mod hashpipe_status;
 mod hp_io;
 mod ip_block;
 mod lifecycle;
@@ -74,6 +76,7 @@ pub use access::{parse_tokens, AccessConfig, Role, Token};
 pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
 pub use hashpipe_sockets::HashpipeSocketsConfig;
+pub use hashpipe_status::HashpipeStatusConfig;
 pub use ip_block::IpBlock;
 pub use listen::Listening;
 

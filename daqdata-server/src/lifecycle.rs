@@ -14,6 +14,7 @@ use daqdata_proto::daqdata::{InitHpIoRequest, InitHpIoResponse};
 use tonic::Status;
 
 use crate::config::Config;
+use crate::hashpipe_status::SimulatedSource;
 use crate::hp_io::{Generation, HpIo, Settings, StartError};
 use crate::metrics::{HpIoLabels, Metrics};
 
@@ -33,6 +34,9 @@ pub(crate) struct Lifecycle {
     /// Open Hashpipe socket connections: Hashpipe is running.
     hashpipe_connections: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    /// Told where a simulation's Hashpipe status buffer is, and when it
+    /// goes.
+    simulated_status: std::sync::OnceLock<SimulatedSource>,
 }
 
 impl Lifecycle {
@@ -46,6 +50,18 @@ impl Lifecycle {
             initializing: AtomicBool::new(false),
             described: Arc::new(RwLock::new(NOT_INITIALIZED.to_string())),
             hashpipe_connections: Arc::new(AtomicUsize::new(0)),
+            simulated_status: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where to say which simulated status buffer runs (SPEC §9).
+    pub(crate) fn report_simulated_status_to(&self, source: SimulatedSource) {
+        let _ = self.simulated_status.set(source);
+    }
+
+    fn set_simulated_status(&self, location: Option<hpio::status::StatusLocation>) {
+        if let Some(source) = self.simulated_status.get() {
+            source.set(location);
         }
     }
 
@@ -172,6 +188,7 @@ impl Lifecycle {
         let previous = running.take();
         let previous_settings = previous.as_ref().map(|p| p.settings.clone());
         if let Some(old) = previous {
+            self.set_simulated_status(None);
             stop_blocking(old).await?;
         }
 
@@ -219,6 +236,7 @@ impl Lifecycle {
     /// blocking thread.
     pub(crate) async fn stop(&self) -> Result<(), tokio::task::JoinError> {
         self.set_current(None);
+        self.set_simulated_status(None);
         match self.running.lock().await.take() {
             Some(hp_io) => tokio::task::spawn_blocking(move || hp_io.stop()).await,
             None => Ok(()),
@@ -230,11 +248,15 @@ impl Lifecycle {
         let fixtures = self.fixtures.clone();
         let connections = self.hashpipe_connections.clone();
         let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
+        let started = tokio::task::spawn_blocking(move || {
             HpIo::start(&settings, &config, &fixtures, connections, metrics)
         })
         .await
-        .unwrap_or_else(|e| Err(StartError::Panicked(e.to_string())))
+        .unwrap_or_else(|e| Err(StartError::Panicked(e.to_string())));
+        if let Ok(hp_io) = &started {
+            self.set_simulated_status(hp_io.simulated_status());
+        }
+        started
     }
 
     /// SPEC §3: the active-run check, on a blocking thread (it may walk a

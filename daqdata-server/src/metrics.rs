@@ -68,6 +68,7 @@ pub(crate) struct Metrics {
     pub tracker_wakeups: Arc<AtomicU64>,
     pub hp_io_generation: Counter,
     pub hp_io: Family<HpIoLabels, Gauge>,
+    pub hashpipe: crate::hashpipe_status::HashpipeMetrics,
     registry: Registry,
 }
 
@@ -87,6 +88,7 @@ impl Metrics {
             tracker_wakeups: Arc::default(),
             hp_io_generation: Counter::default(),
             hp_io: Family::default(),
+            hashpipe: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -135,6 +137,7 @@ impl Metrics {
             "The running hp_io configuration (value 1)",
             m.hp_io.clone(),
         );
+        m.hashpipe.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector {
             tracker_wakeups: m.tracker_wakeups.clone(),
         }));

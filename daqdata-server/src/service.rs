@@ -107,6 +107,7 @@ impl daqdata_proto::server::DaqData for DaqDataService {
 
     async fn status(&self, request: Request<()>) -> Result<Response<StatusResponse>, Status> {
         let (hp_io_initialized, message) = self.state.lifecycle.status();
+        let message = format!("{message}; {}", self.state.hashpipe.summary());
         tracing::debug!(peer = %caller(&request)?, hp_io_initialized, "Status: {message}");
         Ok(Response::new(StatusResponse {
             hp_io_initialized,
@@ -118,10 +119,20 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         &self,
         request: Request<StreamHashpipeStatusRequest>,
     ) -> Result<Response<Self::StreamHashpipeStatusStream>, Status> {
-        tracing::info!(peer = %caller(&request)?, "StreamHashpipeStatus refused: no reader yet");
-        Err(Status::unimplemented(
-            "this server does not read Hashpipe's status buffer yet",
-        ))
+        let caller = caller(&request)?;
+        let peer = caller.to_string();
+        let req = request.into_inner();
+        tracing::info!(%peer, interval = req.update_interval_seconds, "StreamHashpipeStatus started");
+        match self.state.hashpipe.stream(&self.state, &req, &caller) {
+            Ok(stream) => Ok(Response::new(Box::pin(stream))),
+            Err(status) => {
+                tracing::info!(%peer, code = ?status.code(), "StreamHashpipeStatus refused: {}", status.message());
+                self.state
+                    .metrics
+                    .refused("StreamHashpipeStatus", status.code());
+                Err(status)
+            }
+        }
     }
 
     async fn upload_images(

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::Access;
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::hashpipe_status::StatusFeed;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 
@@ -20,14 +21,20 @@ pub(crate) struct State {
     pub access: Arc<Access>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+    /// Hashpipe's status buffer, polled.
+    pub hashpipe: StatusFeed,
 }
 
 impl State {
     pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures, access: Access) -> Self {
         let metrics = Metrics::new();
+        let hashpipe = StatusFeed::start(&config.hashpipe_status, metrics.clone());
+        let lifecycle = Lifecycle::new(config.clone(), fixtures, metrics.clone());
+        lifecycle.report_simulated_status_to(hashpipe.simulated_source());
         State {
             host: host_name(),
-            lifecycle: Lifecycle::new(config.clone(), fixtures, metrics.clone()),
+            hashpipe,
+            lifecycle,
             admission: Admission::new(
                 config.max_concurrent_rpcs,
                 config.max_streams_per_peer,

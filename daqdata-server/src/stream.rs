@@ -268,7 +268,7 @@ impl Drop for PacedStream {
 /// The interval a client asked for, checked (SPEC §3): NaN, +infinite and
 /// anything above `max` are refused; zero, negative and -infinite mean "as
 /// fast as hp_io updates" and come back as `None`.
-fn client_interval(asked: f64, max: f64) -> Result<Option<Duration>, Status> {
+pub(crate) fn client_interval(asked: f64, max: f64) -> Result<Option<Duration>, Status> {
     if asked.is_nan() || asked > max {
         return Err(Status::invalid_argument(format!(
             "update_interval_seconds {asked} must be a number of seconds up to {max} (0 or negative = as fast as hp_io updates)"

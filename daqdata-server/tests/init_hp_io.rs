@@ -330,9 +330,12 @@ async fn status_says_what_hp_io_follows_or_why_it_does_not() {
         code(c.init_hp_io(dir_request(empty.path())).await),
         Code::FailedPrecondition
     );
+    // Hashpipe's part, after "; Hashpipe", moves with its counters.
+    let hp_io_part = |m: &str| m.split("; Hashpipe").next().unwrap_or_default().to_string();
+    let (initialized, again) = status(&mut c).await;
     assert_eq!(
-        status(&mut c).await,
-        (true, message),
+        (initialized, hp_io_part(&again)),
+        (true, hp_io_part(&message)),
         "a refused re-init changed nothing"
     );
 }

@@ -21,6 +21,9 @@
 //! - [`SocketPush`] pushes the same frames into Hashpipe's unix sockets
 //!   instead (a module id and a frame per message), as Hashpipe's
 //!   `snapshot.c` does for a DaqData server that listens on them.
+//! - [`StatusSim`] keeps a real Hashpipe status buffer (a System V
+//!   segment and a named semaphore, SPEC §9) under its own keyfile, with
+//!   counters and thread states that move.
 //!
 //! ```no_run
 //! use daqsim::{Fixtures, Replay, ReplayConfig};
@@ -44,8 +47,10 @@ mod error;
 mod fixtures;
 mod replay;
 mod sockets;
+mod status;
 
 pub use error::Error;
 pub use fixtures::Fixtures;
 pub use replay::{Replay, ReplayConfig, Stats, LATE};
 pub use sockets::{PushStats, SocketPush, SocketPushConfig, HASHPIPE_RECONNECT};
+pub use status::{StatusSim, StatusSimConfig};

@@ -26,6 +26,8 @@ mod fixture_tools;
         daqsim --replay fixtures/ --out /tmp/daq --modules 1:200,3:201 --rate 50\n  \
         daqsim --replay fixtures/ --rate 5000 --frames 50000 --frames-per-file 10000\n  \
         daqsim --replay fixtures/ --to-sockets '/tmp/hashpipe_grpc.dp_{dp_name}.sock' --rate 100\n  \
+        daqsim --replay fixtures/ --out /tmp/daq --hashpipe-status  # status buffer keyed on /tmp/daq\n  \
+        daqsim --hashpipe-status --hashpipe-keyfile /tmp/daq      # the status buffer alone\n  \
         daqsim cut SAMPLE.pff --frames 300 --out fixtures/\n  \
         daqsim synth --img16 IMG16.pff --ph256 PH256.pff --frames 200 --module 2 --out fixtures/",
     args_conflicts_with_subcommands = true
@@ -85,6 +87,16 @@ struct ReplayArgs {
         requires = "to_sockets"
     )]
     reconnect_seconds: f64,
+    /// Also keep a real Hashpipe status buffer (a System V segment and a named semaphore,
+    /// as Hashpipe's hashpipe_status.c makes them) with moving counters and thread states;
+    /// removed on exit. Alone (without --replay) it runs only the buffer.
+    #[arg(long)]
+    hashpipe_status: bool,
+    /// The keyfile of --hashpipe-status (key ftok(KEYFILE, 0x40), semaphore from its path).
+    /// Default: OUT when replaying into files, else a fresh directory under the temp dir.
+    /// A server reads it with [hashpipe_status] keyfile = KEYFILE.
+    #[arg(long, value_name = "PATH", requires = "hashpipe_status")]
+    hashpipe_keyfile: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -176,6 +188,9 @@ fn main() -> anyhow::Result<()> {
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let Some(dir) = args.replay else {
+        if args.hashpipe_status {
+            return status_only(args.hashpipe_keyfile);
+        }
         bail!("nothing to do: give --replay DIR (e.g. --replay fixtures/), or see --help");
     };
     let fixtures =
@@ -191,6 +206,12 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             torn: args.torn,
             reconnect,
         };
+        let keyfile = match args.hashpipe_keyfile {
+            Some(path) => Some(path),
+            None if args.hashpipe_status => Some(fresh_keyfile()?),
+            None => None,
+        };
+        let _status = keyfile.map(start_status).transpose()?;
         return push(fixtures, config);
     }
     let mut config = ReplayConfig {
@@ -215,6 +236,14 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 
     let replay = Replay::start(fixtures, config).context("starting the replay")?;
     println!("writing to {}", replay.out().display());
+    let _status = if args.hashpipe_status {
+        let keyfile = args
+            .hashpipe_keyfile
+            .unwrap_or_else(|| replay.out().to_path_buf());
+        Some(start_status(keyfile)?)
+    } else {
+        None
+    };
     let tty = std::io::stderr().is_terminal();
     let every = if tty {
         Duration::from_millis(500)
@@ -279,6 +308,44 @@ fn push(fixtures: Fixtures, config: daqsim::SocketPushConfig) -> anyhow::Result<
     }
     let stats = push.stop().context("stopping the push")?;
     println!("{}", report(stats));
+    Ok(())
+}
+
+/// A directory of its own to key a status buffer on.
+fn fresh_keyfile() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("daqsim-status-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn start_status(keyfile: PathBuf) -> anyhow::Result<daqsim::StatusSim> {
+    let sim = daqsim::StatusSim::start(daqsim::StatusSimConfig::new(&keyfile))
+        .context("starting the Hashpipe status buffer")?;
+    let location = sim.location();
+    println!(
+        "Hashpipe status buffer: keyfile {}, key {:#010x}, semaphore {}",
+        keyfile.display(),
+        location.key,
+        location.semaphore
+    );
+    Ok(sim)
+}
+
+/// `--hashpipe-status` alone: the buffer until Ctrl-C.
+fn status_only(keyfile: Option<PathBuf>) -> anyhow::Result<()> {
+    let keyfile = match keyfile {
+        Some(path) => path,
+        None => fresh_keyfile()?,
+    };
+    let (interrupt, interrupted) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = interrupt.send(());
+    })
+    .context("installing the Ctrl-C handler")?;
+    let sim = start_status(keyfile)?;
+    let _ = interrupted.recv();
+    sim.stop();
+    println!("status buffer removed");
     Ok(())
 }
 

@@ -110,3 +110,34 @@ fn the_command_line_replays_n_frames_and_ends_the_run() {
     assert!(stdout.contains("wrote 100 frames"), "{stdout}");
     assert!(!out.path().join("daq_hashpipe_pid").exists());
 }
+
+#[test]
+fn the_command_line_keeps_a_status_buffer_until_stopped() {
+    use hpio::status::{ReadError, StatusLocation, StatusReader};
+    use std::io::{BufRead, BufReader};
+    let keyfile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daqsim"))
+        .args(["--hashpipe-status", "--hashpipe-keyfile"])
+        .arg(keyfile.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("Hashpipe status buffer: keyfile"), "{line}");
+    let mut reader = StatusReader::new(StatusLocation::new(keyfile.path(), 0).unwrap());
+    let snapshot = reader.read().unwrap();
+    assert!(snapshot.cards.get("NETSTAT").is_some(), "{snapshot:?}");
+    // SIGTERM, as systemd or a shell's kill sends it.
+    let killed = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("status buffer removed"), "{line}");
+    assert!(matches!(reader.read(), Err(ReadError::NoSegment { .. })));
+}

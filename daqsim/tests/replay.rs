@@ -392,3 +392,60 @@ fn impossible_settings_are_refused_before_writing() {
     }
     assert!(!out.exists());
 }
+
+/// A simulated status buffer under a keyfile of its own. `ftok` keeps 16
+/// bits of the inode, so another process's key can collide: then another
+/// directory is tried.
+fn status_sim(interval: Duration) -> (tempfile::TempDir, daqsim::StatusSim) {
+    let mut last = None;
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = daqsim::StatusSimConfig {
+            interval,
+            ..daqsim::StatusSimConfig::new(dir.path())
+        };
+        match daqsim::StatusSim::start(config) {
+            Ok(sim) => return (dir, sim),
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("cannot start a status buffer: {last:?}");
+}
+
+#[test]
+fn the_simulated_status_buffer_moves_and_is_removed_at_the_end() {
+    use hpio::status::{PanosetiStatus, ReadError, StatusReader};
+    let (_dir, sim) = status_sim(Duration::from_millis(5));
+    let mut reader = StatusReader::new(sim.location().clone());
+    let deadline = Instant::now() + PATIENCE;
+    let mut states = std::collections::BTreeSet::new();
+    let mut packets = Vec::new();
+    // Until the net thread has been seen receiving and blocked, with the
+    // packet count growing.
+    while !(states.contains("receiving") && states.contains("blocked") && packets.len() > 1) {
+        assert!(
+            Instant::now() < deadline,
+            "states {states:?}, packets {packets:?}"
+        );
+        let Ok(snapshot) = reader.read() else {
+            continue;
+        };
+        let status = PanosetiStatus::from_snapshot(&snapshot);
+        assert_eq!(
+            snapshot.cards.get("OBS").and_then(|v| v.as_str()),
+            Some("SIM")
+        );
+        if let Some(net) = status.thread_states[0].1.clone() {
+            states.insert(net);
+        }
+        if let Some(n) = status.packets.filter(|&n| n > 0) {
+            if packets.last() != Some(&n) {
+                packets.push(n);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(packets.windows(2).all(|w| w[0] < w[1]), "{packets:?}");
+    sim.stop();
+    assert!(matches!(reader.read(), Err(ReadError::NoSegment { .. })));
+}

@@ -18,7 +18,7 @@ use crate::Error;
 /// for InitHpIo, not for every tick.
 pub fn active_run(data_dir: &Path, idle: Duration) -> Result<Option<String>, Error> {
     Error::check_data_dir(data_dir)?;
-    if let Some(pid) = process_named(HASHPIPE_PROCESS) {
+    if let Some(pid) = hashpipe_process() {
         return Ok(Some(format!(
             "{HASHPIPE_PROCESS} is running (process {pid})"
         )));
@@ -56,6 +56,11 @@ pub fn active_run(data_dir: &Path, idle: Duration) -> Result<Option<String>, Err
 
 /// Hashpipe's process name, as panoseti's `control_utils` looks for it.
 const HASHPIPE_PROCESS: &str = "hashpipe";
+
+/// The id of a running `hashpipe` process, if any.
+pub(crate) fn hashpipe_process() -> Option<u32> {
+    process_named(HASHPIPE_PROCESS)
+}
 
 /// A process whose name (Linux: `/proc/PID/comm`) is `name`, if any.
 fn process_named(name: &str) -> Option<u32> {

@@ -30,6 +30,9 @@
 //! Work per tick grows with what changed, not with the size of files or
 //! the number of old runs.
 //!
+//! - [`status`] reads Hashpipe's status buffer (SPEC §9): its threads'
+//!   states and counters, without costing Hashpipe packets.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //!
@@ -46,10 +49,13 @@
 //! # Ok::<(), hpio::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 mod active;
 mod demand;
 mod error;
 mod follow;
+pub mod status;
 mod tracker;
 mod tree;
 mod wake;

@@ -33,6 +33,12 @@ impl TestServer {
                 path_template: private_hashpipe_sockets(dir.path()),
                 ..HashpipeSocketsConfig::default()
             },
+            // Hashpipe's status buffer keyed on the test's own directory,
+            // never the real one of $HOME.
+            hashpipe_status: daqdata_server::HashpipeStatusConfig {
+                keyfile: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
             ..Config::default()
         };
         tweak(&mut config);
@@ -186,9 +192,10 @@ impl BinServer {
         std::fs::write(
             &config,
             format!(
-                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\n{}{toml}",
+                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\nhashpipe_status.keyfile = \"{}\"\n{}{toml}",
                 sock.display(),
                 private_hashpipe_sockets(dir.path()),
+                dir.path().display(),
                 if toml.contains("metrics_listen") {
                     ""
                 } else {
