@@ -45,7 +45,6 @@
 //! ```
 
 mod client;
-mod credentials;
 mod error;
 mod hosts;
 mod image;
@@ -54,12 +53,14 @@ mod reflect;
 #[cfg(feature = "cli")]
 pub mod view;
 
-pub use client::{channel, channel_with, Connection, DaqClient, ImageStream, StreamSpec};
-pub use credentials::{Bearer, Credentials};
+pub use client::{DaqClient, ImageStream, StreamSpec};
+pub use daqdata_net::{
+    channel, channel_with, Address, Attempts, Backoff, Bearer, Connection, Credentials,
+};
 pub use error::Error;
 pub use hosts::{hosts_from_configs, Host, HpIoConfig, DEFAULT_PORT};
 pub use image::Image;
-pub use reconnect::{Backoff, HostState, HostStates, HostStatus};
+pub use reconnect::{HostState, HostStates, HostStatus};
 pub use reflect::{Method, ServiceListing};
 
 /// The node time `(tv_sec, tv_usec)` in an image header `Struct`, without
