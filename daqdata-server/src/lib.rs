@@ -22,7 +22,8 @@
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
 //! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
-//! Hashpipe's socket feed, a second source of frames beside the tracker.
+//! Hashpipe's socket feed, a second source of frames beside the tracker;
+//! `gateway` relays other servers' frames into the broadcast (SPEC §8).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -42,6 +43,7 @@ mod broadcast;
 mod config;
 mod conn_guard;
 mod error;
+mod gateway;
 mod hashpipe_sockets;
 mod hp_io;
 mod io_wrap;
@@ -67,6 +69,7 @@ use tokio::task::JoinSet;
 pub use access::{parse_tokens, AccessConfig, Role, Token};
 pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
+pub use gateway::GatewayConfig;
 pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use listen::Listening;
 
@@ -110,7 +113,19 @@ impl Server {
         // Token files and certificates are checked before anything runs.
         let access = access::Access::load(&config.access)?;
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
-        let state = Arc::new(State::new(config, fixtures, access));
+        let mut state = State::new(config, fixtures, access);
+        if let Some(gateway) = &state.config.gateway {
+            if init.is_some() {
+                return Err(Error::Invalid(
+                    "a gateway relays its upstreams and has no hp_io of its own: drop --init, --init-sim and init_hp_io_config, and initialize the DAQ nodes".into(),
+                ));
+            }
+            let gateway = gateway::Gateway::new(gateway, state.metrics.clone())?;
+            state.lifecycle.serve_relayed(gateway.generation());
+            gateway.spawn(state.shutdown.clone());
+            state.gateway = Some(gateway);
+        }
+        let state = Arc::new(state);
         if let Some(init) = init {
             initialize(&state, init).await?;
         }

@@ -20,6 +20,8 @@ pub(crate) struct State {
     pub access: Arc<Access>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+    /// Set on a gateway (SPEC §8): InitHpIo and Status are its upstreams'.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 impl State {
@@ -37,6 +39,7 @@ impl State {
             access: Arc::new(access),
             config,
             shutdown: CancellationToken::new(),
+            gateway: None,
         }
     }
 }
