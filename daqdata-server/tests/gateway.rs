@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use daqdata_proto::daqdata::{InitHpIoRequest, StreamImagesResponse};
+use futures::StreamExt;
 use tonic::Streaming;
 
 /// A simulated DAQ node whose frames carry `module`.
@@ -497,4 +498,145 @@ fn bad_gateway_settings_stop_the_start_with_a_clear_error() {
     let (ok, err) = run_server(&["--config", config.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("chmod 600") && err.contains("token"), "{err}");
+}
+
+/// An upstream that answers StreamImages with one good image, then
+/// garbage: an image that is no data product, or a message over the
+/// gateway's size limit, by turns.
+#[derive(Default)]
+struct Garbage {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+type Images = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<daqdata_proto::SharedStreamImagesResponse, tonic::Status>>
+            + Send,
+    >,
+>;
+
+#[tonic::async_trait]
+impl daqdata_proto::server::DaqData for Garbage {
+    type StreamImagesStream = Images;
+    type StreamHashpipeStatusStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = Result<
+                        daqdata_proto::daqdata::StreamHashpipeStatusResponse,
+                        tonic::Status,
+                    >,
+                > + Send,
+        >,
+    >;
+
+    async fn stream_images(
+        &self,
+        _: tonic::Request<daqdata_proto::daqdata::StreamImagesRequest>,
+    ) -> Result<tonic::Response<Images>, tonic::Status> {
+        use daqdata_proto::daqdata::{pano_image, PanoImage};
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let good = PanoImage {
+            r#type: pano_image::Type::PulseHeight as i32,
+            shape: vec![16, 16],
+            bytes_per_pixel: 2,
+            image_array: vec![1; 256],
+            module_id: 99,
+            ..Default::default()
+        };
+        let bad = if call % 2 == 0 {
+            daqdata_proto::encode_pano_image(&PanoImage {
+                shape: vec![7, 7],
+                ..good.clone()
+            })
+        } else {
+            bytes::Bytes::from(vec![0u8; 2 << 20])
+        };
+        let messages = [daqdata_proto::encode_pano_image(&good), bad].map(|image| {
+            Ok(daqdata_proto::SharedStreamImagesResponse {
+                name: "garbage".into(),
+                pano_image: Some(image),
+                ..Default::default()
+            })
+        });
+        Ok(tonic::Response::new(Box::pin(
+            futures::stream::iter(messages).chain(futures::stream::pending()),
+        )))
+    }
+
+    async fn init_hp_io(
+        &self,
+        _: tonic::Request<InitHpIoRequest>,
+    ) -> Result<tonic::Response<daqdata_proto::daqdata::InitHpIoResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+
+    async fn ping(&self, _: tonic::Request<()>) -> Result<tonic::Response<()>, tonic::Status> {
+        Ok(tonic::Response::new(()))
+    }
+
+    async fn upload_images(
+        &self,
+        _: tonic::Request<tonic::Streaming<daqdata_proto::daqdata::UploadImageRequest>>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+
+    async fn status(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<tonic::Response<daqdata_proto::daqdata::StatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+
+    async fn stream_hashpipe_status(
+        &self,
+        _: tonic::Request<daqdata_proto::daqdata::StreamHashpipeStatusRequest>,
+    ) -> Result<tonic::Response<Self::StreamHashpipeStatusStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_one_upstream_resets_only_its_stream() {
+    let n = node(10, "").await;
+    init_sim(&n).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fake_sock = dir.path().join("garbage.sock");
+    let listener = tokio::net::UnixListener::bind(&fake_sock).unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(daqdata_proto::server::DaqDataServer::new(Garbage::default()))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+    let fake = unix(&fake_sock);
+    let gw = gateway(&[fake.clone(), unix(&n.sock)]).await;
+    let addr = metrics_addr(&gw);
+    let mut c = gw.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s, &[10, 99]).await;
+
+    // The fake's stream is reset again and again (back-off 0.5 s, 1 s,
+    // 2 s ...); the node's frames go on meanwhile.
+    let reconnects = format!("daqdata_gateway_upstream_reconnects_total{{upstream=\"{fake}\"}}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get(&scrape(&addr).await, &reconnects) < 4.0 {
+        until_modules(&mut s, &[10]).await;
+        assert!(std::time::Instant::now() < deadline, "{}", gw.log());
+    }
+    let m = scrape(&addr).await;
+    let node_reconnects = format!(
+        "daqdata_gateway_upstream_reconnects_total{{upstream=\"{}\"}}",
+        unix(&n.sock)
+    );
+    assert_eq!(get(&m, &node_reconnects), 0.0, "{}", gw.log());
+    // One log line per cause (a bad image; an oversized message), not per reset.
+    let log = gw.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("upstream stream ended") && l.contains(&fake))
+        .count();
+    assert!((1..=2).contains(&lines), "{lines} lines:\n{log}");
+    assert!(log.contains("not one"), "{log}");
 }

@@ -24,6 +24,10 @@ const BACKOFF: Backoff = Backoff {
     first: Duration::from_millis(500),
     max: Duration::from_secs(10),
 };
+/// A stream that lasted this long went well: its causes may be logged again.
+const HEALTHY: Duration = Duration::from_secs(10);
+/// At most this many causes are logged between two streams that went well.
+const MAX_CAUSES: usize = 8;
 /// How often an idle relay looks for local streams, and a busy one for
 /// their end.
 const DEMAND_POLL: Duration = Duration::from_millis(50);
@@ -114,19 +118,23 @@ pub(crate) async fn relay(
     shutdown: CancellationToken,
 ) {
     let mut attempts = Attempts::new(BACKOFF);
-    let mut last_logged: Option<String> = None;
+    // Causes logged since the last stream that went well: each once.
+    let mut logged: BTreeSet<String> = BTreeSet::new();
     loop {
         if !wait_for_demand(&gateway, &shutdown).await {
             return;
         }
         let started = std::time::Instant::now();
-        let ended = stream_once(&gateway, &upstream, &shutdown).await;
+        let ended = stream_once(&gateway, &upstream, &shutdown, logged.is_empty()).await;
+        if started.elapsed() >= HEALTHY {
+            logged.clear();
+        }
         let why = match ended {
             Ended::Shutdown => return,
             Ended::Idle => {
                 tracing::info!(upstream = %upstream.address, "no local stream for {LINGER:?}: upstream stream closed");
                 upstream.set_state(UpstreamState::Idle);
-                last_logged = None;
+                logged.clear();
                 continue;
             }
             Ended::Broken(why) => {
@@ -144,9 +152,8 @@ pub(crate) async fn relay(
             .get_or_create(&upstream.labels)
             .inc();
         // One log line per cause, not one per retry.
-        if last_logged.as_deref() != Some(why.as_str()) {
-            tracing::warn!(upstream = %upstream.address, "upstream stream ended: {why}; retrying with back-off");
-            last_logged = Some(why);
+        if logged.len() < MAX_CAUSES && logged.insert(why.clone()) {
+            tracing::warn!(upstream = %upstream.address, "upstream stream ended: {why}; retrying with back-off (logged once per cause)");
         }
         let (_, wait) = attempts.next(started);
         tokio::select! {
@@ -173,6 +180,7 @@ async fn stream_once(
     gateway: &Gateway,
     upstream: &Upstream,
     shutdown: &CancellationToken,
+    announce: bool,
 ) -> Ended {
     let mut client = SharedStreamImagesClient::new(upstream.connection.clone())
         .max_decoding_message_size(MAX_MESSAGE);
@@ -223,7 +231,11 @@ async fn stream_once(
         gateway.recheck_downstream();
     }
     upstream.set_state(UpstreamState::Streaming);
-    tracing::info!(upstream = %upstream.address, "relaying");
+    if announce {
+        tracing::info!(upstream = %upstream.address, "relaying");
+    } else {
+        tracing::debug!(upstream = %upstream.address, "relaying again");
+    }
 
     let mut images = response.into_inner();
     let broadcast = &gateway.generation.broadcast;
