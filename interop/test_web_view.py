@@ -2,7 +2,8 @@
 the DevTools protocol by playwright (its own browsers are never downloaded).
 
 One test walks through what an astronomer does with the page: watch every
-simulated module's frames move, pause, click a pixel, open twenty tabs
+simulated module's frames move, each panel named by its node ("daq1 · module
+3", the server's host name), pause, click a pixel, open twenty tabs
 (while the DaqData server still serves one stream), lose the server and
 get it back. It reports `daqdata web`'s CPU with 21 tabs open and the tab's
 JavaScript heap, and saves a screenshot (to docs/web-view.png when
@@ -80,6 +81,13 @@ def movie_frames(page):
            }))""")
 
 
+def panel_names(page):
+    """Each module panel's (node, module) as its data says, and its title."""
+    return page.eval_on_selector_all(
+        "section.module",
+        "els => els.map(e => [e.dataset.node, e.dataset.module, e.querySelector('.name').textContent])")
+
+
 def wait_for(predicate, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -125,6 +133,12 @@ def test_the_web_view_in_a_real_browser(tmp_path):
                 (file0, frame0), (file1, frame1) = before[m], after[m]
                 assert file1 != file0 or int(frame1) > int(frame0), \
                     f"module {m}: frame {frame0} -> {frame1} in {file1} over 3 s"
+            # Each panel names the node it comes from: the server's host name
+            # (the response's `name`), as a gateway's viewers need.
+            node = socket.gethostname()
+            for panel_node, module, title in panel_names(page):
+                assert panel_node == node, (panel_node, node)
+                assert title == f"{node} · module {module}", title
             rate = float(page.text_content("#total-rate").split()[0])
             assert rate > 0, "the images/s badge says 0"
             host = page.text_content("#hosts")

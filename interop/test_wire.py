@@ -12,6 +12,7 @@ import pytest
 from google.protobuf.empty_pb2 import Empty
 from google.protobuf.json_format import MessageToDict
 
+from conftest import channel
 from ourproto import MOVIE, PULSE_HEIGHT, pb, stub
 
 
@@ -180,7 +181,8 @@ def test_reflection_lists_the_service(server):
     db = ProtoReflectionDescriptorDatabase(grpc.insecure_channel(server.tcp))
     assert "daqdata.DaqData" in db.get_services()
     service = DescriptorPool(db).FindServiceByName("daqdata.DaqData")
-    assert {m.name for m in service.methods} == {"StreamImages", "InitHpIo", "Ping", "UploadImages"}
+    assert {m.name for m in service.methods} == {"StreamImages", "InitHpIo", "Ping", "UploadImages",
+                                                "Status", "StreamHashpipeStatus"}
 
 
 def test_sigterm_ends_streams_and_removes_the_socket(make_server):
@@ -195,3 +197,42 @@ def test_sigterm_ends_streams_and_removes_the_socket(make_server):
     assert e.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     assert server.proc.wait(timeout=10) == 0
     assert not server.sock.exists()
+
+
+def upstream_status_response():
+    """StatusResponse as the newer upstream client declares it (bool 1,
+    string 2), built in a pool of its own: nothing of our .proto is used to
+    read the answer."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    f = descriptor_pb2.FileDescriptorProto(name="upstream_status.proto", package="upstream_check")
+    m = f.message_type.add(name="StatusResponse")
+    m.field.add(name="hp_io_initialized", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+                label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    m.field.add(name="message", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("upstream_check.StatusResponse"))
+
+
+def test_a_raw_status_call_as_the_newer_upstream_client_makes_it(server, tmp_path):
+    StatusResponse = upstream_status_response()
+    status = channel(server.tcp).unary_unary(
+        "/daqdata.DaqData/Status",
+        request_serializer=Empty.SerializeToString,
+        response_deserializer=StatusResponse.FromString,
+    )
+    before = status(Empty(), timeout=5)
+    assert not before.hp_io_initialized
+    assert "not initialized" in before.message and "\n" not in before.message
+    # A refused InitHpIo is why hp_io still does not run.
+    s = stub(server.unix)
+    empty = tmp_path / "no_run_here"
+    empty.mkdir()
+    assert code_of(lambda: s.InitHpIo(pb.InitHpIoRequest(data_dir=str(empty), update_interval_seconds=0.1),
+                                      timeout=5)) == grpc.StatusCode.FAILED_PRECONDITION
+    refused = status(Empty(), timeout=5)
+    assert not refused.hp_io_initialized and "no active run" in refused.message, refused.message
+    assert init_sim(s).success
+    after = status(Empty(), timeout=5)
+    assert after.hp_io_initialized and "simulated run" in after.message, after.message

@@ -47,6 +47,15 @@ impl StreamSpec {
     }
 }
 
+/// A server's answer to Status (SPEC §2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HpIoStatus {
+    /// hp_io runs: an InitHpIo, or the server's start-up config, succeeded.
+    pub initialized: bool,
+    /// One line: what hp_io follows, or why it does not.
+    pub message: String,
+}
+
 /// A client of one or more DaqData servers (the DAQ nodes of a run).
 ///
 /// Channels are cheap to clone and connect on first use, so making a
@@ -133,6 +142,33 @@ impl DaqClient {
             .iter()
             .map(|(h, _)| async move { (h.clone(), self.ping(h).await) });
         futures::future::join_all(pings).await
+    }
+
+    /// Every host's answer to Status (SPEC §2), all asked at once: whether
+    /// its hp_io runs and the server's one line on what it follows or why
+    /// it does not.
+    pub async fn status(&self) -> Vec<(Host, Result<HpIoStatus, Error>)> {
+        let calls = self.nodes.iter().map(|(host, ch)| async move {
+            let mut stub = DaqDataClient::new(ch.clone());
+            let mut req = tonic::Request::new(());
+            req.set_timeout(PING_TIMEOUT);
+            let result = match tokio::time::timeout(PING_TIMEOUT, stub.status(req)).await {
+                Ok(Ok(reply)) => {
+                    let reply = reply.into_inner();
+                    Ok(HpIoStatus {
+                        initialized: reply.hp_io_initialized,
+                        message: reply.message,
+                    })
+                }
+                Ok(Err(status)) => Err(Error::rpc(host, "Status", status)),
+                Err(_) => Err(Error::Unreachable {
+                    host: host.to_string(),
+                    reason: format!("no answer to Status within {PING_TIMEOUT:?}"),
+                }),
+            };
+            (host.clone(), result)
+        });
+        futures::future::join_all(calls).await
     }
 
     /// The hosts whose servers answer; an error when none does.

@@ -7,7 +7,8 @@
 //!   [`hosts_from_configs`] reads them from an observing run's
 //!   `daq_config.json` and `network_config.json`, as the Python client does.
 //! - [`DaqClient`] talks to all of them: [`DaqClient::ping`],
-//!   [`DaqClient::valid_hosts`], [`DaqClient::reflect_services`],
+//!   [`DaqClient::valid_hosts`], [`DaqClient::status`] (an [`HpIoStatus`]
+//!   per host), [`DaqClient::reflect_services`],
 //!   [`DaqClient::init_hp_io`] (from an [`HpIoConfig`]),
 //!   [`DaqClient::init_sim`], [`DaqClient::upload_images`], and
 //!   [`DaqClient::stream_images`], which merges every host's stream into
@@ -53,7 +54,7 @@ mod reflect;
 #[cfg(feature = "cli")]
 pub mod view;
 
-pub use client::{DaqClient, ImageStream, StreamSpec};
+pub use client::{DaqClient, HpIoStatus, ImageStream, StreamSpec};
 pub use daqdata_net::{
     channel, channel_with, Address, Attempts, Backoff, Bearer, Connection, Credentials,
 };

@@ -26,6 +26,7 @@ mod cmd {
     args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  \
         daqdata --host localhost --ping\n  \
+        daqdata daq_config.json network_config.json --status\n  \
         daqdata --host localhost --init-sim --plot-view\n  \
         daqdata daq_config.json network_config.json --init hp_io_config.json --plot-phdist --module-ids 1 3\n  \
         daqdata --host unix:///tmp/daq_data.sock --plot-view --snapshot view.png\n  \
@@ -98,6 +99,11 @@ struct DemoArgs {
     /// Show every configured host and whether it answers.
     #[arg(long)]
     list_hosts: bool,
+    /// Print each host's Status: whether its hp_io runs, and what it
+    /// follows or why it does not (one line per host; with --json, one JSON
+    /// object per host). Fails if a host does not answer.
+    #[arg(long)]
+    status: bool,
     /// List the gRPC services and DaqData methods each host offers.
     #[arg(long)]
     reflect_services: bool,
@@ -171,7 +177,8 @@ impl DemoArgs {
     }
 
     fn streams(&self) -> bool {
-        self.plot_view || self.plot_phdist || self.plot_speed || self.json
+        // --status --json prints the status as JSON, and streams nothing.
+        self.plot_view || self.plot_phdist || self.plot_speed || (self.json && !self.status)
     }
 }
 
@@ -279,6 +286,15 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
             println!("  {host}: {}", status.is_ok());
         }
     }
+    if args.status {
+        did_something = true;
+        for (host, status) in all.status().await {
+            if status.is_err() {
+                failures += 1;
+            }
+            println!("{}", status_line(&host, &status, args.json));
+        }
+    }
     let needs_live_hosts =
         args.reflect_services || args.init.is_some() || args.init_sim || args.streams();
     if !needs_live_hosts {
@@ -365,6 +381,36 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
         bail!("{failures} request(s) failed");
     }
     Ok(())
+}
+
+/// One host's answer to `--status`, as a line for people or a JSON object.
+fn status_line(
+    host: &Host,
+    status: &Result<daqdata_client::HpIoStatus, daqdata_client::Error>,
+    json: bool,
+) -> String {
+    match (status, json) {
+        (Ok(s), false) => {
+            let state = if s.initialized {
+                "initialized"
+            } else {
+                "not initialized"
+            };
+            format!("STATUS {host}: {state}: {}", s.message)
+        }
+        (Err(e), false) => format!("STATUS {host}: unreachable: {e}"),
+        (Ok(s), true) => serde_json::json!({
+            "host": host.to_string(),
+            "hp_io_initialized": s.initialized,
+            "message": s.message,
+        })
+        .to_string(),
+        (Err(e), true) => serde_json::json!({
+            "host": host.to_string(),
+            "error": e.to_string(),
+        })
+        .to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -535,6 +581,7 @@ mod tests {
             "--plot-view",
             "--plot-phdist",
             "--module-ids",
+            "--status",
             "--snapshot",
             "--json",
             "--token-file",

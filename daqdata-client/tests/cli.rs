@@ -150,6 +150,67 @@ fn against_the_real_server_binary() {
     assert!(image::open(&png).is_ok());
 }
 
+/// `--status` prints every host's answer, one line each, and fails when a
+/// host does not answer; `--json` makes each line a JSON object.
+#[test]
+fn status_prints_every_hosts_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("daq.sock");
+    let host = format!("unix://{}", sock.display());
+    let gone = "unix:///nonexistent/daq.sock";
+    let mut server = std::process::Command::new(server_binary())
+        .args(["--listen", &host, "--metrics-listen", ""])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |args: &[&str]| daqdata().arg("--status").args(args).output().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let out = status(&["--host", &host]);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let both = status(&["--host", &host, "--host", gone]);
+    let init = daqdata()
+        .args(["--host", &host, "--init-sim"])
+        .output()
+        .unwrap();
+    let after = status(&["--host", &host, "--json"]);
+    testdata::stop(&mut server);
+
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(before.status.success(), "{}", text(&before.stderr));
+    let line = text(&before.stdout);
+    assert!(
+        line.starts_with(&format!("STATUS {host}: not initialized: "))
+            && line.contains("InitHpIo")
+            && line.lines().count() == 1,
+        "{line}"
+    );
+    assert!(!both.status.success(), "an unreachable host is a failure");
+    let lines = text(&both.stdout);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines.contains(&format!("STATUS {host}: not initialized")),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!("STATUS {gone}: unreachable")),
+        "{lines}"
+    );
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    assert!(after.status.success(), "{}", text(&after.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&after.stdout).trim()).unwrap();
+    assert_eq!(v["host"], host.as_str());
+    assert_eq!(v["hp_io_initialized"], true);
+    assert!(
+        v["message"].as_str().unwrap().contains("simulated run"),
+        "{v}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_ends_when_too_few_images_come() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,12 +31,18 @@ impl Drop for Web {
 }
 
 async fn start_web(host: &str) -> Web {
+    start_web_on(&[host]).await
+}
+
+async fn start_web_on(hosts: &[&str]) -> Web {
     let addr: SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
     let child = daqdata()
-        .args(["web", "--host", host, "--listen", &addr.to_string()])
+        .arg("web")
+        .args(hosts.iter().flat_map(|h| ["--host", h]))
+        .args(["--listen", &addr.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -65,7 +71,7 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     )
 }
 
-/// Image messages per panel key ("module/kind") and the source rate each
+/// Image messages per panel key ("node/module/kind") and the source rate each
 /// panel's newest message reported, over `seconds` of reading `ws`.
 async fn count_images<S>(ws: &mut S, seconds: f64) -> BTreeMap<String, (u32, f64)>
 where
@@ -79,7 +85,12 @@ where
         };
         let v: Value = serde_json::from_str(text.as_str()).expect("messages are JSON");
         if v["t"] == "image" {
-            let key = format!("{}/{}", v["module"], v["kind"].as_str().unwrap_or("?"));
+            let key = format!(
+                "{}/{}/{}",
+                v["node"].as_str().unwrap_or("?"),
+                v["module"],
+                v["kind"].as_str().unwrap_or("?")
+            );
             let entry = counts.entry(key).or_insert((0, 0.0));
             entry.0 += 1;
             entry.1 = v["images_per_s"].as_f64().unwrap_or(0.0);
@@ -193,4 +204,53 @@ async fn another_sites_page_cannot_open_the_socket() {
         .expect("the page's own origin connects");
     let first = within("a first message", tab.next()).await;
     assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_with_the_same_module_ids_get_a_panel_each_labelled_with_the_node() {
+    // Two DAQ nodes that record the same module ids, as a gateway shows
+    // them: one page, and each panel says which node it comes from.
+    let (daq1, daq2) = (FakeServer::new("daq1"), FakeServer::new("daq2"));
+    let (h1, h2) = (daq1.serve_tcp().await, daq2.serve_tcp().await);
+    let web = start_web_on(&[&h1.to_string(), &h2.to_string()]).await;
+    let url = format!("ws://{}/ws", web.addr);
+    let (mut tab, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("a tab connects");
+
+    let mut recorded: Vec<u64> = daq1.frames.iter().map(|p| u64::from(p.module_id)).collect();
+    recorded.sort_unstable();
+    recorded.dedup();
+    let mut labels = BTreeMap::new();
+    within("panels of both nodes", async {
+        while let Some(Ok(message)) = tab.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(text.as_str()).expect("messages are JSON");
+            if v["t"] == "image" || v["t"] == "phdist" {
+                let node = v["node"].as_str().unwrap_or_default().to_string();
+                let module = v["module"].as_u64().unwrap_or_default();
+                let label = v["label"].as_str().unwrap_or_default().to_string();
+                labels.insert((node, module), label);
+            }
+            let modules = |n: &str| labels.keys().filter(|(node, _)| node == n).count();
+            if modules("daq1") == recorded.len() && modules("daq2") == recorded.len() {
+                break;
+            }
+        }
+    })
+    .await;
+    for ((node, module), label) in &labels {
+        assert_eq!(label, &format!("{node} · module {module}"));
+    }
+    let of = |n: &str| -> Vec<u64> {
+        labels
+            .keys()
+            .filter(|(node, _)| node == n)
+            .map(|(_, m)| *m)
+            .collect()
+    };
+    assert_eq!(of("daq1"), recorded, "{labels:?}");
+    assert_eq!(of("daq2"), recorded, "{labels:?}");
 }

@@ -69,6 +69,10 @@ pub struct AccessConfig {
     /// Apply the per-peer limits to loopback addresses too (each 127.x.y.z
     /// its own peer), so that tests on one machine can exercise them.
     pub per_peer_limits_on_loopback: bool,
+    /// Addresses or CIDR blocks exempt from `max_streams_per_peer` and
+    /// `max_connections_per_peer` (never from `max_concurrent_rpcs`): a
+    /// gateway that relays many viewers through one address (SPEC §8).
+    pub relay_peers: Vec<crate::ip_block::IpBlock>,
 }
 
 impl Default for AccessConfig {
@@ -83,6 +87,7 @@ impl Default for AccessConfig {
             operator_names: Vec::new(),
             viewer_names: Vec::new(),
             per_peer_limits_on_loopback: false,
+            relay_peers: Vec::new(),
         }
     }
 }
@@ -113,9 +118,11 @@ impl AccessConfig {
             })
     }
 
-    /// Whether an address counts as a peer of its own for the limits.
+    /// Whether an address counts as a peer of its own for the per-peer
+    /// limits: not a local one (unless configured so), not a relay peer.
     pub(crate) fn limits_apply_to(&self, ip: IpAddr) -> bool {
-        !ip.is_loopback() || self.per_peer_limits_on_loopback
+        (!ip.is_loopback() || self.per_peer_limits_on_loopback)
+            && !self.relay_peers.iter().any(|block| block.contains(ip))
     }
 }
 

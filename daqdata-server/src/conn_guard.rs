@@ -29,7 +29,8 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 pub(crate) struct ConnLimits {
     inner: Arc<Mutex<Limits>>,
     max: usize,
-    loopback_too: bool,
+    /// Whether an address is counted at all (`AccessConfig::limits_apply_to`).
+    counted: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
 }
 
 #[derive(Default)]
@@ -39,18 +40,21 @@ struct Limits {
 }
 
 impl ConnLimits {
-    pub(crate) fn new(max_connections_per_peer: usize, loopback_too: bool) -> Self {
+    pub(crate) fn new(
+        max_connections_per_peer: usize,
+        counted: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+    ) -> Self {
         ConnLimits {
             inner: Arc::new(Mutex::new(Limits::default())),
             max: max_connections_per_peer,
-            loopback_too,
+            counted: Arc::new(counted),
         }
     }
 
     /// Takes a connection place for `ip`, or `None` (logged at most once a
     /// minute per peer) when it holds its maximum.
     pub(crate) fn admit(&self, ip: IpAddr) -> Option<ConnPlace> {
-        if ip.is_loopback() && !self.loopback_too {
+        if !(self.counted)(ip) {
             return Some(ConnPlace(None));
         }
         let mut limits = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,7 +169,7 @@ mod tests {
 
     #[test]
     fn a_peer_holds_at_most_its_share_of_connections() {
-        let limits = ConnLimits::new(2, false);
+        let limits = ConnLimits::new(2, |ip: IpAddr| !ip.is_loopback());
         let far: IpAddr = "192.0.2.9".parse().unwrap();
         let a = limits.admit(far).expect("first");
         let _b = limits.admit(far).expect("second");
@@ -176,11 +180,11 @@ mod tests {
             limits.admit(far).is_some(),
             "a closed connection frees its place"
         );
-        // Loopback is local and not limited, unless asked.
+        // Addresses that are not counted (loopback here) are not limited.
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let held: Vec<_> = (0..5).map(|_| limits.admit(local)).collect();
         assert!(held.iter().all(Option::is_some));
-        let strict = ConnLimits::new(1, true);
+        let strict = ConnLimits::new(1, |_| true);
         let _one = strict.admit(local).expect("first");
         assert!(strict.admit(local).is_none());
     }

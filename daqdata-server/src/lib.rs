@@ -23,7 +23,9 @@
 //! newest frame per (module, data product), encoded once; `upload` is
 //! UploadImages; `listen` and `uds_authority` the sockets; `hashpipe_sockets`
 //! Hashpipe's socket feed, a second source of frames beside the tracker;
-//! `gateway` relays other servers' frames into the broadcast (SPEC §8).
+//! `access` who may call what and whom the per-peer limits count
+//! (`ip_block` the `relay_peers` entries they exempt); `gateway` relays
+//! other servers' frames into the broadcast (SPEC §8).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -47,6 +49,7 @@ mod gateway;
 mod hashpipe_sockets;
 mod hp_io;
 mod io_wrap;
+mod ip_block;
 mod lifecycle;
 mod listen;
 mod metrics;
@@ -71,6 +74,7 @@ pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
 pub use gateway::GatewayConfig;
 pub use hashpipe_sockets::HashpipeSocketsConfig;
+pub use ip_block::IpBlock;
 pub use listen::Listening;
 
 use service::DaqDataService;
@@ -149,10 +153,11 @@ impl Server {
                 }
             },
         };
-        let limits = conn_guard::ConnLimits::new(
-            state.config.max_connections_per_peer,
-            state.config.access.per_peer_limits_on_loopback,
-        );
+        let access = state.config.access.clone();
+        let limits =
+            conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
+                access.limits_apply_to(ip)
+            });
         let mut listening = Vec::new();
         let mut tasks = JoinSet::new();
         for addr in &state.config.listen {
@@ -262,6 +267,15 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
             "; at start tracks {what} every {} s",
             c.update_interval_seconds
         );
+        if !c.simulate_daq {
+            summary += " (waiting for a run if none is active)";
+            if config.hashpipe_sockets.enabled {
+                summary += &format!(
+                    "; Hashpipe's sockets listen at {}",
+                    config.hashpipe_sockets.path_template
+                );
+            }
+        }
     }
     if let Some(dir) = &config.simulate.fixtures_dir {
         daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
@@ -273,6 +287,8 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
     Ok(summary)
 }
 
+/// SPEC §8: a start-up config whose run has not begun yet does not fail the
+/// start; hp_io waits for the run (Status says so).
 async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     let request = match init {
         InitOnStart::Simulate => InitHpIoRequest {
@@ -288,7 +304,9 @@ async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     };
     let reply = state
         .lifecycle
-        .init(&request, || state.admission.active_streams())
+        .init(&request, lifecycle::NoRun::Wait, || {
+            state.admission.active_streams()
+        })
         .await
         .map_err(|s| Error::InitAtStart(s.message().to_string()))?;
     if reply.success {

@@ -1,7 +1,9 @@
 //! hp_io's lifecycle (SPEC §3, InitHpIo): validate the request, refuse or
 //! end the active streams, stop the running configuration, start the new
 //! one and, if it fails, restore the previous one. At most one runs at a
-//! time; while it runs, new streams are told to retry.
+//! time; while it runs, new streams are told to retry. The start-up config
+//! (SPEC §8) may start hp_io before any run exists: it then waits, and the
+//! Status RPC says so until a run appears.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,8 +27,9 @@ pub(crate) struct Lifecycle {
     running: tokio::sync::Mutex<Option<HpIo>>,
     initializing: AtomicBool,
     /// What the running configuration follows, or why none runs: the
-    /// Status RPC's message.
-    described: RwLock<String>,
+    /// Status RPC's message. Shared with the task that notices the run a
+    /// waiting configuration waits for.
+    described: Arc<RwLock<String>>,
     /// Open Hashpipe socket connections: Hashpipe is running.
     hashpipe_connections: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -41,7 +44,7 @@ impl Lifecycle {
             current: RwLock::new(None),
             running: tokio::sync::Mutex::new(None),
             initializing: AtomicBool::new(false),
-            described: RwLock::new(NOT_INITIALIZED.to_string()),
+            described: Arc::new(RwLock::new(NOT_INITIALIZED.to_string())),
             hashpipe_connections: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -112,10 +115,36 @@ impl Lifecycle {
     }
 
     /// Applies an InitHpIo request. `active_streams` counts the streams
-    /// open once no new one can start.
+    /// open once no new one can start. A refusal while no configuration
+    /// runs becomes the Status RPC's answer: the last failure is why hp_io
+    /// does not run.
     pub(crate) async fn init(
         &self,
         req: &InitHpIoRequest,
+        no_run: NoRun,
+        active_streams: impl FnOnce() -> usize,
+    ) -> Result<InitHpIoResponse, Status> {
+        let result = self.apply(req, no_run, active_streams).await;
+        if let Err(refused) = &result {
+            let running = self
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            if !running {
+                self.describe(format!(
+                    "hp_io is not initialized: the last InitHpIo was refused: {}",
+                    refused.message()
+                ));
+            }
+        }
+        result
+    }
+
+    async fn apply(
+        &self,
+        req: &InitHpIoRequest,
+        no_run: NoRun,
         active_streams: impl FnOnce() -> usize,
     ) -> Result<InitHpIoResponse, Status> {
         let settings = self.validate(req)?;
@@ -129,8 +158,13 @@ impl Lifecycle {
                 "{active} stream(s) are active; InitHpIo with force=true ends them and reconfigures hp_io"
             )));
         }
-        if !settings.simulate {
-            self.check_active_run(&settings.data_dir).await?;
+        let mut waiting = None;
+        if !settings.simulate && !self.active_run(&settings.data_dir).await? {
+            let no_run_yet = self.no_active_run(&settings.data_dir);
+            match no_run {
+                NoRun::Refuse => return Err(Status::failed_precondition(no_run_yet)),
+                NoRun::Wait => waiting = Some(no_run_yet),
+            }
         }
 
         if let Some(old) = self
@@ -152,6 +186,9 @@ impl Lifecycle {
             Ok(started) => {
                 tracing::info!("hp_io started: {}", started.settings);
                 self.set_current(Some((&started.settings, started.generation.clone())));
+                if let Some(why) = waiting {
+                    self.wait_for_run(&started, why);
+                }
                 *running = Some(started);
                 Ok(InitHpIoResponse {
                     success: true,
@@ -209,33 +246,54 @@ impl Lifecycle {
 
     /// SPEC §3: the active-run check, on a blocking thread (it may walk a
     /// large tree).
-    async fn check_active_run(&self, data_dir: &Path) -> Result<(), Status> {
-        // SPEC §7: Hashpipe connected to the running configuration's
-        // sockets is Hashpipe running, whatever the files say.
-        let connections = self.hashpipe_connections.load(Ordering::Acquire);
-        if connections > 0 {
-            tracing::info!("active run: {connections} Hashpipe socket connection(s) open");
-            return Ok(());
-        }
-        let dir = data_dir.to_path_buf();
+    async fn active_run(&self, data_dir: &Path) -> Result<bool, Status> {
         let idle = Duration::from_secs_f64(self.config.active_run_idle_seconds);
-        let active_run = tokio::task::spawn_blocking(move || hpio::active_run(&dir, idle))
+        find_active_run(data_dir, idle, &self.hashpipe_connections)
             .await
-            .map_err(|e| Status::internal(format!("active-run check failed: {e}")))?
-            .map_err(|e| {
-                Status::failed_precondition(format!("cannot check for an active run: {e}"))
-            })?;
-        match active_run {
-            Some(why) => {
-                tracing::info!("active run under {}: {why}", data_dir.display());
-                Ok(())
+            .map(|found| found.is_some())
+    }
+
+    fn no_active_run(&self, data_dir: &Path) -> String {
+        format!(
+            "no active run under {}: no hashpipe process, no live daq_hashpipe_pid, no Hashpipe socket connection and no PFF file grew in the last {} s; start the DAQ first",
+            data_dir.display(),
+            self.config.active_run_idle_seconds
+        )
+    }
+
+    /// SPEC §8: a configuration started before its run says so in Status
+    /// until the run appears (the tracker and the sockets already follow
+    /// it); replaced by InitHpIo, it stops looking.
+    fn wait_for_run(&self, started: &HpIo, why: String) {
+        let dir = started.settings.data_dir.clone();
+        tracing::info!("hp_io waits for a run under {}: {why}", dir.display());
+        self.describe(format!(
+            "hp_io is waiting for a run under {}: {why}; Hashpipe's sockets listen and files are tracked when they appear",
+            dir.display()
+        ));
+        let follows = format!("hp_io follows the {}", started.settings);
+        let replaced = started.generation.reconfigured.clone();
+        let described = self.described.clone();
+        let connections = self.hashpipe_connections.clone();
+        let idle = Duration::from_secs_f64(self.config.active_run_idle_seconds);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = replaced.cancelled() => return,
+                    _ = tokio::time::sleep(RUN_POLL) => {}
+                }
+                // A failed check is the same as no run yet: look again.
+                if let Ok(Some(_)) = find_active_run(&dir, idle, &connections).await {
+                    let mut line = described.write().unwrap_or_else(|e| e.into_inner());
+                    // Under the lock: an InitHpIo that replaced this
+                    // configuration cancelled it before describing its own.
+                    if !replaced.is_cancelled() {
+                        *line = follows;
+                    }
+                    return;
+                }
             }
-            None => Err(Status::failed_precondition(format!(
-                "no active run under {}: no hashpipe process, no live daq_hashpipe_pid, no Hashpipe socket connection and no PFF file grew in the last {} s; start the DAQ first",
-                data_dir.display(),
-                self.config.active_run_idle_seconds
-            ))),
-        }
+        });
     }
 
     fn validate(&self, req: &InitHpIoRequest) -> Result<Settings, Status> {
@@ -293,6 +351,49 @@ fn check_allowed(roots: &[PathBuf], dir: &Path) -> Result<(), Status> {
         )))
     }
 }
+
+/// Whether an active run lies under `data_dir` (SPEC §3, §7), and why.
+/// Hashpipe connected to the running configuration's sockets is Hashpipe
+/// running, whatever the files say; the file check may walk a large tree,
+/// so it runs on a blocking thread.
+async fn find_active_run(
+    data_dir: &Path,
+    idle: Duration,
+    hashpipe_connections: &AtomicUsize,
+) -> Result<Option<String>, Status> {
+    let connections = hashpipe_connections.load(Ordering::Acquire);
+    let found = if connections > 0 {
+        Some(format!("{connections} Hashpipe socket connection(s) open"))
+    } else {
+        let dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || hpio::active_run(&dir, idle))
+            .await
+            .map_err(|e| Status::internal(format!("active-run check failed: {e}")))?
+            .map_err(|e| {
+                Status::failed_precondition(format!("cannot check for an active run: {e}"))
+            })?
+    };
+    if let Some(why) = &found {
+        tracing::info!("active run under {}: {why}", data_dir.display());
+    }
+    Ok(found)
+}
+
+/// What InitHpIo does when no run is active under `data_dir`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoRun {
+    /// Refuse (FAILED_PRECONDITION): an operator asked for a run that is
+    /// not there.
+    Refuse,
+    /// Start and wait for one: the start-up config of a DAQ node that boots
+    /// before Hashpipe does (SPEC §8).
+    Wait,
+}
+
+/// How often a waiting configuration looks for its run. Only Status's line
+/// waits for this (the tracker and the sockets follow the run at once), and
+/// each look may walk the data directory of a node Hashpipe shares.
+const RUN_POLL: Duration = Duration::from_secs(5);
 
 fn failure(error_message: String) -> InitHpIoResponse {
     InitHpIoResponse {

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::Caller;
+use crate::lifecycle::NoRun;
 use crate::metrics::OutcomeLabels;
 use crate::state::State;
 use crate::stream::PacedStream;
@@ -122,7 +123,7 @@ impl daqdata_proto::server::DaqData for DaqDataService {
             None => {
                 state
                     .lifecycle
-                    .init(&req, || state.admission.active_streams())
+                    .init(&req, NoRun::Refuse, || state.admission.active_streams())
                     .await
             }
         };

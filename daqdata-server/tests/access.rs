@@ -128,8 +128,15 @@ async fn every_row_of_spec_6_over_tcp_and_the_unix_socket() {
         .insert("authorization", format!("Bearer {view}").parse().unwrap());
     health.check(viewer_check).await.unwrap();
 
-    // A viewer token watches, and may do nothing else.
+    // A viewer token watches, asks for Status, and may do nothing else.
     ping(&mut tcp, Some(&view)).await.unwrap();
+    let status = tcp.status(with_token((), Some(&view))).await.unwrap();
+    assert!(status.get_ref().hp_io_initialized, "{:?}", status.get_ref());
+    refused(
+        tcp.status(with_token((), None)).await.map(drop),
+        Code::Unauthenticated,
+        "viewer",
+    );
     let mut s = stream(&mut tcp, &[], Some(&view)).await.unwrap();
     take(&mut s, 3).await;
     refused(
@@ -436,6 +443,19 @@ fn the_server_refuses_to_start_naming_the_file() {
     );
     assert!(
         log.contains(&other_key.display().to_string()) && log.contains("does not go with"),
+        "{log}"
+    );
+
+    // A relay peer that is not an address or a CIDR block.
+    let log = refuses_to_start(
+        d,
+        &format!("{head}[access]\nrelay_peers = [\"10.0.0.0/8\", \"10.1.2.3/16\"]\n"),
+    );
+    assert!(
+        log.contains(&d.join("config.toml").display().to_string())
+            && log.contains("relay_peers")
+            && log.contains("\"10.1.2.3/16\"")
+            && log.contains("did you mean 10.1.0.0/16"),
         "{log}"
     );
 
@@ -850,4 +870,54 @@ async fn a_tls_connection_that_never_sends_the_preface_is_closed_within_15_s() {
     .await
     .unwrap();
     assert_eq!(held, None, "a silent TLS connection was still open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_peer_is_exempt_from_the_per_peer_limits_but_not_from_max_concurrent_rpcs() {
+    let server = NetServer::start(
+        &["127.0.0.1:0"],
+        "max_streams_per_peer = 2\nmax_connections_per_peer = 2\nmax_concurrent_rpcs = 6\n\
+         [access]\nper_peer_limits_on_loopback = true\nrelay_peers = [\"127.0.0.2\"]\n",
+        &["--init-sim"],
+        |_| {},
+    )
+    .await;
+    let addr = server.tcp[0];
+    let from = |ip: &str| secure::tcp_channel_from(addr, ip.parse::<IpAddr>().unwrap());
+
+    // The relay peer holds more streams, over more connections, than any
+    // one peer may.
+    let mut relayed = Vec::new();
+    for _ in 0..3 {
+        let mut c = DaqDataClient::new(from("127.0.0.2").await);
+        for _ in 0..2 {
+            let mut s = stream(&mut c, &[], None).await.unwrap();
+            take(&mut s, 1).await;
+            relayed.push(s);
+        }
+    }
+    // ... which leaves no place of max_concurrent_rpcs for it, or anyone.
+    let mut c = DaqDataClient::new(from("127.0.0.2").await);
+    assert_eq!(
+        code(stream(&mut c, &[], None).await),
+        Code::ResourceExhausted
+    );
+    relayed.truncate(2);
+
+    // A peer not listed keeps its limit.
+    let mut other = DaqDataClient::new(from("127.0.0.3").await);
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        kept.push(stream(&mut other, &[], None).await.unwrap());
+    }
+    let refused = stream(&mut other, &[], None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("max_streams_per_peer"),
+        "{}",
+        refused.message()
+    );
+    for s in &mut kept {
+        take(s, 1).await;
+    }
 }

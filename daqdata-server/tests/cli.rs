@@ -87,6 +87,24 @@ fn check_config_accepts_a_good_file_and_names_what_is_wrong_with_a_bad_one() {
     assert!(text(&out.stderr).contains("absent.toml"));
 }
 
+/// SPEC §8: the DAQ node's example config starts Hashpipe's socket feed at
+/// boot, from the hp_io_config.json beside it, and waits for the run.
+#[test]
+fn the_daq_node_example_config_starts_the_socket_feed_at_boot() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    let out = check(&dist.join("daq_data_server.toml"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("at start tracks data_dir /mnt/panoseti")
+            && said.contains("waiting for a run if none is active")
+            && said.contains("Hashpipe's sockets listen at /tmp/hashpipe_grpc.dp_{dp_name}.sock"),
+        "{said}"
+    );
+    let hp_io = daqdata_proto::HpIoConfig::load(dist.join("hp_io_config.json")).unwrap();
+    assert!(!hp_io.simulate_daq && hp_io.data_dir == "/mnt/panoseti");
+}
+
 /// Runs the server briefly on a private socket and returns its stderr.
 fn logs_of(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();

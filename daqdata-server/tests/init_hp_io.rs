@@ -280,3 +280,152 @@ async fn links_and_dot_dot_cannot_leave_the_allowed_data_roots() {
         );
     }
 }
+
+/// The Status RPC's answer (SPEC §2): whether hp_io runs, and its line.
+async fn status(
+    c: &mut daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+) -> (bool, String) {
+    let reply = c.status(()).await.unwrap().into_inner();
+    assert!(!reply.message.is_empty(), "Status's message is never empty");
+    assert!(
+        !reply.message.contains('\n'),
+        "Status's message is one line: {:?}",
+        reply.message
+    );
+    (reply.hp_io_initialized, reply.message)
+}
+
+#[tokio::test]
+async fn status_says_what_hp_io_follows_or_why_it_does_not() {
+    let server = BinServer::start("", &[]).await;
+    let mut c = server.client().await;
+    let (initialized, message) = status(&mut c).await;
+    assert!(!initialized);
+    assert!(
+        message.contains("not initialized") && message.contains("InitHpIo"),
+        "{message}"
+    );
+
+    // A refused InitHpIo is why hp_io still does not run.
+    let empty = tempfile::tempdir().unwrap();
+    let refused = c.init_hp_io(dir_request(empty.path())).await;
+    assert_eq!(code(refused), Code::FailedPrecondition);
+    let (initialized, message) = status(&mut c).await;
+    assert!(!initialized);
+    assert!(
+        message.contains("not initialized")
+            && message.contains("no active run")
+            && message.contains(&empty.path().display().to_string()),
+        "{message}"
+    );
+
+    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let (initialized, message) = status(&mut c).await;
+    assert!(initialized);
+    assert!(message.contains("follows the simulated run"), "{message}");
+
+    // A refused re-init leaves the running configuration, and its line.
+    assert_eq!(
+        code(c.init_hp_io(dir_request(empty.path())).await),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        status(&mut c).await,
+        (true, message),
+        "a refused re-init changed nothing"
+    );
+}
+
+/// How a DAQ run begins under a server that waits for it.
+enum Feed {
+    /// Hashpipe writes PFF files (daqsim's replay into the data directory).
+    Files,
+    /// Hashpipe connects to the server's sockets and pushes frames.
+    Sockets,
+}
+
+/// SPEC §8: a server started with an hp_io_config.json before any run
+/// starts all the same, says in Status that it waits, and follows the run
+/// when `feed` begins it, with no InitHpIo, for a viewer already open.
+async fn a_start_up_config_waits_for_the_run_that(feed: Feed) {
+    let data = tempfile::tempdir().unwrap();
+    let hp_io = data.path().join("hp_io_config.json");
+    let run_dir = data.path().join("data");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::fs::write(
+        &hp_io,
+        format!(
+            r#"{{"data_dir": "{}", "update_interval_seconds": 0.05, "force": false, "simulate_daq": false, "module_ids": []}}"#,
+            run_dir.display()
+        ),
+    )
+    .unwrap();
+    let server = BinServer::start(
+        &format!("init_hp_io_config = \"{}\"\n", hp_io.display()),
+        &[],
+    )
+    .await;
+    let mut c = server.client().await;
+    let (initialized, message) = status(&mut c).await;
+    assert!(initialized, "{message}");
+    assert!(
+        message.contains(&format!("waiting for a run under {}", run_dir.display())),
+        "{message}"
+    );
+    for dp in ["img8", "img16", "ph256", "ph1024"] {
+        let sock = server.dir.path().join(format!("hashpipe.dp_{dp}.sock"));
+        assert!(sock.exists(), "Hashpipe's {dp} socket does not listen");
+    }
+    // A viewer who comes early waits for frames, not for an error.
+    let mut early = open(&mut c, stream_request(true, true, 0.0, &[])).await;
+
+    // The DAQ starts: no InitHpIo, and the run is followed.
+    let _files;
+    let _sockets;
+    match feed {
+        Feed::Files => _files = live_tree_at(&run_dir, 50.0, &RENAMED),
+        Feed::Sockets => {
+            _sockets = daqsim::SocketPush::start(
+                daqsim::Fixtures::embedded(),
+                daqsim::SocketPushConfig {
+                    template: private_hashpipe_sockets(server.dir.path()),
+                    rate: Some(50.0),
+                    modules: RENAMED.to_vec(),
+                    reconnect: Duration::from_millis(100),
+                    ..daqsim::SocketPushConfig::default()
+                },
+            )
+            .unwrap()
+        }
+    }
+    let images = take(&mut early, 5).await;
+    for r in &images {
+        let module = r.pano_image.as_ref().unwrap().module_id;
+        assert!((101..=103).contains(&module), "module {module}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (initialized, message) = status(&mut c).await;
+        if message.contains("follows the data_dir") {
+            assert!(initialized);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Status still says {message:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_start_up_config_before_any_run_waits_for_hashpipes_files() {
+    a_start_up_config_waits_for_the_run_that(Feed::Files).await;
+}
+
+#[tokio::test]
+async fn a_start_up_config_before_any_run_waits_for_hashpipes_sockets() {
+    a_start_up_config_waits_for_the_run_that(Feed::Sockets).await;
+}

@@ -97,7 +97,7 @@ async fn reflection_v1alpha_lists_and_describes_daqdata_for_the_python_clients()
 }
 
 /// One of the files declares package `daqdata` with service `DaqData` and
-/// its four RPCs.
+/// every RPC of SPEC §2 (Status and StreamHashpipeStatus included).
 fn assert_describes_daqdata(files: &[Vec<u8>]) {
     let files: Vec<prost_types::FileDescriptorProto> = files
         .iter()
@@ -111,7 +111,17 @@ fn assert_describes_daqdata(files: &[Vec<u8>]) {
         .unwrap_or_else(|| panic!("no daqdata.DaqData in {:?}", names_of(&files)));
     let mut rpcs: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
     rpcs.sort_unstable();
-    assert_eq!(rpcs, ["InitHpIo", "Ping", "StreamImages", "UploadImages"]);
+    assert_eq!(
+        rpcs,
+        [
+            "InitHpIo",
+            "Ping",
+            "Status",
+            "StreamHashpipeStatus",
+            "StreamImages",
+            "UploadImages"
+        ]
+    );
 }
 
 fn names_of(files: &[prost_types::FileDescriptorProto]) -> Vec<&str> {

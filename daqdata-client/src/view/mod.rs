@@ -5,7 +5,9 @@
 //! pulse-height event's maximum pixel over rolling time windows. Both draw
 //! into a terminal (ratatui `Widget` for `&PlotView` / `&PhDist`) and into
 //! a PNG ([`PlotView::to_png`], [`PhDist::to_png`]) — the same picture, so
-//! what a test checks in one holds for the other.
+//! what a test checks in one holds for the other. Rows are per
+//! [`PanelKey`], (node, module): through a gateway two nodes may report the
+//! same module id, and each panel says which node it comes from.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -27,6 +29,39 @@ pub const LIMIT_PERCENTILES: (f64, f64) = (0.05, 0.95);
 pub const PHDIST_WINDOWS: [f64; 3] = [10.0, 60.0, 600.0];
 /// Bins of each pulse-height histogram.
 pub const PHDIST_BINS: usize = 24;
+
+/// Which row of a view an image belongs to: the node that sent it (the
+/// response's `name`) and its module. Rows sort by node, then module.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PanelKey {
+    /// The sending server's host name; empty for images not received from
+    /// a server.
+    pub node: String,
+    /// The module that recorded the image.
+    pub module: u32,
+}
+
+impl PanelKey {
+    /// The row of `image`.
+    pub fn of(image: &Image) -> Self {
+        PanelKey {
+            node: image.server.clone(),
+            module: image.module_id,
+        }
+    }
+}
+
+/// The panel's label in every view: `daq1 · module 3`, or `module 3` when
+/// the node is not known.
+impl std::fmt::Display for PanelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.node.is_empty() {
+            write!(f, "module {}", self.module)
+        } else {
+            write!(f, "{} · module {}", self.node, self.module)
+        }
+    }
+}
 
 /// The colour of `v` between limits `lo` and `hi` on the plasma map.
 pub fn heat_color(v: f64, lo: f64, hi: f64) -> [u8; 3] {
@@ -79,18 +114,18 @@ pub(crate) struct Panel {
     pub(crate) limits: RollingLimits,
 }
 
-/// One module's row: its newest pulse-height and movie images.
+/// One (node, module)'s row: its newest pulse-height and movie images.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ModuleRow {
     pub(crate) pulse_height: Option<Panel>,
     pub(crate) movie: Option<Panel>,
 }
 
-/// `--plot-view`: per module, the newest pulse-height and movie image as
-/// heat maps.
+/// `--plot-view`: per (node, module), the newest pulse-height and movie
+/// image as heat maps.
 #[derive(Clone, Debug, Default)]
 pub struct PlotView {
-    pub(crate) modules: BTreeMap<u32, ModuleRow>,
+    pub(crate) modules: BTreeMap<PanelKey, ModuleRow>,
     frames: u64,
 }
 
@@ -103,7 +138,7 @@ impl PlotView {
     /// Takes a received image.
     pub fn update(&mut self, image: Image) {
         self.frames += 1;
-        let row = self.modules.entry(image.module_id).or_default();
+        let row = self.modules.entry(PanelKey::of(&image)).or_default();
         let slot = match image.kind() {
             ImageKind::Movie => &mut row.movie,
             ImageKind::PulseHeight => &mut row.pulse_height,
@@ -147,11 +182,11 @@ pub struct Histogram {
     pub rate: f64,
 }
 
-/// `--plot-phdist`: per module, histograms of each pulse-height image's
-/// maximum pixel over rolling windows ([`PHDIST_WINDOWS`]).
+/// `--plot-phdist`: per (node, module), histograms of each pulse-height
+/// image's maximum pixel over rolling windows ([`PHDIST_WINDOWS`]).
 #[derive(Clone, Debug, Default)]
 pub struct PhDist {
-    pub(crate) modules: BTreeMap<u32, Events>,
+    pub(crate) modules: BTreeMap<PanelKey, Events>,
     now: f64,
     /// When the first image came: a window longer than the time since
     /// then has not filled yet, and its rate is over the time seen.
@@ -173,7 +208,7 @@ impl PhDist {
         }
         self.frames += 1;
         self.first.get_or_insert(now);
-        let events = &mut self.modules.entry(image.module_id).or_default().events;
+        let events = &mut self.modules.entry(PanelKey::of(image)).or_default().events;
         events.push_back((now, image.max_pixel()));
         self.advance(now);
     }
@@ -194,10 +229,10 @@ impl PhDist {
         self.frames
     }
 
-    /// The bin range of a module: all its kept maxima, so every window's
-    /// histogram shares one x axis.
-    pub fn range(&self, module: u32) -> (f64, f64) {
-        let Some(m) = self.modules.get(&module) else {
+    /// The bin range of a (node, module): all its kept maxima, so every
+    /// window's histogram shares one x axis.
+    pub fn range(&self, module: &PanelKey) -> (f64, f64) {
+        let Some(m) = self.modules.get(module) else {
             return (0.0, 1.0);
         };
         let (lo, hi) = m
@@ -215,17 +250,17 @@ impl PhDist {
         }
     }
 
-    /// The modules that have sent pulse-height images, in order.
-    pub fn modules(&self) -> impl Iterator<Item = u32> + '_ {
-        self.modules.keys().copied()
+    /// The (node, module)s that have sent pulse-height images, in order.
+    pub fn modules(&self) -> impl Iterator<Item = &PanelKey> + '_ {
+        self.modules.keys()
     }
 
     /// One histogram per window of [`PHDIST_WINDOWS`], all binned over
     /// [`range`](Self::range).
-    pub fn histograms(&self, module: u32) -> Vec<Histogram> {
+    pub fn histograms(&self, module: &PanelKey) -> Vec<Histogram> {
         let (lo, hi) = self.range(module);
         let empty = Events::default();
-        let events = self.modules.get(&module).unwrap_or(&empty);
+        let events = self.modules.get(module).unwrap_or(&empty);
         PHDIST_WINDOWS
             .iter()
             .map(|&w| {
@@ -313,11 +348,44 @@ pub(crate) mod tests {
         Image::from_frame(dp, &pff::Frame { header, pixels }, module, "test.pff", 7)
     }
 
+    pub(crate) fn key(node: &str, module: u32) -> PanelKey {
+        PanelKey {
+            node: node.into(),
+            module,
+        }
+    }
+
+    /// `one_bright_pixel`, as node `node` sent it.
+    pub(crate) fn from_node(node: &str, mut image: Image) -> Image {
+        image.server = node.into();
+        image
+    }
+
+    #[test]
+    fn two_nodes_with_one_module_id_get_a_row_each_labelled_with_the_node() {
+        let mut view = PlotView::new();
+        let mut dist = PhDist::new();
+        for node in ["daq2", "daq1"] {
+            view.update(from_node(
+                node,
+                one_bright_pixel(DataProduct::Img16, 3, 0, 0),
+            ));
+            let ph = from_node(node, one_bright_pixel(DataProduct::Ph256, 3, 0, 0));
+            dist.update(&ph, 1.0);
+            view.update(ph);
+        }
+        let rows: Vec<String> = view.modules.keys().map(ToString::to_string).collect();
+        assert_eq!(rows, ["daq1 · module 3", "daq2 · module 3"]);
+        let rows: Vec<String> = dist.modules().map(ToString::to_string).collect();
+        assert_eq!(rows, ["daq1 · module 3", "daq2 · module 3"]);
+        assert_eq!(key("", 3).to_string(), "module 3");
+    }
+
     #[test]
     fn one_hot_pixel_does_not_set_the_upper_limit() {
         let mut view = PlotView::new();
         view.update(one_bright_pixel(DataProduct::Img16, 1, 3, 4));
-        let panel = view.modules[&1].movie.as_ref().unwrap();
+        let panel = view.modules[&key("", 1)].movie.as_ref().unwrap();
         assert_eq!(panel.limits.limits(), (100.0, 101.0));
     }
 
@@ -328,7 +396,7 @@ pub(crate) mod tests {
         for t in [0.0, 500.0, 595.0, 599.0] {
             dist.update(&ev, t);
         }
-        let h = dist.histograms(3);
+        let h = dist.histograms(&key("", 3));
         assert_eq!(
             h.iter().map(|h| h.events).collect::<Vec<_>>(),
             vec![2, 2, 4]
@@ -336,7 +404,7 @@ pub(crate) mod tests {
         assert_eq!(h[0].rate, 0.2);
         dist.advance(700.0);
         assert_eq!(
-            dist.histograms(3)[2].events,
+            dist.histograms(&key("", 3))[2].events,
             3,
             "the event at t=0 left the 600 s window"
         );

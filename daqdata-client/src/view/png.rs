@@ -369,26 +369,19 @@ impl PlotView {
                         let drawn = match panel {
                             Some(panel) => {
                                 let dp = panel.image.data_product;
-                                draw_panel(
-                                    root,
-                                    map,
-                                    &format!("module {module} — {kind} ({dp})"),
-                                    panel,
-                                )
+                                draw_panel(root, map, &format!("{module} — {kind} ({dp})"), panel)
                             }
-                            None => {
-                                draw_title(root, map, MAP_PX, &format!("module {module} — {kind}"))
-                                    .and_then(|()| {
-                                        draw_note(
-                                            root,
-                                            map,
-                                            (MAP_PX, MAP_PX),
-                                            &format!("no {kind} image yet"),
-                                        )
-                                    })
-                            }
+                            None => draw_title(root, map, MAP_PX, &format!("{module} — {kind}"))
+                                .and_then(|()| {
+                                    draw_note(
+                                        root,
+                                        map,
+                                        (MAP_PX, MAP_PX),
+                                        &format!("no {kind} image yet"),
+                                    )
+                                }),
                         };
-                        or_log(&format!("module {module}'s {kind} image"), drawn);
+                        or_log(&format!("{module}'s {kind} image"), drawn);
                     }
                 }
                 Ok(())
@@ -506,7 +499,7 @@ impl PhDist {
             let heading_style = text_style(HEADING_SIZE, &INK);
             for (row, module) in self.modules().enumerate() {
                 let row = row as u32;
-                let heading = format!("module {module} — maximum pixel of each pulse-height image");
+                let heading = format!("{module} — maximum pixel of each pulse-height image");
                 let at = (px(MARGIN), px(MARGIN + row * PHDIST_ROW_PX));
                 or_log(
                     &heading,
@@ -525,7 +518,7 @@ impl PhDist {
                     .max(1);
                 for (w, h) in histograms.iter().enumerate() {
                     or_log(
-                        &format!("module {module}'s {:.0} s histogram", h.window_seconds),
+                        &format!("{module}'s {:.0} s histogram", h.window_seconds),
                         draw_histogram(
                             root,
                             hist_origin(row, w as u32),
@@ -552,7 +545,7 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<(), crate::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::one_bright_pixel;
+    use super::super::tests::{key, one_bright_pixel};
     use super::*;
     use crate::Image;
     use pff::DataProduct;
@@ -623,6 +616,44 @@ mod tests {
         (y..y + h)
             .flat_map(|yy| (x..x + w).map(move |xx| img.get_pixel(xx, yy).0))
             .collect()
+    }
+
+    /// The ink in the title band above the `row`-th row's pulse-height map.
+    fn title_ink(img: &RgbImage, row: u32) -> Vec<(u32, u32)> {
+        let (x, y) = map_origin(row, 0);
+        let (x0, y0) = (x - Y_AXIS_W, y - TITLE_H);
+        (y0..y)
+            .flat_map(|yy| (x0..x + MAP_PX + Y_AXIS_W).map(move |xx| (xx, yy)))
+            .filter(|&(xx, yy)| img.get_pixel(xx, yy).0.iter().all(|&c| c < 100))
+            .map(|(xx, yy)| (xx - x0, yy - y0))
+            .collect()
+    }
+
+    #[test]
+    fn each_row_is_titled_with_its_node_and_two_nodes_get_two_rows() {
+        use super::super::tests::from_node;
+        let mut view = PlotView::new();
+        for node in ["daq1", "daq2"] {
+            view.update(from_node(
+                node,
+                one_bright_pixel(DataProduct::Ph256, 3, 0, 0),
+            ));
+        }
+        let img = view.to_png();
+        assert_eq!(img.height(), 2 * MARGIN + 2 * VIEW_ROW_PX, "a row per node");
+        let (daq1, daq2) = (title_ink(&img, 0), title_ink(&img, 1));
+        assert!(!daq1.is_empty());
+        assert_ne!(daq1, daq2, "the two rows' titles are the same");
+
+        let mut unnamed = PlotView::new();
+        unnamed.update(one_bright_pixel(DataProduct::Ph256, 3, 0, 0));
+        let plain = title_ink(&unnamed.to_png(), 0);
+        assert!(
+            daq1.len() > plain.len() + 50,
+            "\"daq1 · module 3\" is no wider than \"module 3\": {} vs {} ink pixels",
+            daq1.len(),
+            plain.len()
+        );
     }
 
     #[test]
@@ -784,7 +815,7 @@ mod tests {
         }
         let (at, _) = plot(2);
         // Each bin's bar is as tall as its count ranks among the others.
-        let counts = &dist.histograms(3)[2].counts;
+        let counts = &dist.histograms(&key("", 3))[2].counts;
         let heights: Vec<usize> = (0..PHDIST_BINS as u32)
             .map(|b| {
                 let x = at.0 + (2 * b + 1) * HIST_W / (2 * PHDIST_BINS as u32);

@@ -140,16 +140,7 @@ impl Widget for &PlotView {
             if y_title > area.bottom() {
                 break;
             }
-            let server = [&m.pulse_height, &m.movie]
-                .into_iter()
-                .flatten()
-                .map(|p| p.image.server.as_str())
-                .find(|s| !s.is_empty());
-            let title = match server {
-                Some(s) => format!("module {module} ({s})"),
-                None => format!("module {module}"),
-            };
-            put(buf, area, area.x, y_title - 1, &title, BOLD);
+            put(buf, area, area.x, y_title - 1, &module.to_string(), BOLD);
             for (i, panel) in [&m.pulse_height, &m.movie].into_iter().enumerate() {
                 let (x0, y0) = map_origin(area, row, i as u16);
                 match panel {
@@ -182,7 +173,7 @@ impl Widget for &PhDist {
             return;
         }
         let bar_style = Style::default().fg(rgb(heat_color(0.7, 0.0, 1.0)));
-        for (row, module) in self.modules.keys().enumerate() {
+        for (row, module) in self.modules().enumerate() {
             let y0 = area.y
                 + u16::try_from(row)
                     .unwrap_or(u16::MAX)
@@ -195,11 +186,11 @@ impl Widget for &PhDist {
                 area,
                 area.x,
                 y0,
-                &format!("module {module}: max pixel per pulse-height image (log counts)"),
+                &format!("{module}: max pixel per pulse-height image (log counts)"),
                 BOLD,
             );
-            let (lo, hi) = self.range(*module);
-            for (i, h) in self.histograms(*module).iter().enumerate() {
+            let (lo, hi) = self.range(module);
+            for (i, h) in self.histograms(module).iter().enumerate() {
                 let x0 = area.x + i as u16 * HIST_W;
                 let peak = h.counts.iter().copied().max().unwrap_or(0).max(1);
                 for (b, &count) in h.counts.iter().enumerate() {
@@ -313,6 +304,29 @@ mod tests {
         assert!(line(y0 + MAP_ROWS + 1).contains("img16 frame 7"));
         assert!(line(0).contains("module 4"));
         assert!(line(y0).contains("no pulse-height image yet"));
+    }
+
+    #[test]
+    fn each_module_row_and_histogram_names_its_node() {
+        use crate::view::tests::from_node;
+        let mut view = PlotView::new();
+        let mut dist = PhDist::new();
+        let ph = from_node("daq7", one_bright_pixel(DataProduct::Ph256, 4, 0, 0));
+        dist.update(&ph, 1.0);
+        view.update(ph);
+        let first_line = |buf: &Buffer| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, 0)].symbol())
+                .collect::<String>()
+        };
+        let mut term = Terminal::new(TestBackend::new(100, VIEW_ROW_H)).unwrap();
+        term.draw(|f| f.render_widget(&view, f.area())).unwrap();
+        let line = first_line(term.backend().buffer());
+        assert!(line.contains("daq7 · module 4"), "{line}");
+        let mut term = Terminal::new(TestBackend::new(100, PHDIST_ROW_H)).unwrap();
+        term.draw(|f| f.render_widget(&dist, f.area())).unwrap();
+        let line = first_line(term.backend().buffer());
+        assert!(line.contains("daq7 · module 4: max pixel"), "{line}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use daqdata_client::{Host, Image};
 use daqdata_proto::daqdata::{
-    InitHpIoRequest, InitHpIoResponse, PanoImage, StreamImagesRequest, UploadImageRequest,
+    InitHpIoRequest, InitHpIoResponse, PanoImage, StatusResponse, StreamHashpipeStatusRequest,
+    StreamHashpipeStatusResponse, StreamImagesRequest, UploadImageRequest,
 };
 use daqdata_proto::server::{DaqData, DaqDataServer};
 use daqdata_proto::{encode_pano_image, SharedStreamImagesResponse};
@@ -113,6 +114,23 @@ type ResponseStream =
 #[tonic::async_trait]
 impl DaqData for FakeServer {
     type StreamImagesStream = ResponseStream;
+    type StreamHashpipeStatusStream =
+        Pin<Box<dyn Stream<Item = Result<StreamHashpipeStatusResponse, Status>> + Send>>;
+
+    async fn status(&self, _: Request<()>) -> Result<Response<StatusResponse>, Status> {
+        let initialized = *self.initialized.lock().unwrap();
+        Ok(Response::new(StatusResponse {
+            hp_io_initialized: initialized,
+            message: format!("{} streams recorded frames", self.name),
+        }))
+    }
+
+    async fn stream_hashpipe_status(
+        &self,
+        _: Request<StreamHashpipeStatusRequest>,
+    ) -> Result<Response<Self::StreamHashpipeStatusStream>, Status> {
+        Err(Status::unimplemented("this test server has no Hashpipe"))
+    }
 
     async fn stream_images(
         &self,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use daqdata_client::view::{PhDist, PHDIST_BINS};
+use daqdata_client::view::{PanelKey, PhDist, PHDIST_BINS};
 use daqdata_client::{HostState, HostStates, Image, ImageStream};
 use futures::StreamExt;
 use pff::{ImageKind, Pixels};
@@ -37,9 +37,9 @@ pub struct Encoded {
 pub struct Snapshot {
     /// The host bar (always sent when it changed).
     pub hosts: Option<Encoded>,
-    /// One per (module, movie / pulse height).
+    /// One per (node, module, movie / pulse height).
     pub panels: Vec<Encoded>,
-    /// One per module with pulse-height images.
+    /// One per (node, module) with pulse-height images.
     pub phdists: Vec<Encoded>,
 }
 
@@ -105,7 +105,7 @@ impl Rate {
     }
 }
 
-/// The newest image of one (module, kind), and how fast they come.
+/// The newest image of one (node, module, kind), and how fast they come.
 #[derive(Debug)]
 struct Panel {
     image: Image,
@@ -116,7 +116,9 @@ struct Panel {
 
 /// The hub's state; owned by its task.
 struct Hub {
-    panels: BTreeMap<(u32, Kind), Panel>,
+    /// Per (node, module): through a gateway, two nodes may report one
+    /// module id, and each keeps its own panels.
+    panels: BTreeMap<(PanelKey, Kind), Panel>,
     phdist: PhDist,
     ph_seq: u64,
     hosts: HostStates,
@@ -214,7 +216,7 @@ impl Hub {
             }
         };
         let start = self.start;
-        let key = (image.module_id, kind);
+        let key = (PanelKey::of(&image), kind);
         match self.panels.get_mut(&key) {
             Some(p) => {
                 p.image = image;
@@ -241,13 +243,13 @@ impl Hub {
     fn encode_panels(&mut self, now: Instant) -> Vec<Encoded> {
         self.panels
             .iter_mut()
-            .map(|(&(module, kind), p)| match &p.encoded {
+            .map(|((panel, kind), p)| match &p.encoded {
                 Some(e) if e.seq == p.seq => e.clone(),
                 _ => {
                     let e = Encoded {
-                        key: format!("img/{module}/{}", kind.name()),
+                        key: format!("img/{}/{}/{}", panel.node, panel.module, kind.name()),
                         seq: p.seq,
-                        text: encode_image(&p.image, kind, p.rate.per_second(now)),
+                        text: encode_image(panel, &p.image, *kind, p.rate.per_second(now)),
                     };
                     p.encoded = Some(e.clone());
                     e
@@ -258,14 +260,14 @@ impl Hub {
 
     fn encode_phdists(&mut self) -> Vec<Encoded> {
         self.ph_seq += 1;
-        let modules: Vec<u32> = self.phdist.modules().collect();
-        modules
-            .into_iter()
-            .map(|module| {
-                let (lo, hi) = self.phdist.range(module);
-                let windows: Vec<WindowMsg> = self
-                    .phdist
-                    .histograms(module)
+        let phdist = &self.phdist;
+        let seq = self.ph_seq;
+        phdist
+            .modules()
+            .map(|panel| {
+                let (lo, hi) = phdist.range(panel);
+                let windows: Vec<WindowMsg> = phdist
+                    .histograms(panel)
                     .into_iter()
                     .map(|h| WindowMsg {
                         seconds: h.window_seconds,
@@ -276,15 +278,17 @@ impl Hub {
                     .collect();
                 let msg = PhDistMsg {
                     t: "phdist",
-                    module,
+                    node: &panel.node,
+                    module: panel.module,
+                    label: panel.to_string(),
                     lo,
                     hi,
                     bins: PHDIST_BINS,
                     windows,
                 };
                 Encoded {
-                    key: format!("phdist/{module}"),
-                    seq: self.ph_seq,
+                    key: format!("phdist/{}/{}", panel.node, panel.module),
+                    seq,
                     text: to_text(&msg),
                 }
             })
@@ -359,10 +363,14 @@ fn to_text<T: Serialize>(msg: &T) -> Utf8Bytes {
 #[derive(Serialize)]
 struct ImageMsg<'a> {
     t: &'static str,
+    /// The node that sent it (the response's `name`): with `module`, which
+    /// panel it is.
+    node: &'a str,
     module: u32,
+    /// The panel's label, as every view writes it (`daq1 · module 3`).
+    label: String,
     kind: &'static str,
     data_product: String,
-    server: &'a str,
     file: &'a str,
     frame: u32,
     /// The frame's own time stamp, ISO 8601 UTC.
@@ -392,7 +400,7 @@ impl Serialize for PixelsMsg<'_> {
     }
 }
 
-fn encode_image(image: &Image, kind: Kind, rate: f64) -> Utf8Bytes {
+fn encode_image(panel: &PanelKey, image: &Image, kind: Kind, rate: f64) -> Utf8Bytes {
     let [rows, cols] = image.shape();
     let pixels = match &image.pixels {
         Pixels::U8(v) => PixelsMsg::U8(v),
@@ -409,10 +417,11 @@ fn encode_image(image: &Image, kind: Kind, rate: f64) -> Utf8Bytes {
     };
     let msg = ImageMsg {
         t: "image",
-        module: image.module_id,
+        node: &panel.node,
+        module: panel.module,
+        label: panel.to_string(),
         kind: kind.name(),
         data_product: image.data_product.to_string(),
-        server: &image.server,
         file: &image.file,
         frame: image.frame_number,
         utc: image
@@ -436,9 +445,11 @@ struct WindowMsg {
 }
 
 #[derive(Serialize)]
-struct PhDistMsg {
+struct PhDistMsg<'a> {
     t: &'static str,
+    node: &'a str,
     module: u32,
+    label: String,
     lo: f64,
     hi: f64,
     bins: usize,

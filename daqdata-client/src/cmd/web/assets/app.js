@@ -1,8 +1,10 @@
 // The live view's page: draws what `daqdata web` sends over its WebSocket.
 // Messages are JSON: "hosts" (the status bar), "image" (the newest image
 // of one module's movie or pulse-height panel) and "phdist" (one module's
-// pulse-height histograms). Every buffer is reused, so a tab left open all
-// night keeps a flat heap.
+// pulse-height histograms). A module is a (node, module id): through a
+// gateway two nodes may report one id, and each has its own panels, labelled
+// as the server writes it (`label`, e.g. "daq1 · module 3"). Every buffer
+// is reused, so a tab left open all night keeps a flat heap.
 "use strict";
 
 // ---------------------------------------------------------------- colours
@@ -53,19 +55,26 @@ function fmt(v) {
 // ------------------------------------------------------------------ state
 const settings = { scale: "pct", cmap: "plasma", counts: "log", lo: 0, hi: 1000 };
 let paused = false;
-const modules = new Map(); // module id -> its panel elements and newest data
+const modules = new Map(); // "node/module id" -> its panel elements and newest data
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
-function moduleView(id) {
-  let m = modules.get(id);
+// Panels in order of node, then module id.
+function before(a, b) {
+  return a.nodeName < b.nodeName || (a.nodeName === b.nodeName && a.id < b.id);
+}
+
+function moduleView(msg) {
+  const key = `${msg.node}/${msg.module}`;
+  let m = modules.get(key);
   if (m) return m;
   const empty = $("#empty");
   if (empty) empty.remove();
   const node = $("#module-template").content.firstElementChild.cloneNode(true);
-  node.dataset.module = String(id);
-  $(".name", node).textContent = `Module ${id}`;
-  m = { id, node, maps: {}, phdist: null };
+  node.dataset.module = String(msg.module);
+  node.dataset.node = msg.node;
+  $(".name", node).textContent = msg.label;
+  m = { id: msg.module, nodeName: msg.node, label: msg.label, node, maps: {}, phdist: null };
   for (const [kind, what] of [["movie", "Movie"], ["ph", "Pulse height"]]) {
     const fig = $("#map-template").content.firstElementChild.cloneNode(true);
     fig.dataset.kind = kind;
@@ -80,10 +89,9 @@ function moduleView(id) {
     m.maps[kind] = map;
   }
   m.hist = $("canvas.hist", node);
-  // Modules in order of their ids.
-  const after = [...modules.values()].filter((o) => o.id > id).sort((a, b) => a.id - b.id)[0];
-  $("#modules").insertBefore(node, after ? after.node : null);
-  modules.set(id, m);
+  const next = [...modules.values()].filter((o) => before(m, o)).sort((a, b) => (before(a, b) ? -1 : 1))[0];
+  $("#modules").insertBefore(node, next ? next.node : null);
+  modules.set(key, m);
   return m;
 }
 
@@ -220,17 +228,16 @@ function showPixel(m, map, e) {
     qcol = col % 16;
   }
   $("#pixel-info").textContent =
-    `Module ${m.id} ${map.kind === "ph" ? "pulse height" : "movie"} (${msg.data_product}), frame ${msg.frame}: ` +
+    `${m.label} ${map.kind === "ph" ? "pulse height" : "movie"} (${msg.data_product}), frame ${msg.frame}: ` +
     `row ${row}, column ${col} = ${value} — quabo ${quabo}, its pixel (row ${qrow}, column ${qcol})`;
 }
 
 function onImage(msg) {
-  const m = moduleView(msg.module);
+  const m = moduleView(msg);
   const map = m.maps[msg.kind];
   if (!map) return;
   map.msg = msg;
   map.fig.hidden = false;
-  $(".server", m.node).textContent = msg.server ? `on ${msg.server}` : "";
   $(".dp", map.fig).textContent = `(${msg.data_product})`;
   $(".frame", map.fig).textContent = String(msg.frame);
   $(".utc", map.fig).textContent = msg.utc || "no time stamp";
@@ -243,7 +250,7 @@ function onImage(msg) {
 const WINDOW_COLOURS = ["#cf222e", "#0969da", "#1a7f37"];
 
 function onPhDist(msg) {
-  const m = moduleView(msg.module);
+  const m = moduleView(msg);
   m.phdist = msg;
   m.hist.closest("figure").hidden = false;
   drawHist(m);
