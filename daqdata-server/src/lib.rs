@@ -284,6 +284,9 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
         })?;
         summary += &format!("; simulates from {}", dir.display());
     }
+    if let Some(gateway) = &config.gateway {
+        summary += &format!("; {}", gateway::check(gateway)?);
+    }
     Ok(summary)
 }
 

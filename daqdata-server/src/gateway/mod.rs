@@ -255,6 +255,20 @@ impl Gateway {
     }
 }
 
+/// What `--check-config` says of a `[gateway]`: its upstreams parse and
+/// its credentials load, as at start.
+pub(crate) fn check(config: &GatewayConfig) -> Result<String> {
+    config.validate()?;
+    let addresses = config.addresses()?;
+    config.credentials()?;
+    let names: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    Ok(format!(
+        "a gateway relaying {} upstream(s): {}",
+        names.len(),
+        names.join(", ")
+    ))
+}
+
 /// A downstream gateway's open stream; unregistered when dropped.
 pub(crate) struct Downstream {
     gateway: Arc<Gateway>,
