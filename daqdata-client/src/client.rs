@@ -7,90 +7,20 @@ use std::time::Duration;
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{InitHpIoRequest, PanoImage, StreamImagesRequest, UploadImageRequest};
 use futures::{Stream, StreamExt};
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
-use crate::credentials::Bearer;
-use crate::reconnect::{self, Attempts, Backoff, HostSlot, HostState, HostStates};
+use crate::reconnect::{self, HostSlot, HostState, HostStates};
 use crate::{Credentials, Error, Host, HpIoConfig, Image};
+use daqdata_net::{channel_with, Connection};
+use daqdata_net::{Attempts, Backoff};
 
 /// How long a ping may take before the host counts as down. The Python
 /// client waits 0.3 s; a DAQ node across a gateway deserves a little more.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
-/// Connecting to a host that drops packets must not hang a viewer.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// InitHpIo may start a simulator or scan a large data directory.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A channel to one server that presents the client's [`Credentials`]:
-/// TLS for `tls://` hosts, and the bearer token on every call.
-pub type Connection = InterceptedService<Channel, Bearer>;
-
-/// Opens a channel to `host` that connects on first use (and again after a
-/// server restart), with no credentials.
-pub fn channel(host: &Host) -> Result<Connection, Error> {
-    channel_with(host, &Credentials::default())
-}
-
-/// Opens a channel to `host` that connects on first use (and again after a
-/// server restart) and presents `credentials`.
-pub fn channel_with(host: &Host, credentials: &Credentials) -> Result<Connection, Error> {
-    let bad = |reason: String| Error::Host {
-        host: host.to_string(),
-        reason,
-    };
-    let channel = match host {
-        Host::Tcp { host: name, .. } => {
-            if credentials.has_token() && !is_local(name) {
-                warn!("{host}: the token goes over plaintext TCP, readable on the network path; use tls://{host} if the server offers it");
-            }
-            Endpoint::from_shared(format!("http://{host}"))
-                .map_err(|e| bad(e.to_string()))?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .connect_lazy()
-        }
-        Host::Tls { host: name, port } => {
-            let authority = if name.contains(':') {
-                format!("[{name}]:{port}")
-            } else {
-                format!("{name}:{port}")
-            };
-            Endpoint::from_shared(format!("https://{authority}"))
-                .map_err(|e| bad(e.to_string()))?
-                .tls_config(credentials.tls_config(name).map_err(bad)?)
-                .map_err(|e| bad(e.to_string()))?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .connect_lazy()
-        }
-        Host::Unix(path) => {
-            let path = path.clone();
-            // The URI is unused: the connector dials the socket.
-            Endpoint::from_static("http://localhost")
-                .connect_timeout(CONNECT_TIMEOUT)
-                .connect_with_connector_lazy(tower::service_fn(move |_| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(
-                            tokio::net::UnixStream::connect(path).await?,
-                        ))
-                    }
-                }))
-        }
-    };
-    Ok(InterceptedService::new(channel, credentials.interceptor()))
-}
-
-/// Whether a host name is this machine (a token sent there stays on it).
-fn is_local(name: &str) -> bool {
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
 
 /// What a [`DaqClient::stream_images`] asks each server for.
 #[derive(Clone, Debug, PartialEq)]

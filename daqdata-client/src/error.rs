@@ -73,6 +73,19 @@ pub enum Error {
     NoValidHosts(String),
 }
 
+impl From<daqdata_net::Error> for Error {
+    fn from(e: daqdata_net::Error) -> Self {
+        match e {
+            daqdata_net::Error::Io { path, source } => Error::Io { path, source },
+            daqdata_net::Error::Config { path, reason } => Error::Config { path, reason },
+            daqdata_net::Error::Address { address, reason } => Error::Host {
+                host: address,
+                reason,
+            },
+        }
+    }
+}
+
 impl Error {
     /// The error of an RPC to `host`, from its status.
     pub(crate) fn rpc(host: &crate::Host, rpc: &'static str, status: tonic::Status) -> Self {

@@ -48,7 +48,6 @@
 //! ```
 
 mod client;
-mod credentials;
 mod error;
 mod hashpipe;
 mod hosts;
@@ -58,15 +57,15 @@ mod reflect;
 #[cfg(feature = "cli")]
 pub mod view;
 
-pub use client::{
-    channel, channel_with, Connection, DaqClient, HpIoStatus, ImageStream, StreamSpec,
+pub use client::{DaqClient, HpIoStatus, ImageStream, StreamSpec};
+pub use daqdata_net::{
+    channel, channel_with, Address, Attempts, Backoff, Bearer, Connection, Credentials,
 };
-pub use credentials::{Bearer, Credentials};
 pub use error::Error;
 pub use hashpipe::{HashpipeStatus, THREAD_STATE_KEYS};
 pub use hosts::{hosts_from_configs, Host, HpIoConfig, DEFAULT_PORT};
 pub use image::Image;
-pub use reconnect::{Backoff, HostState, HostStates, HostStatus};
+pub use reconnect::{HostState, HostStates, HostStatus};
 pub use reflect::{Method, ServiceListing};
 
 /// The node time `(tv_sec, tv_usec)` in an image header `Struct`, without

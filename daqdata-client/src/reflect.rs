@@ -8,8 +8,8 @@ use std::fmt;
 use prost::Message;
 use prost_types::FileDescriptorProto;
 
-use crate::client::Connection;
 use crate::{Error, Host};
+use daqdata_net::Connection;
 
 /// The services of one server, and the methods of `daqdata.DaqData`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -49,8 +49,8 @@ mod shared;
 pub use hp_io_config::{HpIoConfig, HpIoConfigError};
 pub use mapping::{json_to_struct, struct_to_json, MappingError};
 pub use shared::{
-    decode_pano_image_header, encode_pano_image, SharedStreamImagesClient, SharedStreamImagesCodec,
-    SharedStreamImagesResponse,
+    decode_pano_image_header, decode_pano_image_product, encode_pano_image,
+    SharedStreamImagesClient, SharedStreamImagesCodec, SharedStreamImagesResponse,
 };
 
 /// Messages and the client of package `daqdata`.

@@ -26,6 +26,9 @@ pub enum MappingError {
     /// image's header does not parse as a PFF header (`PanoImage` -> frame).
     #[error("header: {0}")]
     Header(String),
+    /// The bytes are not a protobuf `PanoImage`.
+    #[error("not a PanoImage: {0}")]
+    Decode(prost::DecodeError),
     /// `type` is UNDEFINED or not a value of the enum.
     #[error("type {0} is neither MOVIE nor PULSE_HEIGHT")]
     Type(i32),
@@ -171,24 +174,34 @@ impl PanoImage {
 
 /// Which of the four data products an image is; an error says what does
 /// not match.
+/// The data product of an image's `type`, `shape` and `bytes_per_pixel`
+/// (pixels not checked).
+pub(crate) fn product_of(
+    r#type: i32,
+    shape: &[u32],
+    bytes_per_pixel: i32,
+) -> Result<DataProduct, MappingError> {
+    let kind = pano_image::Type::try_from(r#type)
+        .map_err(|_| MappingError::Type(r#type))
+        .and_then(ImageKind::try_from)?;
+    let [rows, cols] = shape[..] else {
+        return Err(MappingError::Shape(shape.to_vec()));
+    };
+    let bpp = usize::try_from(bytes_per_pixel).unwrap_or(0);
+    DataProduct::from_image(kind, [rows as usize, cols as usize], bpp).ok_or(
+        MappingError::NoDataProduct {
+            kind,
+            shape: [rows, cols],
+            bytes_per_pixel,
+        },
+    )
+}
+
 impl TryFrom<&PanoImage> for DataProduct {
     type Error = MappingError;
 
     fn try_from(p: &PanoImage) -> Result<Self, MappingError> {
-        let kind = pano_image::Type::try_from(p.r#type)
-            .map_err(|_| MappingError::Type(p.r#type))
-            .and_then(ImageKind::try_from)?;
-        let [rows, cols] = p.shape[..] else {
-            return Err(MappingError::Shape(p.shape.clone()));
-        };
-        let bpp = usize::try_from(p.bytes_per_pixel).unwrap_or(0);
-        let dp = DataProduct::from_image(kind, [rows as usize, cols as usize], bpp).ok_or(
-            MappingError::NoDataProduct {
-                kind,
-                shape: [rows, cols],
-                bytes_per_pixel: p.bytes_per_pixel,
-            },
-        )?;
+        let dp = product_of(p.r#type, &p.shape, p.bytes_per_pixel)?;
         if p.image_array.len() != dp.pixels() {
             return Err(MappingError::PixelCount {
                 data_product: dp,

@@ -114,6 +114,30 @@ pub fn decode_pano_image_header(
     Ok(PanoImageHeader::decode(encoded)?.header)
 }
 
+/// What a relay must know of an encoded `PanoImage` to file and filter it:
+/// fields 1, 4, 5 and 8; the header and pixels are skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PanoImageIdentity {
+    #[prost(int32, tag = "1")]
+    r#type: i32,
+    #[prost(uint32, repeated, tag = "4")]
+    shape: Vec<u32>,
+    #[prost(int32, tag = "5")]
+    bytes_per_pixel: i32,
+    #[prost(uint32, tag = "8")]
+    module_id: u32,
+}
+
+/// The module id and data product of an encoded `PanoImage`, without
+/// decoding its header or pixels: what a relay needs to put it in a slot.
+pub fn decode_pano_image_product(
+    encoded: &[u8],
+) -> Result<(u32, pff::DataProduct), crate::MappingError> {
+    let id = PanoImageIdentity::decode(encoded).map_err(crate::MappingError::Decode)?;
+    let dp = crate::mapping::product_of(id.r#type, &id.shape, id.bytes_per_pixel)?;
+    Ok((id.module_id, dp))
+}
+
 /// The codec of a StreamImages call whose responses keep their image as
 /// bytes ([`SharedStreamImagesResponse`]).
 pub type SharedStreamImagesCodec =
@@ -210,5 +234,38 @@ mod tests {
             Ok(None)
         );
         assert!(decode_pano_image_header(&[0x12, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_relay_reads_module_and_product_without_the_pixels() {
+        let image = PanoImage {
+            r#type: crate::daqdata::pano_image::Type::Movie as i32,
+            shape: vec![32, 32],
+            bytes_per_pixel: 2,
+            module_id: 254,
+            image_array: vec![7; 1024],
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_pano_image_product(&encode_pano_image(&image)),
+            Ok((254, pff::DataProduct::Img16))
+        );
+        let odd = PanoImage {
+            shape: vec![5],
+            ..image.clone()
+        };
+        assert!(decode_pano_image_product(&encode_pano_image(&odd)).is_err());
+        assert!(matches!(
+            decode_pano_image_product(&[0x22, 0xff, 0x01]),
+            Err(crate::MappingError::Decode(_))
+        ));
+    }
+
+    proptest::proptest! {
+        /// Hostile bytes from an upstream: an error or an answer, never a panic.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_pano_image_product(&bytes);
+        }
     }
 }

@@ -174,8 +174,9 @@ pub fn parse_tokens(text: &str) -> std::result::Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
-/// Loads a token file, refusing one that others than its owner may read.
-fn load_tokens(path: &Path) -> Result<Vec<Token>> {
+/// Refuses a token file that others than its owner may read (SPEC §6, and
+/// §8 for the token a gateway presents upstream).
+pub(crate) fn check_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let fail = |reason: String| Error::ConfigFile {
         path: path.to_path_buf(),
@@ -188,6 +189,16 @@ fn load_tokens(path: &Path) -> Result<Vec<Token>> {
             "the token file is readable by others than its owner (mode {mode:04o}); run chmod 600 on it"
         )));
     }
+    Ok(())
+}
+
+/// Loads a token file, refusing one that others than its owner may read.
+fn load_tokens(path: &Path) -> Result<Vec<Token>> {
+    let fail = |reason: String| Error::ConfigFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    check_private(path)?;
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let tokens = parse_tokens(&text).map_err(fail)?;
     if tokens.is_empty() {

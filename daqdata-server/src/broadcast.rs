@@ -18,9 +18,26 @@ use tokio::sync::watch;
 
 use crate::metrics::{Metrics, SlotLabels};
 
-/// What a slot (one module's one data product, a [`ModuleProduct`]) holds:
-/// the newest frame, or nothing yet.
+/// What a slot (one origin's one module's one data product, a [`SlotKey`])
+/// holds: the newest frame, or nothing yet.
 pub(crate) type Slot = Option<Arc<SharedFrame>>;
+
+/// A slot: a module's data product, from one origin. Origin 0 is this
+/// server's own hp_io and uploads; a gateway's upstream `i` is origin
+/// `i + 1` (SPEC §8: two nodes reporting one module id never overwrite
+/// each other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct SlotKey {
+    pub origin: u32,
+    pub product: ModuleProduct,
+}
+
+impl SlotKey {
+    /// A slot this server's own hp_io or uploads feed.
+    fn local(product: ModuleProduct) -> Self {
+        SlotKey { origin: 0, product }
+    }
+}
 
 /// Where a frame came from.
 enum Source {
@@ -32,6 +49,9 @@ enum Source {
     },
     /// Sent by a client through UploadImages (already validated).
     Uploaded(PanoImage),
+    /// Relayed from a gateway's upstream, already encoded (the bytes are
+    /// in `encoded` from the start) under the upstream's response name.
+    Relayed { name: Arc<str> },
 }
 
 /// How many earlier publishes of its slot a frame remembers, for counting
@@ -92,6 +112,8 @@ impl SharedFrame {
         self.encoded
             .get_or_init(|| match &self.source {
                 Source::Uploaded(image) => Some(daqdata_proto::encode_pano_image(image)),
+                // Set when made: never reached.
+                Source::Relayed { .. } => None,
                 Source::Tracked { frame, file, index } => {
                     match PanoImage::from_frame(self.module, frame, file, *index) {
                         Ok(image) => Some(daqdata_proto::encode_pano_image(&image)),
@@ -103,6 +125,14 @@ impl SharedFrame {
                 }
             })
             .as_ref()
+    }
+
+    /// The name of the server that sent it, when it was relayed.
+    pub(crate) fn relayed_name(&self) -> Option<&Arc<str>> {
+        match &self.source {
+            Source::Relayed { name } => Some(name),
+            _ => None,
+        }
     }
 
     /// The header's node time stamp (`tv_sec`, `tv_usec` of its first
@@ -131,7 +161,7 @@ impl SharedFrame {
 
 /// All slots of one hp_io configuration.
 pub(crate) struct Broadcast {
-    slots: RwLock<HashMap<ModuleProduct, Arc<watch::Sender<Slot>>>>,
+    slots: RwLock<HashMap<SlotKey, Arc<watch::Sender<Slot>>>>,
     /// Bumped whenever a slot is added, so streams can subscribe to it.
     keys: watch::Sender<u64>,
     /// Streams watching; see [`Watching`].
@@ -171,11 +201,13 @@ impl Broadcast {
         if self.watchers.fetch_add(1, Ordering::AcqRel) == 0 {
             let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
             for slot in slots.values() {
-                // Uploads are not read by the tracker and stay.
+                // Uploads are not read by the tracker and stay; relayed
+                // frames are as stale as tracked ones (a gateway's
+                // upstreams are closed while no one watches).
                 slot.send_if_modified(|frame| {
                     let stale = frame
                         .as_ref()
-                        .is_some_and(|f| matches!(f.source, Source::Tracked { .. }));
+                        .is_some_and(|f| !matches!(f.source, Source::Uploaded(_)));
                     if stale {
                         *frame = None;
                     }
@@ -199,7 +231,7 @@ impl Broadcast {
             false,
         );
         self.count_tracked(key, &frame);
-        self.publish(key, frame);
+        self.publish(SlotKey::local(key), frame);
     }
 
     /// A frame Hashpipe pushed through its socket: `file` is
@@ -219,17 +251,31 @@ impl Broadcast {
             .stamp
             .set(header.first_quabo().map(|q| (q.tv_sec, q.tv_usec)));
         self.count_tracked(key, &frame);
-        self.publish(key, frame);
+        self.publish(SlotKey::local(key), frame);
     }
 
     /// An uploaded image of product `dp`.
     pub(crate) fn publish_uploaded(&self, dp: DataProduct, image: PanoImage) {
         let module = image.module_id;
         let frame = SharedFrame::new(module, Source::Uploaded(image), false);
-        self.publish(ModuleProduct::new(module, dp), frame);
+        self.publish(SlotKey::local(ModuleProduct::new(module, dp)), frame);
     }
 
-    fn publish(&self, key: ModuleProduct, mut frame: SharedFrame) {
+    /// An encoded `PanoImage` of `product` relayed from a gateway's
+    /// upstream `origin` (1 or more), sent there under `name`.
+    pub(crate) fn publish_relayed(
+        &self,
+        origin: u32,
+        product: ModuleProduct,
+        name: Arc<str>,
+        encoded: Bytes,
+    ) {
+        let frame = SharedFrame::new(product.module.get(), Source::Relayed { name }, false);
+        let _ = frame.encoded.set(Some(encoded));
+        self.publish(SlotKey { origin, product }, frame);
+    }
+
+    fn publish(&self, key: SlotKey, mut frame: SharedFrame) {
         self.sender(key).send_if_modified(|slot| {
             if let Some(now) = slot.as_ref() {
                 if frame.is_older_than(now) {
@@ -267,7 +313,7 @@ impl Broadcast {
         }
     }
 
-    fn sender(&self, key: ModuleProduct) -> Arc<watch::Sender<Slot>> {
+    fn sender(&self, key: SlotKey) -> Arc<watch::Sender<Slot>> {
         // A poisoned lock only means a panic elsewhere mid-insert; the map
         // itself is still whole, so go on with it.
         if let Some(s) = self
@@ -296,13 +342,13 @@ impl Broadcast {
     /// Receivers for the slots that `wanted` accepts and are not in `have`.
     pub(crate) fn subscribe_new(
         &self,
-        have: &[ModuleProduct],
+        have: &[SlotKey],
         wanted: impl Fn(&ModuleProduct) -> bool,
-    ) -> Vec<(ModuleProduct, watch::Receiver<Slot>)> {
+    ) -> Vec<(SlotKey, watch::Receiver<Slot>)> {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
         let mut new: Vec<_> = slots
             .iter()
-            .filter(|(k, _)| wanted(k) && !have.contains(k))
+            .filter(|(k, _)| wanted(&k.product) && !have.contains(k))
             .map(|(k, s)| {
                 let mut rx = s.subscribe();
                 // The frame already there is news to a new stream.
@@ -330,7 +376,7 @@ mod tests {
         let mut subs = b.subscribe_new(&[], |_| true);
         assert_eq!(subs.len(), 1);
         let (key, rx) = &mut subs[0];
-        assert_eq!(*key, ModuleProduct::new(3, DataProduct::Ph256));
+        assert_eq!(key.product, ModuleProduct::new(3, DataProduct::Ph256));
         assert!(rx.has_changed().unwrap());
         let frame = rx.borrow_and_update().clone().unwrap();
         assert!(frame.encoded().is_some());
@@ -346,7 +392,7 @@ mod tests {
             ..Default::default()
         };
         let mut rx = b
-            .sender(ModuleProduct::new(1, DataProduct::Ph256))
+            .sender(SlotKey::local(ModuleProduct::new(1, DataProduct::Ph256)))
             .subscribe();
         b.publish_uploaded(DataProduct::Ph256, upload());
         let first = rx.borrow_and_update().clone().unwrap();
@@ -363,5 +409,41 @@ mod tests {
         assert_eq!(newest.replaced_since(3, due), 0);
         // Due only later than all of them: none counts.
         assert_eq!(newest.replaced_since(1, Instant::now()), 0);
+    }
+
+    #[test]
+    fn two_upstreams_reporting_one_module_keep_their_own_slots() {
+        let b = Broadcast::new(Metrics::new());
+        let product = ModuleProduct::new(1, DataProduct::Img16);
+        for (origin, name) in [(1, "daq1"), (2, "daq2")] {
+            let image = PanoImage {
+                module_id: 1,
+                ..Default::default()
+            };
+            b.publish_relayed(
+                origin,
+                product,
+                name.into(),
+                daqdata_proto::encode_pano_image(&image),
+            );
+        }
+        let subs = b.subscribe_new(&[], |_| true);
+        let names: Vec<_> = subs
+            .iter()
+            .map(|(k, rx)| {
+                (
+                    k.origin,
+                    rx.borrow()
+                        .as_ref()
+                        .and_then(|f| f.relayed_name().map(|n| n.to_string())),
+                )
+            })
+            .collect();
+        assert_eq!(names, [(1, Some("daq1".into())), (2, Some("daq2".into()))]);
+        assert!(subs[0]
+            .1
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.encoded().is_some()));
     }
 }

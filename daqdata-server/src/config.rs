@@ -46,6 +46,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `HOST:PORT` of the Prometheus `/metrics` endpoint; empty: none.
     pub metrics_listen: String,
+    /// Set: this server is a gateway that relays its upstreams (SPEC §8).
+    pub gateway: Option<crate::gateway::GatewayConfig>,
 }
 
 /// The `[tls]` table: the server's certificate and, for mutual TLS, the CA
@@ -113,6 +115,7 @@ impl Default for Config {
             access: crate::access::AccessConfig::default(),
             tls: None,
             metrics_listen: "127.0.0.1:9108".into(),
+            gateway: None,
         }
     }
 }
@@ -158,7 +161,8 @@ impl Config {
             ]
             .into_iter()
             .flatten()
-        }));
+        }))
+        .chain(self.gateway.iter_mut().flat_map(|g| g.paths_mut()));
         for p in paths {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -212,6 +216,9 @@ impl Config {
             );
         }
         self.access.socket_mode()?;
+        if let Some(gateway) = &self.gateway {
+            gateway.validate()?;
+        }
         if self.tls.is_none() {
             if let Some(addr) = self.listen.iter().find(|a| a.starts_with("tls://")) {
                 return bail(format!(

@@ -28,7 +28,8 @@
 //! `access` who may call what and whom the per-peer limits count
 //! (`ip_block` the `relay_peers` entries they exempt); `message_limit`
 //! RESOURCE_EXHAUSTED for a request over the limit; `hashpipe_status`
-//! polls Hashpipe's status buffer for StreamHashpipeStatus.
+//! polls Hashpipe's status buffer for StreamHashpipeStatus; `gateway`
+//! relays other servers' frames into the broadcast (SPEC §8).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
@@ -48,6 +49,7 @@ mod broadcast;
 mod config;
 mod conn_guard;
 mod error;
+mod gateway;
 mod hashpipe_sockets;
 mod hashpipe_status;
 mod hp_io;
@@ -75,6 +77,7 @@ use tokio::task::JoinSet;
 pub use access::{parse_tokens, AccessConfig, Role, Token};
 pub use config::{Config, SimulateConfig, SimulateMode, TlsConfig};
 pub use error::{Error, Result};
+pub use gateway::GatewayConfig;
 pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use hashpipe_status::HashpipeStatusConfig;
 pub use ip_block::IpBlock;
@@ -121,7 +124,19 @@ impl Server {
         // Token files and certificates are checked before anything runs.
         let access = access::Access::load(&config.access)?;
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
-        let state = Arc::new(State::new(config, fixtures, access));
+        let mut state = State::new(config, fixtures, access);
+        if let Some(gateway) = &state.config.gateway {
+            if init.is_some() {
+                return Err(Error::Invalid(
+                    "a gateway relays its upstreams and has no hp_io of its own: drop --init, --init-sim and init_hp_io_config, and initialize the DAQ nodes".into(),
+                ));
+            }
+            let gateway = gateway::Gateway::new(gateway, state.metrics.clone())?;
+            state.lifecycle.serve_relayed(gateway.generation());
+            gateway.spawn(state.shutdown.clone());
+            state.gateway = Some(gateway);
+        }
+        let state = Arc::new(state);
         if let Some(init) = init {
             initialize(&state, init).await?;
         }
@@ -253,6 +268,9 @@ pub fn check_config(path: &std::path::Path) -> Result<String> {
             source,
         })?;
         summary += &format!("; simulates from {}", dir.display());
+    }
+    if let Some(gateway) = &config.gateway {
+        summary += &format!("; {}", gateway::check(gateway)?);
     }
     Ok(summary)
 }

@@ -103,6 +103,13 @@ impl Lifecycle {
         (initialized, message)
     }
 
+    /// A gateway (SPEC §8): streams attach to `generation`, which relayed
+    /// frames feed, from the start and for good.
+    pub(crate) fn serve_relayed(&self, generation: Arc<Generation>) {
+        self.describe("gateway: relays its upstreams' frames".into());
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(generation);
+    }
+
     fn describe(&self, line: String) {
         *self.described.write().unwrap_or_else(|e| e.into_inner()) = line;
     }

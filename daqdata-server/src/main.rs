@@ -30,6 +30,11 @@ struct Args {
     /// (default 127.0.0.1:9108).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// Relay this server's frames as a gateway (SPEC §8): HOST:PORT,
+    /// unix:///abs/path.sock or tls://HOST:PORT of a DAQ node or another
+    /// gateway; repeat for several. Adds to the config's [gateway] upstreams.
+    #[arg(long, value_name = "ADDR")]
+    upstream: Vec<String>,
     /// Start tracking a simulated DAQ run (the built-in fixtures) at once.
     #[arg(long, conflicts_with = "init")]
     init_sim: bool,
@@ -84,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
     };
     if !args.listen.is_empty() {
         config.listen = args.listen.clone();
+    }
+    if !args.upstream.is_empty() {
+        let gateway = config.gateway.get_or_insert_with(Default::default);
+        gateway.upstreams.extend(args.upstream.iter().cloned());
     }
     if let Some(addr) = &args.metrics_listen {
         config.metrics_listen = addr.clone();

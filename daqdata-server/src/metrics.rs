@@ -53,6 +53,12 @@ pub(crate) struct HpIoLabels {
     pub modules: String,
 }
 
+/// One upstream of a gateway (SPEC §8), as configured.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct UpstreamLabels {
+    pub upstream: String,
+}
+
 /// Every metric the server keeps.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -69,6 +75,10 @@ pub(crate) struct Metrics {
     pub hp_io_generation: Counter,
     pub hp_io: Family<HpIoLabels, Gauge>,
     pub hashpipe: crate::hashpipe_status::HashpipeMetrics,
+    /// A gateway's upstreams: 1 while relaying.
+    pub upstream_up: Family<UpstreamLabels, Gauge>,
+    pub upstream_images: Family<UpstreamLabels, Counter>,
+    pub upstream_reconnects: Family<UpstreamLabels, Counter>,
     registry: Registry,
 }
 
@@ -89,6 +99,9 @@ impl Metrics {
             hp_io_generation: Counter::default(),
             hp_io: Family::default(),
             hashpipe: Default::default(),
+            upstream_up: Family::default(),
+            upstream_images: Family::default(),
+            upstream_reconnects: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -138,6 +151,21 @@ impl Metrics {
             m.hp_io.clone(),
         );
         m.hashpipe.register(&mut registry);
+        registry.register(
+            "gateway_upstream_up",
+            "A gateway's upstream: 1 while its stream relays, 0 while idle or down",
+            m.upstream_up.clone(),
+        );
+        registry.register(
+            "gateway_upstream_images",
+            "Images a gateway received from each upstream",
+            m.upstream_images.clone(),
+        );
+        registry.register(
+            "gateway_upstream_reconnects",
+            "Times a gateway's upstream stream broke or was refused and is retried",
+            m.upstream_reconnects.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector {
             tracker_wakeups: m.tracker_wakeups.clone(),
         }));

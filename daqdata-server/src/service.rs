@@ -9,6 +9,7 @@ use daqdata_proto::daqdata::{
     StreamHashpipeStatusResponse, StreamImagesRequest, UploadImageRequest,
 };
 use daqdata_proto::SharedStreamImagesResponse;
+use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::Caller;
@@ -48,13 +49,54 @@ impl daqdata_proto::server::DaqData for DaqDataService {
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
         let caller = caller(&request)?;
         let peer = caller.to_string();
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         tracing::info!(
             %peer, movie = req.stream_movie_data, pulse_height = req.stream_pulse_height_data,
             interval = req.update_interval_seconds, modules = ?req.module_ids, "StreamImages started"
         );
-        match PacedStream::open(&self.state, req, &caller) {
-            Ok(stream) => Ok(Response::new(Box::pin(stream.into_stream()))),
+        let Some(gateway) = &self.state.gateway else {
+            return match PacedStream::open(&self.state, req, &caller) {
+                Ok(stream) => Ok(Response::new(Box::pin(stream.into_stream()))),
+                Err(status) => {
+                    tracing::info!(%peer, code = ?status.code(), "StreamImages refused: {}", status.message());
+                    self.state.metrics.refused("StreamImages", status.code());
+                    Err(status)
+                }
+            };
+        };
+        // SPEC §8: a gateway refuses a loop, and names itself and what is
+        // upstream of it to the gateways downstream.
+        let opened = gateway.admit(&metadata).and_then(|downstream| {
+            PacedStream::open(&self.state, req, &caller).map(|s| (s, downstream))
+        });
+        match opened {
+            Ok((stream, downstream)) => {
+                let stream = stream.into_stream();
+                let images: Self::StreamImagesStream = match downstream {
+                    None => Box::pin(stream),
+                    Some(downstream) => {
+                        let token = downstream.token.clone();
+                        // Held until the stream ends; then, if it was
+                        // ended as a loop, say so.
+                        let looped = futures::stream::once(async move {
+                            let registered = downstream;
+                            registered.token.is_cancelled().then(|| Err(Status::failed_precondition(
+                                "gateway loop: the calling gateway turned out to be upstream of this one; fix the [gateway] upstreams",
+                            )))
+                        })
+                        .filter_map(futures::future::ready);
+                        Box::pin(stream.take_until(token.cancelled_owned()).chain(looped))
+                    }
+                };
+                let mut response = Response::new(images);
+                if let Ok(ids) = gateway.ids_header().parse() {
+                    response
+                        .metadata_mut()
+                        .insert(crate::gateway::GATEWAY_IDS, ids);
+                }
+                Ok(response)
+            }
             Err(status) => {
                 tracing::info!(%peer, code = ?status.code(), "StreamImages refused: {}", status.message());
                 self.state.metrics.refused("StreamImages", status.code());
@@ -80,10 +122,16 @@ impl daqdata_proto::server::DaqData for DaqDataService {
         // nothing started. The reply may be lost; the state never is.
         let state = self.state.clone();
         let reconfiguration = tokio::spawn(async move {
-            let result = state
-                .lifecycle
-                .init(&req, NoRun::Refuse, || state.admission.active_streams())
-                .await;
+            let result = match &state.gateway {
+                // SPEC §8: every upstream at once; local streams go on.
+                Some(gateway) => Ok(gateway.init_hp_io(&req).await),
+                None => {
+                    state
+                        .lifecycle
+                        .init(&req, NoRun::Refuse, || state.admission.active_streams())
+                        .await
+                }
+            };
             match &result {
                 Ok(r) if r.success => tracing::info!(%peer, "InitHpIo succeeded"),
                 Ok(r) => tracing::warn!(%peer, "InitHpIo failed: {}", r.error_message),
@@ -106,8 +154,15 @@ impl daqdata_proto::server::DaqData for DaqDataService {
     }
 
     async fn status(&self, request: Request<()>) -> Result<Response<StatusResponse>, Status> {
-        let (hp_io_initialized, message) = self.state.lifecycle.status();
-        let message = format!("{message}; {}", self.state.hashpipe.summary());
+        let (hp_io_initialized, message) = match &self.state.gateway {
+            // The upstreams' lines carry their own Hashpipe's phrase.
+            Some(gateway) => gateway.status().await,
+            None => {
+                let (initialized, message) = self.state.lifecycle.status();
+                let hashpipe = self.state.hashpipe.summary();
+                (initialized, format!("{message}; {hashpipe}"))
+            }
+        };
         tracing::debug!(peer = %caller(&request)?, hp_io_initialized, "Status: {message}");
         Ok(Response::new(StatusResponse {
             hp_io_initialized,

@@ -23,6 +23,8 @@ pub(crate) struct State {
     pub shutdown: CancellationToken,
     /// Hashpipe's status buffer, polled.
     pub hashpipe: StatusFeed,
+    /// Set on a gateway (SPEC §8): InitHpIo and Status are its upstreams'.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 impl State {
@@ -44,6 +46,7 @@ impl State {
             access: Arc::new(access),
             config,
             shutdown: CancellationToken::new(),
+            gateway: None,
         }
     }
 }

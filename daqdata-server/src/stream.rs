@@ -23,7 +23,7 @@ use tonic::Status;
 
 use crate::access::Caller;
 use crate::admission::StreamTicket;
-use crate::broadcast::{Broadcast, Slot};
+use crate::broadcast::{Broadcast, Slot, SlotKey};
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -55,7 +55,7 @@ struct Ends {
 }
 
 struct Sub {
-    key: ModuleProduct,
+    key: SlotKey,
     rx: watch::Receiver<Slot>,
     due: Instant,
     /// The slot place (`SharedFrame::seq`) of the last frame sent.
@@ -146,7 +146,7 @@ impl PacedStream {
     }
 
     fn subscribe_new_slots(&mut self) {
-        let have: Vec<ModuleProduct> = self.subs.iter().map(|s| s.key).collect();
+        let have: Vec<SlotKey> = self.subs.iter().map(|s| s.key).collect();
         let now = Instant::now();
         let filter = &self.filter;
         for (key, rx) in self.broadcast.subscribe_new(&have, |k| filter.wants(k)) {
@@ -248,8 +248,12 @@ impl PacedStream {
             self.next = i + 1;
             self.sent += 1;
             self.metrics.images_sent.inc();
+            // SPEC §8: a relayed image keeps the name its node gave it.
+            let name = frame
+                .relayed_name()
+                .map_or_else(|| self.host.clone(), |n| n.to_string());
             return Some(SharedStreamImagesResponse {
-                name: self.host.clone(),
+                name,
                 timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
                 message: String::new(),
                 pano_image: Some(image.clone()),

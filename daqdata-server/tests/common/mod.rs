@@ -12,6 +12,10 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
+mod scrape;
+#[allow(unused_imports)]
+pub use scrape::*;
+
 pub struct TestServer {
     pub server: Option<Server>,
     pub sock: PathBuf,
@@ -188,6 +192,21 @@ impl BinServer {
     pub async fn start(toml: &str, env: &[(&str, &str)]) -> BinServer {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("x.sock");
+        Self::start_in(dir, sock, toml, env).await
+    }
+
+    /// [`BinServer::start`] listening on `sock`, which may lie outside its
+    /// own directory (a server restarted where the last one listened).
+    pub async fn start_at(sock: &Path, toml: &str, env: &[(&str, &str)]) -> BinServer {
+        Self::start_in(tempfile::tempdir().unwrap(), sock.to_path_buf(), toml, env).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        sock: PathBuf,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> BinServer {
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,

@@ -15,16 +15,17 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::Error;
 
-/// A token, optionally TLS settings, for every host of a
-/// [`DaqClient`](crate::DaqClient).
+/// A token, optionally TLS settings, for every server a client (or a
+/// gateway) calls.
 ///
 /// ```no_run
-/// # fn demo() -> Result<(), daqdata_client::Error> {
-/// use daqdata_client::{Credentials, DaqClient};
+/// # fn demo() -> Result<(), daqdata_net::Error> {
+/// use daqdata_net::{channel_with, Address, Credentials};
 /// let credentials = Credentials::default()
 ///     .token_file("/home/observer/.daqdata_token".as_ref())?
 ///     .tls_ca_file("/etc/daqdata/ca.pem".as_ref())?;
-/// let client = DaqClient::with_credentials(["tls://daq1:50051".parse()?], &credentials)?;
+/// let address: Address = "tls://daq1:50051".parse()?;
+/// let connection = channel_with(&address, &credentials)?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
@@ -142,7 +143,7 @@ impl Credentials {
     }
 
     /// The TLS settings of a `tls://` host named `domain`.
-    pub(crate) fn tls_config(&self, host: &str) -> Result<ClientTlsConfig, String> {
+    pub fn tls_config(&self, host: &str) -> Result<ClientTlsConfig, String> {
         let ca = self.ca_pem.as_ref().ok_or(
             "a tls:// host needs the CA certificate that signed the server's (daqdata --tls-ca FILE)",
         )?;
@@ -155,7 +156,7 @@ impl Credentials {
         Ok(config)
     }
 
-    pub(crate) fn interceptor(&self) -> Bearer {
+    pub fn interceptor(&self) -> Bearer {
         Bearer(self.bearer.clone())
     }
 }

@@ -1,0 +1,203 @@
+//! `[gateway]` (SPEC §8): the upstreams and what the gateway shows them.
+
+use std::path::{Path, PathBuf};
+
+use daqdata_net::{Address, Credentials};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The `[gateway]` table: present, the server relays its upstreams' frames
+/// instead of running hp_io.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Addresses as `daqdata --host` takes them: `HOST:PORT`,
+    /// `unix:///abs/path.sock`, `tls://HOST:PORT`.
+    pub upstreams: Vec<String>,
+    /// The Python project's `daq_config.json`: its DAQ nodes are upstreams.
+    pub daq_config: Option<PathBuf>,
+    /// The Python project's `network_config.json` (port forwarding).
+    pub network_config: Option<PathBuf>,
+    /// One token presented upstream; refused if others can read the file.
+    pub token_file: Option<PathBuf>,
+    /// The CA that signed `tls://` upstreams' certificates.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate for upstreams that require mutual TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its key.
+    pub tls_key_file: Option<PathBuf>,
+    /// The fastest any local stream is served relayed frames.
+    pub min_interval_seconds: f64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            upstreams: Vec::new(),
+            daq_config: None,
+            network_config: None,
+            token_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            min_interval_seconds: 0.01,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The files it names, for resolving relative paths.
+    pub(crate) fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [
+            self.daq_config.as_mut(),
+            self.network_config.as_mut(),
+            self.token_file.as_mut(),
+            self.tls_ca_file.as_mut(),
+            self.tls_cert_file.as_mut(),
+            self.tls_key_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Every upstream, in order: `upstreams`, then the run configs' nodes;
+    /// each once. An address that cannot be parsed is an error that names it.
+    pub(crate) fn addresses(&self) -> Result<Vec<Address>> {
+        let mut out = Vec::new();
+        for text in &self.upstreams {
+            let address: Address = text
+                .parse()
+                .map_err(|e| Error::Invalid(format!("[gateway] upstream {text:?}: {e}")))?;
+            if !out.contains(&address) {
+                out.push(address);
+            }
+        }
+        match (&self.daq_config, &self.network_config) {
+            (Some(daq), net) => {
+                let nodes = daqdata_net::addresses_from_configs(daq, net.as_deref())
+                    .map_err(|e| Error::Invalid(format!("[gateway] daq_config: {e}")))?;
+                for a in nodes {
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+            }
+            (None, Some(net)) => {
+                return Err(Error::Invalid(format!(
+                    "[gateway] network_config {} needs daq_config too",
+                    net.display()
+                )))
+            }
+            (None, None) => {}
+        }
+        if out.is_empty() {
+            return Err(Error::Invalid(
+                "[gateway] names no upstream: set upstreams, daq_config, or --upstream ADDR".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// What the gateway presents upstream. The token file must be private.
+    pub(crate) fn credentials(&self) -> Result<Credentials> {
+        let net = |path: &Path, e: daqdata_net::Error| Error::ConfigFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut c = Credentials::default();
+        if let Some(path) = &self.token_file {
+            crate::access::check_private(path)?;
+            c = c.token_file(path).map_err(|e| net(path, e))?;
+        }
+        if let Some(path) = &self.tls_ca_file {
+            c = c.tls_ca_file(path).map_err(|e| net(path, e))?;
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                c = c
+                    .client_identity_files(cert, key)
+                    .map_err(|e| net(cert, e))?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::Invalid(
+                    "[gateway] tls_cert_file and tls_key_file go together".into(),
+                ))
+            }
+        }
+        Ok(c)
+    }
+
+    /// Checks values a typo could make absurd.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let v = self.min_interval_seconds;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(Error::Invalid(format!(
+                "[gateway] min_interval_seconds must be a positive number of seconds, got {v}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unparsable_upstream_is_named() {
+        let c = GatewayConfig {
+            upstreams: vec!["daq1:50051".into(), "daq2:port".into()],
+            ..Default::default()
+        };
+        let err = c.addresses().unwrap_err().to_string();
+        assert!(err.contains("daq2:port") && err.contains("port"), "{err}");
+        let none = GatewayConfig::default()
+            .addresses()
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("no upstream"), "{none}");
+    }
+
+    #[test]
+    fn run_config_nodes_join_the_listed_upstreams() {
+        let dir = tempfile::tempdir().unwrap();
+        let daq = dir.path().join("daq_config.json");
+        std::fs::write(
+            &daq,
+            r#"{"daq_nodes": [{"ip_addr": "10.0.0.60", "grpc_port": 50061}, {"ip_addr": "daq1"}]}"#,
+        )
+        .unwrap();
+        let c = GatewayConfig {
+            upstreams: vec!["daq1".into()],
+            daq_config: Some(daq),
+            ..Default::default()
+        };
+        let found: Vec<String> = c
+            .addresses()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(found, ["daq1:50051", "10.0.0.60:50061"]);
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "gateway 0123456789abcdef0123\n").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = GatewayConfig {
+            upstreams: vec!["daq1".into()],
+            token_file: Some(token.clone()),
+            ..Default::default()
+        };
+        let err = c.credentials().unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(c.credentials().unwrap().has_token());
+    }
+}

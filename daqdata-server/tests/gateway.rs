@@ -1,0 +1,642 @@
+//! SPEC §8: a gateway relays simulated DAQ nodes to its viewers over one
+//! upstream stream per node, through restarts, re-inits, chains and
+//! credentials, and refuses loops.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use daqdata_proto::daqdata::{InitHpIoRequest, StreamImagesResponse};
+use futures::StreamExt;
+use tonic::Streaming;
+
+/// A simulated DAQ node whose frames carry `module`.
+async fn node(module: u32, extra: &str) -> BinServer {
+    BinServer::start(&node_toml(module, extra), &[]).await
+}
+
+fn node_toml(module: u32, extra: &str) -> String {
+    format!(
+        "metrics_listen = \"127.0.0.1:0\"\nsimulate.module_ids = [{module}]\nsimulate.frames_per_second = 40.0\n{extra}"
+    )
+}
+
+fn unix(sock: &Path) -> String {
+    format!("unix://{}", sock.display())
+}
+
+/// `[gateway]` relaying `upstreams`, with `keys` added to the table.
+fn gateway_toml(upstreams: &[String], keys: &str) -> String {
+    let list: Vec<String> = upstreams.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "metrics_listen = \"127.0.0.1:0\"\n[gateway]\nupstreams = [{}]\n{keys}",
+        list.join(", ")
+    )
+}
+
+async fn gateway(upstreams: &[String]) -> BinServer {
+    BinServer::start(&gateway_toml(upstreams, ""), &[]).await
+}
+
+async fn init_sim(server: &BinServer) {
+    let reply = server
+        .client()
+        .await
+        .init_hp_io(sim_request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+}
+
+async fn status(server: &BinServer) -> (bool, String) {
+    let r = server.client().await.status(()).await.unwrap().into_inner();
+    (r.hp_io_initialized, r.message)
+}
+
+/// Polls `check` on the server's Status (every 50 ms, up to 30 s).
+async fn wait_for_status(server: &BinServer, check: impl Fn(bool, &str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, message) = status(server).await;
+        if check(ok, &message) {
+            return message;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Status never became as expected; last: {ok} {message}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads until images of every module in `want` came; returns them all.
+async fn until_modules(
+    stream: &mut Streaming<StreamImagesResponse>,
+    want: &[u32],
+) -> Vec<StreamImagesResponse> {
+    let want: BTreeSet<u32> = want.iter().copied().collect();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    while !want.is_subset(&seen) {
+        let m = take(stream, 1).await.remove(0);
+        if let Some(image) = &m.pano_image {
+            seen.insert(image.module_id);
+        }
+        out.push(m);
+    }
+    out
+}
+
+fn module_of(m: &StreamImagesResponse) -> u32 {
+    m.pano_image.as_ref().map_or(0, |i| i.module_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_viewers_cost_each_node_one_stream() {
+    let nodes = [node(10, "").await, node(20, "").await, node(30, "").await];
+    let upstreams: Vec<String> = nodes.iter().map(|n| unix(&n.sock)).collect();
+    let gw = gateway(&upstreams).await;
+
+    // Nodes not initialized yet: the gateway says so, naming each.
+    let (ok, message) = status(&gw).await;
+    assert!(!ok, "{message}");
+    for u in &upstreams {
+        assert!(
+            message.contains(&format!("{u}: not initialized")),
+            "{message}"
+        );
+    }
+
+    // InitHpIo through the gateway reaches every node.
+    let reply = gw
+        .client()
+        .await
+        .init_hp_io(sim_request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    for n in &nodes {
+        let (ok, message) = status(n).await;
+        assert!(ok, "{message}");
+    }
+    let message = wait_for_status(&gw, |ok, _| ok).await;
+    for u in &upstreams {
+        assert!(message.contains(&format!("{u}: initialized")), "{message}");
+    }
+
+    // 100 viewers over 10 connections: each gets every node's modules.
+    let mut viewers = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let client = gw.client().await;
+        for _ in 0..10 {
+            let mut client = client.clone();
+            viewers.spawn(async move {
+                let mut s = open(&mut client, stream_request(true, true, 0.1, &[])).await;
+                until_modules(&mut s, &[10, 20, 30]).await;
+                s
+            });
+        }
+    }
+    let mut open_streams = Vec::new();
+    while let Some(done) = viewers.join_next().await {
+        open_streams.push(done.unwrap());
+    }
+    assert_eq!(open_streams.len(), 100);
+
+    // Every node serves the gateway exactly one stream.
+    for n in &nodes {
+        let m = scrape(&metrics_addr(n)).await;
+        assert_eq!(get(&m, "daqdata_active_streams"), 1.0, "{}", n.log());
+    }
+    let m = scrape(&metrics_addr(&gw)).await;
+    assert_eq!(get(&m, "daqdata_active_streams"), 100.0);
+    for u in &upstreams {
+        let up = get(
+            &m,
+            &format!("daqdata_gateway_upstream_up{{upstream=\"{u}\"}}"),
+        );
+        assert_eq!(up, 1.0, "{u}");
+        let images = get(
+            &m,
+            &format!("daqdata_gateway_upstream_images_total{{upstream=\"{u}\"}}"),
+        );
+        assert!(images > 0.0, "{u}");
+    }
+
+    // Pacing at the gateway: by its send stamps, any N intervals hold at
+    // most N + 1 images of each (module, data product).
+    // The other viewers close: unread, they would fill the flow-control
+    // window their connection shares with this one.
+    let mut s = open_streams.pop().unwrap();
+    drop(open_streams);
+    let mut sends: HashMap<(u32, i32, i32, u32), Vec<f64>> = HashMap::new();
+    for m in take(&mut s, 400).await {
+        let image = m.pano_image.as_ref().unwrap();
+        let ts = m.timestamp.unwrap();
+        let key = (
+            image.module_id,
+            image.r#type,
+            image.bytes_per_pixel,
+            image.shape[0],
+        );
+        sends
+            .entry(key)
+            .or_default()
+            .push(ts.seconds as f64 + f64::from(ts.nanos) * 1e-9);
+    }
+    assert!(sends.keys().map(|k| k.0).collect::<BTreeSet<_>>().len() == 3);
+    for (key, times) in &sends {
+        for n in 1..=5usize {
+            let window = 0.1 * n as f64;
+            for (i, t0) in times.iter().enumerate() {
+                let within = times[i..].iter().take_while(|&&t| t - t0 <= window).count();
+                assert!(within <= n + 1, "{key:?}: {within} sends in {n} intervals");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_restarted_or_reinitialized_comes_back_to_open_viewers() {
+    let socks = tempfile::tempdir().unwrap();
+    let sock1 = socks.path().join("node1.sock");
+    let n1 = BinServer::start_at(&sock1, &node_toml(10, ""), &[]).await;
+    let n2 = node(20, "").await;
+    init_sim(&n1).await;
+    init_sim(&n2).await;
+    let gw = gateway(&[unix(&sock1), unix(&n2.sock)]).await;
+    let mut c = gw.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s, &[10, 20]).await;
+
+    // Node 1 killed: the viewer goes on with node 2; Status names node 1.
+    drop(n1);
+    wait_for_status(&gw, |_, m| {
+        m.contains(&format!("{}: unreachable", unix(&sock1)))
+    })
+    .await;
+    // Frames from before the kill may still be queued: read past them.
+    let mut later = Vec::new();
+    for _ in 0..40 {
+        later.push(module_of(&take(&mut s, 1).await[0]));
+    }
+    assert!(later.contains(&20), "{later:?}");
+
+    // Restarted where it listened: its frames come back to the same stream.
+    let n1 = BinServer::start_at(&sock1, &node_toml(10, ""), &[]).await;
+    init_sim(&n1).await;
+    until_modules(&mut s, &[10]).await;
+
+    // A forced re-init of node 2 ends its stream to the gateway, not the
+    // gateway's viewer, which gets node 2's frames again.
+    let mut forced = sim_request();
+    forced.force = true;
+    let reply = n2
+        .client()
+        .await
+        .init_hp_io(forced)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    wait_for_log(&gw, "upstream stream ended").await;
+    let mut after = Vec::new();
+    while !after.contains(&20) {
+        after.push(module_of(&take(&mut s, 1).await[0]));
+        assert!(after.len() < 2000, "node 2 never came back:\n{}", gw.log());
+    }
+    drop(n1);
+}
+
+/// Polls the server's log for `needle` (every 50 ms, up to 30 s).
+async fn wait_for_log(server: &BinServer, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !server.log().contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} never logged:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_through_the_gateway_names_each_node_that_failed() {
+    let nodes = [node(10, "").await, node(20, "").await];
+    let upstreams: Vec<String> = nodes.iter().map(|n| unix(&n.sock)).collect();
+    let gw = gateway(&upstreams).await;
+    let reply = gw
+        .client()
+        .await
+        .init_hp_io(InitHpIoRequest {
+            data_dir: "/no/such/daq/dir".into(),
+            update_interval_seconds: 0.1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reply.success);
+    for u in &upstreams {
+        assert!(
+            reply
+                .error_message
+                .contains(&format!("{u}: InvalidArgument")),
+            "{}",
+            reply.error_message
+        );
+    }
+    assert!(
+        reply.error_message.contains("does not exist"),
+        "{}",
+        reply.error_message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_at_start_leaves_the_others_served() {
+    let n = node(10, "").await;
+    init_sim(&n).await;
+    let missing = tempfile::tempdir().unwrap();
+    let gone = unix(&missing.path().join("nobody.sock"));
+    let gw = gateway(&[gone.clone(), unix(&n.sock)]).await;
+    let mut c = gw.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s, &[10]).await;
+    let message = wait_for_status(&gw, |ok, m| {
+        !ok && m.contains(&format!("{gone}: unreachable"))
+    })
+    .await;
+    assert!(
+        message.contains(&format!("{}: initialized", unix(&n.sock))),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_two_gateways_relays_and_a_loop_is_refused() {
+    let n = node(10, "").await;
+    init_sim(&n).await;
+    let socks = tempfile::tempdir().unwrap();
+    let sock1 = socks.path().join("gw1.sock");
+    let sock2 = socks.path().join("gw2.sock");
+    // gw1 relays the node and gw2; gw2 relays gw1: a loop through two.
+    let gw1 = BinServer::start_at(
+        &sock1,
+        &gateway_toml(&[unix(&n.sock), unix(&sock2)], ""),
+        &[],
+    )
+    .await;
+    let gw2 = BinServer::start_at(&sock2, &gateway_toml(&[unix(&sock1)], ""), &[]).await;
+
+    // The chain works: a viewer of gw2 gets the node's frames through gw1.
+    let mut c = gw2.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    let got = until_modules(&mut s, &[10]).await;
+    assert!(got.iter().all(|m| module_of(m) == 10));
+    // A viewer of gw1 too, and the loop between them is found and refused.
+    let mut c1 = gw1.client().await;
+    let mut s1 = open(&mut c1, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s1, &[10]).await;
+    let loop_seen = |_: bool, m: &str| m.contains("gateway loop");
+    let found = wait_for_any_status(&[&gw1, &gw2], loop_seen).await;
+    assert!(found.contains("gateway loop"), "{found}");
+    // The viewers go on with the node's frames, and only its frames.
+    for m in take(&mut s1, 20).await {
+        assert_eq!(module_of(&m), 10);
+    }
+
+    // A gateway that lists itself.
+    let sock3 = socks.path().join("gw3.sock");
+    let gw3 = BinServer::start_at(
+        &sock3,
+        &gateway_toml(&[unix(&sock3), unix(&n.sock)], ""),
+        &[],
+    )
+    .await;
+    let mut c3 = gw3.client().await;
+    let mut s3 = open(&mut c3, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s3, &[10]).await;
+    let message = wait_for_status(&gw3, |_, m| m.contains("gateway loop")).await;
+    assert!(
+        message.contains(&format!("{}: refused: gateway loop", unix(&sock3))),
+        "{message}"
+    );
+}
+
+/// Polls Status on several servers until one answers as `check` wants.
+async fn wait_for_any_status(servers: &[&BinServer], check: impl Fn(bool, &str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for s in servers {
+            let (ok, message) = status(s).await;
+            if check(ok, &message) {
+                return message;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no server's Status became as expected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn private_file(dir: &Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_presents_its_operator_token_to_nodes_that_require_one() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef0123456789abcdef";
+    let operators = private_file(
+        secrets.path(),
+        "operators",
+        &format!("head {token}\n"),
+        0o600,
+    );
+    let access = format!(
+        "access.operator_tokens_file = \"{}\"\naccess.unix_socket_role = \"viewer\"\n",
+        operators.display()
+    );
+    let nodes = [node(10, &access).await, node(20, &access).await];
+    let upstreams: Vec<String> = nodes.iter().map(|n| unix(&n.sock)).collect();
+
+    // Without a token the nodes refuse, and the reply names each.
+    let plain = gateway(&upstreams).await;
+    let reply = plain
+        .client()
+        .await
+        .init_hp_io(sim_request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reply.success);
+    for u in &upstreams {
+        assert!(
+            reply
+                .error_message
+                .contains(&format!("{u}: Unauthenticated")),
+            "{}",
+            reply.error_message
+        );
+    }
+
+    let mine = private_file(
+        secrets.path(),
+        "gateway_token",
+        &format!("{token}\n"),
+        0o600,
+    );
+    let keys = format!("token_file = \"{}\"\n", mine.display());
+    let gw = BinServer::start(&gateway_toml(&upstreams, &keys), &[]).await;
+    let reply = gw
+        .client()
+        .await
+        .init_hp_io(sim_request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+    let mut c = gw.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s, &[10, 20]).await;
+}
+
+/// `daqdata-server` run to its exit: status and stderr.
+fn run_server(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_daqdata-server"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_gateway_settings_stop_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = format!("unix://{}", dir.path().join("g.sock").display());
+    let (ok, err) = run_server(&[
+        "--listen",
+        &sock,
+        "--metrics-listen",
+        "",
+        "--upstream",
+        "daq1:port",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("daq1:port") && err.contains("port is not a number"),
+        "{err}"
+    );
+
+    let token = private_file(dir.path(), "token", "0123456789abcdef0123\n", 0o644);
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics_listen = \"\"\nlisten = [\"{sock}\"]\n[gateway]\nupstreams = [\"daq1\"]\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let (ok, err) = run_server(&["--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("chmod 600") && err.contains("token"), "{err}");
+}
+
+/// An upstream that answers StreamImages with one good image, then
+/// garbage: an image that is no data product, or a message over the
+/// gateway's size limit, by turns.
+#[derive(Default)]
+struct Garbage {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+type Images = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<daqdata_proto::SharedStreamImagesResponse, tonic::Status>>
+            + Send,
+    >,
+>;
+
+#[tonic::async_trait]
+impl daqdata_proto::server::DaqData for Garbage {
+    type StreamImagesStream = Images;
+    type StreamHashpipeStatusStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<
+                    Item = Result<
+                        daqdata_proto::daqdata::StreamHashpipeStatusResponse,
+                        tonic::Status,
+                    >,
+                > + Send,
+        >,
+    >;
+
+    async fn stream_images(
+        &self,
+        _: tonic::Request<daqdata_proto::daqdata::StreamImagesRequest>,
+    ) -> Result<tonic::Response<Images>, tonic::Status> {
+        use daqdata_proto::daqdata::{pano_image, PanoImage};
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let good = PanoImage {
+            r#type: pano_image::Type::PulseHeight as i32,
+            shape: vec![16, 16],
+            bytes_per_pixel: 2,
+            image_array: vec![1; 256],
+            module_id: 99,
+            ..Default::default()
+        };
+        let bad = if call % 2 == 0 {
+            daqdata_proto::encode_pano_image(&PanoImage {
+                shape: vec![7, 7],
+                ..good.clone()
+            })
+        } else {
+            bytes::Bytes::from(vec![0u8; 2 << 20])
+        };
+        let messages = [daqdata_proto::encode_pano_image(&good), bad].map(|image| {
+            Ok(daqdata_proto::SharedStreamImagesResponse {
+                name: "garbage".into(),
+                pano_image: Some(image),
+                ..Default::default()
+            })
+        });
+        Ok(tonic::Response::new(Box::pin(
+            futures::stream::iter(messages).chain(futures::stream::pending()),
+        )))
+    }
+
+    async fn init_hp_io(
+        &self,
+        _: tonic::Request<InitHpIoRequest>,
+    ) -> Result<tonic::Response<daqdata_proto::daqdata::InitHpIoResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+
+    async fn ping(&self, _: tonic::Request<()>) -> Result<tonic::Response<()>, tonic::Status> {
+        Ok(tonic::Response::new(()))
+    }
+
+    async fn upload_images(
+        &self,
+        _: tonic::Request<tonic::Streaming<daqdata_proto::daqdata::UploadImageRequest>>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+
+    async fn status(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<tonic::Response<daqdata_proto::daqdata::StatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+
+    async fn stream_hashpipe_status(
+        &self,
+        _: tonic::Request<daqdata_proto::daqdata::StreamHashpipeStatusRequest>,
+    ) -> Result<tonic::Response<Self::StreamHashpipeStatusStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("garbage"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_one_upstream_resets_only_its_stream() {
+    let n = node(10, "").await;
+    init_sim(&n).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fake_sock = dir.path().join("garbage.sock");
+    let listener = tokio::net::UnixListener::bind(&fake_sock).unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(daqdata_proto::server::DaqDataServer::new(Garbage::default()))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+    let fake = unix(&fake_sock);
+    let gw = gateway(&[fake.clone(), unix(&n.sock)]).await;
+    let addr = metrics_addr(&gw);
+    let mut c = gw.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s, &[10, 99]).await;
+
+    // The fake's stream is reset again and again (back-off 0.5 s, 1 s,
+    // 2 s ...); the node's frames go on meanwhile.
+    let reconnects = format!("daqdata_gateway_upstream_reconnects_total{{upstream=\"{fake}\"}}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get(&scrape(&addr).await, &reconnects) < 4.0 {
+        until_modules(&mut s, &[10]).await;
+        assert!(std::time::Instant::now() < deadline, "{}", gw.log());
+    }
+    let m = scrape(&addr).await;
+    let node_reconnects = format!(
+        "daqdata_gateway_upstream_reconnects_total{{upstream=\"{}\"}}",
+        unix(&n.sock)
+    );
+    assert_eq!(get(&m, &node_reconnects), 0.0, "{}", gw.log());
+    // One log line per cause (a bad image; an oversized message), not per reset.
+    let log = gw.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("upstream stream ended") && l.contains(&fake))
+        .count();
+    assert!((1..=2).contains(&lines), "{lines} lines:\n{log}");
+    assert!(log.contains("not one"), "{log}");
+}
