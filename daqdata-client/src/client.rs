@@ -396,6 +396,19 @@ impl DaqClient {
         ImageStream { rx, _tasks: tasks }
     }
 
+    /// Streams every host's Hashpipe status buffer (SPEC §9), one read
+    /// about every `update_interval_seconds`, merged in arrival order. Each
+    /// host's part reconnects after `backoff` when its trouble passes (an
+    /// `Err` item says what it was); a server without the RPC ends only its
+    /// part. Rates come from each host's two newest reads.
+    pub fn stream_hashpipe_status(
+        &self,
+        update_interval_seconds: f64,
+        backoff: Backoff,
+    ) -> crate::HashpipeStream {
+        crate::hashpipe::stream_all(&self.nodes, update_interval_seconds, backoff)
+    }
+
     /// Uploads `images` to `host` as if its tracker had read them; returns
     /// when the server has accepted them all.
     pub async fn upload_images<S>(&self, host: &Host, images: S) -> Result<(), Error>
