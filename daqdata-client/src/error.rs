@@ -97,6 +97,18 @@ impl Error {
         }
     }
 
+    /// The host an error concerns, when it concerns one.
+    pub fn host(&self) -> Option<String> {
+        match self {
+            Error::Host { host, .. }
+            | Error::Unreachable { host, .. }
+            | Error::Rpc { host, .. }
+            | Error::InitRefused { host, .. }
+            | Error::BadImage { host, .. } => Some(host.clone()),
+            _ => None,
+        }
+    }
+
     /// The gRPC status code, when the server answered with one.
     pub fn code(&self) -> Option<Code> {
         match self {

@@ -241,6 +241,17 @@ impl HashpipeStatus {
         self.read_at.map(|t| (now - t).max(0.0))
     }
 
+    /// One JSON object for scripts: every field, the thread states and the
+    /// problems (`daqdata --json --hashpipe-status`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!(self);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("threads".into(), serde_json::json!(self.threads()));
+            o.insert("problems".into(), serde_json::json!(self.problems()));
+        }
+        v
+    }
+
     /// A few words for a host bar: thread states, rates, and what is wrong.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self
@@ -321,7 +332,12 @@ pub(crate) fn stream_all(
                     }
                 };
                 let (attempt, wait) = attempts.next(started);
-                warn!(%host, "{} of {host}: reconnecting (attempt {attempt}) in {:.1} s: {why}", STREAM_HASHPIPE_STATUS.name, wait.as_secs_f64());
+                // Once per outage: the items say the rest.
+                if attempt == 1 {
+                    warn!(%host, "{} of {host}: reconnecting in {:.1} s: {why}", STREAM_HASHPIPE_STATUS.name, wait.as_secs_f64());
+                } else {
+                    debug!(%host, "{} of {host}: reconnecting (attempt {attempt}): {why}", STREAM_HASHPIPE_STATUS.name);
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = tx.closed() => return,

@@ -11,6 +11,7 @@ use daqdata_client::{hosts_from_configs, DaqClient, Host, HpIoConfig};
 mod cmd {
     pub mod bench;
     pub mod credentials;
+    pub mod hashpipe;
     pub mod live;
     pub mod logs;
     pub mod web;
@@ -31,6 +32,7 @@ mod cmd {
         daqdata daq_config.json network_config.json --init hp_io_config.json --plot-phdist --module-ids 1 3\n  \
         daqdata --host unix:///tmp/daq_data.sock --plot-view --snapshot view.png\n  \
         daqdata --host localhost --json | head -3\n  \
+        daqdata daq_config.json network_config.json --hashpipe-status\n  \
         daqdata --host tls://daq1:50052 --tls-ca ca.pem --token-file ~/.daqdata_token --init-sim --ping\n  \
         daqdata web daq_config.json network_config.json --listen 127.0.0.1:8080\n  \
         daqdata bench --host localhost --clients 50 --duration 20 --json"
@@ -104,6 +106,14 @@ struct DemoArgs {
     /// object per host). Fails if a host does not answer.
     #[arg(long)]
     status: bool,
+    /// Hashpipe's status buffer on every node (SPEC §9): a table that
+    /// refreshes in place every --refresh-period, like
+    /// hashpipe_status_monitor but for all nodes at once: thread states,
+    /// packets/s, losses/s, NETDROPS, the age of the read, and what is
+    /// wrong (a thread blocked or exited, a stale buffer) in red. With
+    /// --json, one JSON object per read. Runs until Ctrl-C.
+    #[arg(long)]
+    hashpipe_status: bool,
     /// List the gRPC services and DaqData methods each host offers.
     #[arg(long)]
     reflect_services: bool,
@@ -177,8 +187,12 @@ impl DemoArgs {
     }
 
     fn streams(&self) -> bool {
-        // --status --json prints the status as JSON, and streams nothing.
-        self.plot_view || self.plot_phdist || self.plot_speed || (self.json && !self.status)
+        // --status --json and --hashpipe-status --json print those as
+        // JSON, and stream no images.
+        self.plot_view
+            || self.plot_phdist
+            || self.plot_speed
+            || (self.json && !self.status && !self.hashpipe_status)
     }
 }
 
@@ -295,8 +309,14 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
             println!("{}", status_line(&host, &status, args.json));
         }
     }
-    let needs_live_hosts =
-        args.reflect_services || args.init.is_some() || args.init_sim || args.streams();
+    if args.hashpipe_status && args.streams() {
+        bail!("--hashpipe-status is a view of its own: the live views show Hashpipe's state in their host bar");
+    }
+    let needs_live_hosts = args.reflect_services
+        || args.init.is_some()
+        || args.init_sim
+        || args.streams()
+        || args.hashpipe_status;
     if !needs_live_hosts {
         if !did_something {
             println!(
@@ -363,6 +383,10 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
         }
     }
 
+    if args.hashpipe_status {
+        // Every node, reachable or not: the table says which is which.
+        cmd::hashpipe::run(&all, args.refresh_period, args.json).await?;
+    }
     if args.streams() {
         let live = cmd::live::Live {
             plot_view: args.plot_view,

@@ -1,0 +1,196 @@
+//! `daqdata --hashpipe-status`: Hashpipe's status buffer of every node at
+//! once, as a table that refreshes in place (what `hashpipe_status_monitor`
+//! shows on one DAQ node), or one JSON line per read with `--json`.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::bail;
+use daqdata_client::{Backoff, DaqClient, HashpipeStatus};
+use futures::StreamExt;
+
+use super::live::shutdown_signal;
+
+/// One row of the table: a node's newest read, or why its host has none.
+#[derive(Clone, Debug)]
+pub enum Row {
+    Read(Box<HashpipeStatus>),
+    Failed { host: String, why: String },
+}
+
+/// Every node's newest row, by node name (a gateway's host carries several).
+#[derive(Default)]
+pub struct Rows(BTreeMap<String, Row>);
+
+impl Rows {
+    pub fn take(&mut self, item: Result<HashpipeStatus, daqdata_client::Error>) {
+        match item {
+            Ok(status) => {
+                // The host answers again: its failure row goes.
+                self.0
+                    .retain(|_, r| !matches!(r, Row::Failed { host, .. } if *host == status.host));
+                self.0
+                    .insert(status.name.clone(), Row::Read(Box::new(status)));
+            }
+            Err(e) => {
+                let host = e.host().unwrap_or_default();
+                self.0
+                    .retain(|_, r| !matches!(r, Row::Read(s) if s.host == host));
+                // The row names the host already.
+                let why = e.to_string();
+                let why = why
+                    .strip_prefix(&format!("{host}: "))
+                    .map_or(why.clone(), str::to_string);
+                self.0.insert(host.clone(), Row::Failed { host, why });
+            }
+        }
+    }
+}
+
+const HEAD: [&str; 9] = [
+    "NODE", "NET", "COMPUTE", "OUTPUT", "PKT/S", "LOST/S", "NETDROPS", "AGE", "STATE",
+];
+
+/// The table at `now` (Unix seconds); rows with a problem in red when
+/// `colour` (a terminal).
+pub fn table(rows: &Rows, now: f64, colour: bool) -> String {
+    let cells: Vec<(Vec<String>, bool)> = rows
+        .0
+        .iter()
+        .map(|(name, row)| match row {
+            Row::Read(s) => {
+                let thread = |key: &str| {
+                    s.threads()
+                        .into_iter()
+                        .find(|t| t.key == key)
+                        .map_or_else(|| "-".to_string(), |t| t.state)
+                };
+                let number =
+                    |n: Option<f64>| n.map_or_else(|| "-".to_string(), |n| format!("{n:.0}"));
+                let problems = s.problems();
+                let state = if problems.is_empty() {
+                    "ok".to_string()
+                } else {
+                    problems.join("; ")
+                };
+                let age = s
+                    .age(now)
+                    .map_or_else(|| "-".to_string(), |a| format!("{a:.1} s"));
+                (
+                    vec![
+                        name.clone(),
+                        thread("NETSTAT"),
+                        thread("COMPUTES"),
+                        thread("OUTSTAT"),
+                        number(s.packets_per_second),
+                        number(s.losses_per_second),
+                        number(s.net_drops()),
+                        age,
+                        state,
+                    ],
+                    !problems.is_empty(),
+                )
+            }
+            Row::Failed { why, .. } => {
+                let mut r = vec![name.clone()];
+                r.extend(std::iter::repeat_n("-".to_string(), 7));
+                r.push(why.clone());
+                (r, true)
+            }
+        })
+        .collect();
+    let mut widths: Vec<usize> = HEAD.iter().map(|h| h.len()).collect();
+    for (row, _) in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |row: &[String]| {
+        let last = row.len() - 1;
+        row.iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let head: Vec<String> = HEAD.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&head);
+    out.push('\n');
+    for (row, bad) in &cells {
+        let text = line(row);
+        if *bad && colour {
+            out += &format!("\x1b[31m{text}\x1b[0m");
+        } else {
+            out += &text;
+        }
+        out.push('\n');
+    }
+    if cells.is_empty() {
+        out += "(no read yet)\n";
+    }
+    out
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Streams every host's status until Ctrl-C, SIGTERM or a closed stdout.
+pub async fn run(client: &DaqClient, refresh_period: f64, json: bool) -> anyhow::Result<()> {
+    if !(refresh_period.is_finite() && refresh_period >= 0.0) {
+        bail!("--refresh-period must be a number of seconds >= 0, not {refresh_period}");
+    }
+    let mut stream = client.stream_hashpipe_status(refresh_period, Backoff::default());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(refresh_period.max(0.1)));
+    let mut rows = Rows::default();
+    let mut changed = false;
+    loop {
+        let written = tokio::select! {
+            item = stream.next() => {
+                let Some(item) = item else { break };
+                if json {
+                    let line = match &item {
+                        Ok(s) => s.to_json(),
+                        Err(e) => serde_json::json!({
+                            "host": e.host().unwrap_or_default(),
+                            "error": e.to_string(),
+                        }),
+                    };
+                    let mut out = stdout.lock();
+                    writeln!(out, "{line}").and_then(|_| out.flush())
+                } else {
+                    rows.take(item);
+                    changed = true;
+                    Ok(())
+                }
+            },
+            _ = tick.tick(), if !json && (changed || terminal) => {
+                changed = false;
+                let mut out = stdout.lock();
+                // In a terminal the table is redrawn in place (its ages
+                // move); piped, each new read gives a block of its own.
+                let clear = if terminal { "\x1b[H\x1b[2J" } else { "" };
+                write!(out, "{clear}{}\n", table(&rows, now(), terminal)).and_then(|_| out.flush())
+            },
+            _ = &mut shutdown => break,
+        };
+        if written.is_err() {
+            // The reader went away (`| head`): a normal end.
+            break;
+        }
+    }
+    Ok(())
+}
