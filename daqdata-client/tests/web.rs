@@ -254,3 +254,105 @@ async fn two_nodes_with_the_same_module_ids_get_a_panel_each_labelled_with_the_n
     assert_eq!(of("daq1"), recorded, "{labels:?}");
     assert_eq!(of("daq2"), recorded, "{labels:?}");
 }
+
+/// The newest "hashpipe" message of `ws` whose `node` entry passes `want`.
+async fn hashpipe_node<S>(ws: &mut S, node: &str, want: impl Fn(&Value) -> bool) -> Value
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    within("a hashpipe message as wanted", async {
+        loop {
+            let Some(Ok(Message::Text(text))) = ws.next().await else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(text.as_str()).expect("messages are JSON");
+            if v["t"] != "hashpipe" {
+                continue;
+            }
+            let found = v["nodes"]
+                .as_array()
+                .and_then(|nodes| nodes.iter().find(|n| n["node"] == node))
+                .cloned();
+            if let Some(n) = found.filter(|n| want(n)) {
+                return n;
+            }
+        }
+    })
+    .await
+}
+
+/// The host bar shows each node's Hashpipe: its threads, packets/s and
+/// losses/s and the plot's points; a thread that blocks turns it bad with
+/// the reason, a stale buffer too, and it comes back when they pass. Sent
+/// while the tab is paused, as the host bar is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_bar_shows_each_nodes_hashpipe_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FakeServer::new("daq-a");
+    let b = FakeServer::new("daq-b");
+    let hosts = [
+        a.serve_unix(dir.path()).to_string(),
+        b.serve_unix(dir.path()).to_string(),
+    ];
+    let web = start_web_on(&[&hosts[0], &hosts[1]]).await;
+    let (mut tab, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", web.addr))
+        .await
+        .expect("a tab connects");
+    tab.send(Message::text("pause")).await.unwrap();
+
+    // Two points on the plot: two rates, so three reads.
+    let well = hashpipe_node(&mut tab, "daq-a", |n| {
+        n["series_t"].as_array().is_some_and(|t| t.len() >= 2)
+    })
+    .await;
+    assert_eq!(well["problems"], serde_json::json!([]), "{well}");
+    let states: Vec<&str> = well["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["receiving", "processing", "waiting"]);
+    assert!(well["packets_per_s"].as_f64().unwrap() > 0.0, "{well}");
+    assert!(well["losses_per_s"].as_f64().unwrap() > 0.0, "{well}");
+    let t = well["series_t"].as_array().unwrap();
+    assert!(
+        t.iter()
+            .all(|t| t.as_f64().unwrap() <= 0.0 && t.as_f64().unwrap() > -600.0),
+        "{well}"
+    );
+    assert_eq!(well["series_packets"].as_array().unwrap().len(), t.len());
+
+    a.hashpipe.lock().unwrap().threads =
+        Some(["blocked".into(), "processing".into(), "exit".into()]);
+    let blocked = hashpipe_node(&mut tab, "daq-a", |n| {
+        n["problems"] != serde_json::json!([])
+    })
+    .await;
+    assert_eq!(
+        blocked["problems"],
+        serde_json::json!(["net thread blocked", "output thread exit"])
+    );
+    assert_eq!(blocked["threads"][0]["bad"], true);
+    assert_eq!(blocked["threads"][1]["bad"], false);
+
+    {
+        let mut h = b.hashpipe.lock().unwrap();
+        h.stale = true;
+        h.message = "hashpipe (pid 4242) is gone".into();
+    }
+    let stale = hashpipe_node(&mut tab, "daq-b", |n| {
+        n["problems"] != serde_json::json!([])
+    })
+    .await;
+    assert_eq!(
+        stale["problems"],
+        serde_json::json!(["stale: hashpipe (pid 4242) is gone"])
+    );
+
+    *a.hashpipe.lock().unwrap() = common::FakeHashpipe::default();
+    hashpipe_node(&mut tab, "daq-a", |n| {
+        n["problems"] == serde_json::json!([])
+    })
+    .await;
+}

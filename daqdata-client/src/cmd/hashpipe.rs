@@ -24,6 +24,11 @@ pub enum Row {
 pub struct Rows(BTreeMap<String, Row>);
 
 impl Rows {
+    /// Every node's row, by node name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Row)> {
+        self.0.iter()
+    }
+
     pub fn take(&mut self, item: Result<HashpipeStatus, daqdata_client::Error>) {
         match item {
             Ok(status) => {
@@ -37,11 +42,14 @@ impl Rows {
                 let host = e.host().unwrap_or_default();
                 self.0
                     .retain(|_, r| !matches!(r, Row::Read(s) if s.host == host));
-                // The row names the host already.
-                let why = e.to_string();
-                let why = why
-                    .strip_prefix(&format!("{host}: "))
-                    .map_or(why.clone(), str::to_string);
+                let why = if e.code() == Some(tonic::Code::Unimplemented) {
+                    "no Hashpipe status: the server does not offer StreamHashpipeStatus (the Python server, or an older daqdata-server)".to_string()
+                } else {
+                    // The row names the host already.
+                    let why = e.to_string();
+                    why.strip_prefix(&format!("{host}: "))
+                        .map_or(why.clone(), str::to_string)
+                };
                 self.0.insert(host.clone(), Row::Failed { host, why });
             }
         }
@@ -144,6 +152,30 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The terminal view's Hashpipe bar: a line per node, red with the reason
+/// when a thread is blocked or has exited, the buffer is stale, or the
+/// host has no status to give.
+pub fn bar_lines(rows: &Rows) -> Vec<ratatui::text::Line<'static>> {
+    use ratatui::style::{Color, Style};
+    let red = Style::default().fg(Color::Red);
+    rows.0
+        .iter()
+        .map(|(name, row)| match row {
+            Row::Read(s) => {
+                let text = format!("{name} Hashpipe: {}", s.summary());
+                if s.problems().is_empty() {
+                    ratatui::text::Line::from(text)
+                } else {
+                    ratatui::text::Line::styled(text, red)
+                }
+            }
+            Row::Failed { why, .. } => {
+                ratatui::text::Line::styled(format!("{name} Hashpipe: {why}"), red)
+            }
+        })
+        .collect()
+}
+
 /// Streams every host's status until Ctrl-C, SIGTERM or a closed stdout.
 pub async fn run(client: &DaqClient, refresh_period: f64, json: bool) -> anyhow::Result<()> {
     if !(refresh_period.is_finite() && refresh_period >= 0.0) {
@@ -193,4 +225,75 @@ pub async fn run(client: &DaqClient, refresh_period: f64, json: bool) -> anyhow:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daqdata_proto::daqdata::StreamHashpipeStatusResponse;
+
+    fn read(node: &str, net: &str) -> Result<HashpipeStatus, daqdata_client::Error> {
+        let text = |s: &str| prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue(s.into())),
+        };
+        let response = StreamHashpipeStatusResponse {
+            name: node.into(),
+            read_at: Some(prost_types::Timestamp {
+                seconds: 100,
+                nanos: 0,
+            }),
+            cards: Some(prost_types::Struct {
+                fields: [("NETSTAT".to_string(), text(net))].into_iter().collect(),
+            }),
+            stale: false,
+            message: String::new(),
+        };
+        let host = "daq:50051".parse().unwrap();
+        Ok(HashpipeStatus::from_response(&host, response, None))
+    }
+
+    #[test]
+    fn a_blocked_node_is_red_in_the_table_and_the_bar_and_a_well_one_is_not() {
+        let mut rows = Rows::default();
+        rows.take(read("daq1", "blocked"));
+        rows.take(read("daq2", "receiving"));
+        let coloured = table(&rows, 102.5, true);
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert!(lines[0].starts_with("NODE"), "{coloured}");
+        assert!(
+            lines[1].starts_with("\x1b[31mdaq1") && lines[1].contains("net thread blocked"),
+            "{coloured}"
+        );
+        assert!(
+            lines[2].starts_with("daq2") && lines[2].ends_with("ok"),
+            "{coloured}"
+        );
+        assert!(lines[2].contains("2.5 s"), "the read's age: {coloured}");
+        assert!(!table(&rows, 102.5, false).contains('\x1b'));
+
+        let bar = bar_lines(&rows);
+        assert_eq!(bar[0].style.fg, Some(ratatui::style::Color::Red));
+        assert_eq!(bar[1].style.fg, None);
+    }
+
+    #[test]
+    fn a_host_that_fails_replaces_its_nodes_and_comes_back() {
+        let mut rows = Rows::default();
+        rows.take(read("daq1", "receiving"));
+        let host: daqdata_client::Host = "daq:50051".parse().unwrap();
+        let gone = daqdata_client::Error::Unreachable {
+            host: host.to_string(),
+            reason: "Connection refused".into(),
+        };
+        rows.take(Err(gone));
+        let t = table(&rows, 100.0, false);
+        assert!(!t.contains("daq1 "), "{t}");
+        assert!(
+            t.contains("daq:50051") && t.contains("cannot connect"),
+            "{t}"
+        );
+        rows.take(read("daq1", "receiving"));
+        let t = table(&rows, 100.0, false);
+        assert!(t.contains("daq1") && !t.contains("cannot connect"), "{t}");
+    }
 }

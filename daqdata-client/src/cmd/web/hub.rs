@@ -2,13 +2,13 @@
 //! keeps the newest image of each panel and the pulse-height windows, and
 //! every [`TICK`] publishes what changed, encoded once for every tab.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use daqdata_client::view::{PanelKey, PhDist, PHDIST_BINS};
-use daqdata_client::{HostState, HostStates, Image, ImageStream};
+use daqdata_client::{HashpipeStatus, HashpipeStream, HostState, HostStates, Image, ImageStream};
 use futures::StreamExt;
 use pff::{ImageKind, Pixels};
 use serde::Serialize;
@@ -20,6 +20,9 @@ use tracing::warn;
 pub const TICK: Duration = Duration::from_millis(100);
 /// How often the pulse-height histograms and the host bar are published.
 const SLOW_TICK: Duration = Duration::from_millis(1000);
+/// How far back the Hashpipe plot reaches.
+const SERIES_SPAN: f64 = 600.0;
+
 /// Images/s are counted over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
 
@@ -37,6 +40,9 @@ pub struct Encoded {
 pub struct Snapshot {
     /// The host bar (always sent when it changed).
     pub hosts: Option<Encoded>,
+    /// Hashpipe's state per node and its plot (sent even when paused, as
+    /// the host bar is).
+    pub hashpipe: Option<Encoded>,
     /// One per (node, module, movie / pulse height).
     pub panels: Vec<Encoded>,
     /// One per (node, module) with pulse-height images.
@@ -46,7 +52,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// Every message, the host bar first.
     pub fn messages(&self) -> impl Iterator<Item = &Encoded> {
-        self.hosts.iter().chain(&self.panels).chain(&self.phdists)
+        self.hosts
+            .iter()
+            .chain(&self.hashpipe)
+            .chain(&self.panels)
+            .chain(&self.phdists)
     }
 }
 
@@ -127,6 +137,104 @@ struct Hub {
     hosts_text: String,
     images: Rate,
     start: Instant,
+    hashpipe: Hashpipe,
+}
+
+/// Every node's newest Hashpipe read, and its packets/s and losses/s over
+/// the last [`SERIES_SPAN`] seconds for the plot.
+#[derive(Default)]
+struct Hashpipe {
+    rows: crate::cmd::hashpipe::Rows,
+    /// Per node: (read_at, packets/s, losses/s), oldest first.
+    series: BTreeMap<String, VecDeque<(f64, f64, f64)>>,
+    seq: u64,
+    text: String,
+}
+
+impl Hashpipe {
+    fn take(&mut self, item: Result<HashpipeStatus, daqdata_client::Error>) {
+        if let Ok(s) = &item {
+            if let (Some(t), Some(p), Some(l)) =
+                (s.read_at, s.packets_per_second, s.losses_per_second)
+            {
+                let points = self.series.entry(s.name.clone()).or_default();
+                points.push_back((t, p, l));
+                while points
+                    .front()
+                    .is_some_and(|(t0, _, _)| t - t0 > SERIES_SPAN)
+                {
+                    points.pop_front();
+                }
+            }
+        }
+        self.rows.take(item);
+    }
+
+    fn encode(&mut self, wall: f64) -> Encoded {
+        use crate::cmd::hashpipe::Row;
+        let nodes: Vec<HashpipeMsg> = self
+            .rows
+            .iter()
+            .map(|(node, row)| match row {
+                Row::Read(s) => {
+                    let points = self.series.get(node);
+                    let column = |f: &dyn Fn(&(f64, f64, f64)) -> f64| -> Vec<f64> {
+                        points.map_or_else(Vec::new, |p| p.iter().map(|x| round2(f(x))).collect())
+                    };
+                    HashpipeMsg {
+                        node: node.clone(),
+                        host: s.host.clone(),
+                        threads: s
+                            .threads()
+                            .into_iter()
+                            .map(|t| ThreadMsg {
+                                bad: t.is_bad(),
+                                name: t.name,
+                                state: t.state,
+                            })
+                            .collect(),
+                        packets_per_s: s.packets_per_second.map(round2),
+                        losses_per_s: s.losses_per_second.map(round2),
+                        net_drops: s.net_drops(),
+                        age_s: s.age(wall).map(round3),
+                        problems: s.problems(),
+                        // Seconds before now, so the page needs no clock.
+                        series_t: column(&|x| x.0 - wall),
+                        series_packets: column(&|x| x.1),
+                        series_losses: column(&|x| x.2),
+                    }
+                }
+                Row::Failed { host, why } => HashpipeMsg {
+                    node: node.clone(),
+                    host: host.clone(),
+                    threads: Vec::new(),
+                    packets_per_s: None,
+                    losses_per_s: None,
+                    net_drops: None,
+                    age_s: None,
+                    problems: vec![why.clone()],
+                    series_t: Vec::new(),
+                    series_packets: Vec::new(),
+                    series_losses: Vec::new(),
+                },
+            })
+            .collect();
+        let msg = HashpipesMsg {
+            t: "hashpipe",
+            span_s: SERIES_SPAN,
+            nodes,
+        };
+        let text = serde_json::to_string(&msg).unwrap_or_default();
+        if text != self.text {
+            self.text = text;
+            self.seq += 1;
+        }
+        Encoded {
+            key: "hashpipe".into(),
+            seq: self.seq,
+            text: Utf8Bytes::from(self.text.clone()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,7 +260,11 @@ fn unix_now() -> f64 {
 
 /// Starts the hub on `stream` (every host's images) and `hosts` (their
 /// states). The receiver always holds the newest [`Snapshot`].
-pub fn start(stream: ImageStream, hosts: HostStates) -> watch::Receiver<Arc<Snapshot>> {
+pub fn start(
+    stream: ImageStream,
+    hosts: HostStates,
+    hashpipe: HashpipeStream,
+) -> watch::Receiver<Arc<Snapshot>> {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
     let start = Instant::now();
     let hub = Hub {
@@ -165,18 +277,25 @@ pub fn start(stream: ImageStream, hosts: HostStates) -> watch::Receiver<Arc<Snap
         hosts_text: String::new(),
         images: Rate::new(start),
         start,
+        hashpipe: Hashpipe::default(),
     };
-    tokio::spawn(hub.run(stream, tx));
+    tokio::spawn(hub.run(stream, hashpipe, tx));
     rx
 }
 
 impl Hub {
-    async fn run(mut self, mut stream: ImageStream, tx: watch::Sender<Arc<Snapshot>>) {
+    async fn run(
+        mut self,
+        mut stream: ImageStream,
+        mut hashpipe: HashpipeStream,
+        tx: watch::Sender<Arc<Snapshot>>,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_slow: Option<Instant> = None;
         let mut phdists = Vec::new();
-        let mut ended = false;
+        let mut hashpipe_msg = None;
+        let (mut ended, mut hashpipe_ended) = (false, false);
         loop {
             tokio::select! {
                 item = stream.next(), if !ended => match item {
@@ -185,6 +304,10 @@ impl Hub {
                     Some(Err(e)) => warn!("{e}"),
                     None => ended = true,
                 },
+                item = hashpipe.next(), if !hashpipe_ended => match item {
+                    Some(item) => self.hashpipe.take(item),
+                    None => hashpipe_ended = true,
+                },
                 _ = tick.tick() => {
                     let now = Instant::now();
                     let slow = last_slow.is_none_or(|t| now.duration_since(t) >= SLOW_TICK);
@@ -192,9 +315,11 @@ impl Hub {
                         last_slow = Some(now);
                         self.phdist.advance(unix_now());
                         phdists = self.encode_phdists();
+                        hashpipe_msg = Some(self.hashpipe.encode(unix_now()));
                     }
                     let snapshot = Snapshot {
                         hosts: Some(self.encode_hosts(now, slow)),
+                        hashpipe: hashpipe_msg.clone(),
                         panels: self.encode_panels(now),
                         phdists: phdists.clone(),
                     };
@@ -465,6 +590,41 @@ struct HostMsg {
     images_per_s: f64,
     /// Now minus the newest frame's own time stamp, seconds.
     age_s: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ThreadMsg {
+    name: &'static str,
+    state: String,
+    /// `blocked` or `exit`: drawn in red.
+    bad: bool,
+}
+
+/// One node's Hashpipe: its state in a few fields, what is wrong, and the
+/// plot's points.
+#[derive(Serialize)]
+struct HashpipeMsg {
+    node: String,
+    host: String,
+    threads: Vec<ThreadMsg>,
+    packets_per_s: Option<f64>,
+    losses_per_s: Option<f64>,
+    net_drops: Option<f64>,
+    /// Seconds since the buffer was read.
+    age_s: Option<f64>,
+    /// Why the node is drawn in red; empty when it is well.
+    problems: Vec<String>,
+    /// Each point's time, seconds before now (negative).
+    series_t: Vec<f64>,
+    series_packets: Vec<f64>,
+    series_losses: Vec<f64>,
+}
+
+#[derive(Serialize)]
+struct HashpipesMsg {
+    t: &'static str,
+    span_s: f64,
+    nodes: Vec<HashpipeMsg>,
 }
 
 #[derive(Serialize)]

@@ -59,8 +59,10 @@ pub async fn run(args: &WebArgs, client: &DaqClient, module_ids: &[u32]) -> anyh
         module_ids: module_ids.to_vec(),
     };
     let (stream, states) = client.stream_images_observed(&spec, Backoff::default());
+    // Hashpipe's buffer once a second: its counters move once per block.
+    let hashpipe = client.stream_hashpipe_status(1.0, Backoff::default());
     let app = App {
-        snapshots: hub::start(stream, states),
+        snapshots: hub::start(stream, states, hashpipe),
         tabs: Arc::new(AtomicUsize::new(0)),
     };
     let router = Router::new()
@@ -194,7 +196,7 @@ async fn send_changes(
     paused: bool,
 ) -> Result<(), axum::Error> {
     for m in snapshot.messages() {
-        if paused && m.key != "hosts" {
+        if paused && m.key != "hosts" && m.key != "hashpipe" {
             continue;
         }
         if sent.get(&m.key) == Some(&m.seq) {

@@ -1,5 +1,6 @@
 // The live view's page: draws what `daqdata web` sends over its WebSocket.
-// Messages are JSON: "hosts" (the status bar), "image" (the newest image
+// Messages are JSON: "hosts" (the status bar), "hashpipe" (each node's
+// Hashpipe state and its last 10 minutes of packets/s and losses/s), "image" (the newest image
 // of one module's movie or pulse-height panel) and "phdist" (one module's
 // pulse-height histograms). A module is a (node, module id): through a
 // gateway two nodes may report one id, and each has its own panels, labelled
@@ -356,6 +357,108 @@ function onHosts(msg) {
   });
 }
 
+// ---------------------------------------------------------- Hashpipe
+const NODE_COLOURS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#9a6700", "#bf3989"];
+let hashpipe = null;
+
+function onHashpipe(msg) {
+  hashpipe = msg;
+  const bar = $("#hashpipe");
+  while (bar.children.length > msg.nodes.length) bar.lastElementChild.remove();
+  while (bar.children.length < msg.nodes.length) {
+    const chip = document.createElement("span");
+    chip.className = "hashpipe";
+    bar.appendChild(chip);
+  }
+  msg.nodes.forEach((n, i) => {
+    const chip = bar.children[i];
+    chip.dataset.node = n.node;
+    chip.dataset.bad = String(n.problems.length > 0);
+    chip.replaceChildren(document.createTextNode(`${n.node} Hashpipe: `));
+    n.threads.forEach((t, k) => {
+      if (k > 0) chip.append(", ");
+      const s = document.createElement("span");
+      s.className = t.bad ? "bad thread" : "thread";
+      s.dataset.thread = t.name;
+      s.textContent = `${t.name} ${t.state}`;
+      chip.append(s);
+    });
+    const rate = (v, what) => (v == null ? "" : `, ${fmt(Math.round(v))} ${what}`);
+    chip.append(rate(n.packets_per_s, "pkt/s") + rate(n.losses_per_s, "lost/s"));
+    if (n.net_drops != null) chip.append(`, NETDROPS ${n.net_drops}`);
+    if (n.problems.length) {
+      const why = document.createElement("span");
+      why.className = "bad why";
+      why.textContent = ` — ${n.problems.join("; ")}`;
+      chip.append(why);
+    }
+    chip.title = n.age_s == null ? n.host : `${n.host}: read ${n.age_s.toFixed(1)} s ago`;
+  });
+  const any = msg.nodes.some((n) => n.series_t.length > 1);
+  $("#hashpipe-plot").hidden = !any;
+  if (any) drawHashpipe();
+}
+
+// Two charts on one canvas: packets/s above, losses/s below; one line per
+// node over the last `span_s` seconds.
+function drawHashpipe() {
+  const msg = hashpipe;
+  const c = $("#hashpipe-canvas"), g = c.getContext("2d");
+  const L = 62, R = 150, T = 8, GAP = 30, B = 30;
+  const w = c.width - L - R, h = (c.height - T - GAP - B) / 2;
+  g.clearRect(0, 0, c.width, c.height);
+  g.font = "11px system-ui, sans-serif";
+  const xOf = (t) => L + (1 + t / msg.span_s) * w;
+  [["series_packets", "packets/s"], ["series_losses", "lost/s"]].forEach(([field, label], k) => {
+    const top = T + k * (h + GAP);
+    let peak = 0;
+    for (const n of msg.nodes) for (const v of n[field]) peak = Math.max(peak, v);
+    const yTop = peak > 0 ? peak * 1.1 : 1;
+    const yOf = (v) => top + h - (v / yTop) * h;
+    g.strokeStyle = "#1d1f23";
+    g.fillStyle = "#1d1f23";
+    g.strokeRect(L - 0.5, top - 0.5, w + 1, h + 1);
+    g.textAlign = "right";
+    g.textBaseline = "middle";
+    for (const t of niceTicks(0, yTop, 3)) {
+      g.fillRect(L - 4, Math.round(yOf(t)), 4, 1);
+      g.fillText(fmt(t), L - 6, yOf(t));
+    }
+    g.save();
+    g.translate(12, top + h / 2);
+    g.rotate(-Math.PI / 2);
+    g.textAlign = "center";
+    g.fillText(label, 0, 0);
+    g.restore();
+    msg.nodes.forEach((n, i) => {
+      const ts = n.series_t, vs = n[field];
+      g.strokeStyle = NODE_COLOURS[i % NODE_COLOURS.length];
+      g.lineWidth = 1.6;
+      g.beginPath();
+      ts.forEach((t, j) => (j ? g.lineTo(xOf(t), yOf(vs[j])) : g.moveTo(xOf(t), yOf(vs[j]))));
+      g.stroke();
+      g.lineWidth = 1;
+      if (k === 0) {
+        const ly = T + 8 + i * 16;
+        g.fillStyle = g.strokeStyle;
+        g.fillRect(L + w + 12, ly - 1, 16, 3);
+        g.fillStyle = "#1d1f23";
+        g.textAlign = "left";
+        g.fillText(n.node, L + w + 32, ly);
+      }
+    });
+  });
+  g.fillStyle = "#1d1f23";
+  g.textAlign = "center";
+  g.textBaseline = "top";
+  const bottom = T + 2 * h + GAP;
+  for (const t of niceTicks(-msg.span_s, 0, 6)) {
+    g.fillRect(Math.round(xOf(t)), bottom, 1, 4);
+    g.fillText(fmt(t), xOf(t), bottom + 5);
+  }
+  g.fillText("seconds before now", L + w / 2, bottom + 17);
+}
+
 // ------------------------------------------------------------- controls
 function redrawAll() {
   for (const m of modules.values()) {
@@ -414,6 +517,7 @@ function connect() {
   socket.onmessage = (e) => {
     const msg = JSON.parse(e.data);
     if (msg.t === "hosts") onHosts(msg);
+    else if (msg.t === "hashpipe") onHashpipe(msg);
     else if (paused) return;
     else if (msg.t === "image") onImage(msg);
     else if (msg.t === "phdist") onPhDist(msg);
