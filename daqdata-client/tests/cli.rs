@@ -354,6 +354,9 @@ fn tls_and_tokens_against_the_real_server_binary() {
             && text.contains("unix socket on the DAQ node"),
         "{text}"
     );
+    // The server says what was wrong; the advice, once, says what to do.
+    assert_eq!(text.matches("--token-file").count(), 1, "{text}");
+    assert_eq!(text.matches("unix socket").count(), 1, "{text}");
     let (ok, text) = run("laptop", Some("view.token"), None, &["--init-sim"]);
     assert!(!ok);
     assert!(
