@@ -167,16 +167,14 @@ impl ColourLimits {
     }
 }
 
-/// The quabo of each pixel of `dp`'s image, row-major, from
-/// [`DataProduct::quabo_at`]; -1 where the header names the quabo (ph256).
-pub fn quabo_layout(dp: DataProduct) -> Vec<i8> {
+/// Where each pixel of `dp`'s image comes from, row-major, as
+/// [`DataProduct::quabo_at`] says: `[quabo, row, column]` in the quabo's
+/// own image, the quabo -1 where the header names it (ph256).
+pub fn quabo_layout(dp: DataProduct) -> Vec<[i8; 3]> {
     let [rows, cols] = dp.shape();
     (0..rows * cols)
-        .map(|i| {
-            dp.quabo_at(i / cols, i % cols)
-                .and_then(|p| p.quabo)
-                .map_or(-1, |q| q as i8)
-        })
+        .filter_map(|i| dp.quabo_at(i / cols, i % cols))
+        .map(|p| [p.quabo.map_or(-1, |q| q as i8), p.row as i8, p.col as i8])
         .collect()
 }
 
@@ -246,19 +244,13 @@ mod tests {
         assert_eq!(r["log_count_floor"], 0.5);
         let img16 = r["quabo_layout"]["img16"].as_array().unwrap();
         assert_eq!(img16.len(), 1024);
-        assert_eq!(
-            (
-                img16[0].as_i64(),
-                img16[16].as_i64(),
-                img16[32 * 16].as_i64(),
-                img16[1023].as_i64()
-            ),
-            (Some(0), Some(1), Some(2), Some(3))
-        );
-        assert!(r["quabo_layout"]["ph256"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|q| q == -1));
+        let q = |i: usize| img16[i].clone();
+        assert_eq!(q(0), serde_json::json!([0, 0, 0]));
+        assert_eq!(q(16), serde_json::json!([1, 0, 0]));
+        assert_eq!(q(32 * 16 + 1), serde_json::json!([2, 0, 1]));
+        assert_eq!(q(1023), serde_json::json!([3, 15, 15]));
+        let ph = r["quabo_layout"]["ph256"].as_array().unwrap();
+        assert_eq!(ph.len(), 256);
+        assert_eq!(ph[17], serde_json::json!([-1, 1, 1]));
     }
 }

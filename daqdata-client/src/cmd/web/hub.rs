@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use daqdata_client::view::rules::{
+    log_ticks, log_top, nice_ticks, ColourLimits, COLOUR_BAR_TICKS, HIST_X_TICKS,
+};
 use daqdata_client::view::{PanelKey, PhDist, PHDIST_BINS};
 use daqdata_client::{HashpipeStatus, HashpipeStream, HostState, HostStates, Image, ImageStream};
 use futures::StreamExt;
@@ -26,13 +29,30 @@ const SERIES_SPAN: f64 = 600.0;
 /// Images/s are counted over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
 
-/// One message for the tabs, encoded once. `seq` changes when `text` does,
-/// so a tab sends each version at most once.
+/// One message for the tabs, encoded once. `seq` changes when `body`
+/// does, so a tab sends each version at most once.
 #[derive(Clone, Debug)]
 pub struct Encoded {
     pub key: String,
     pub seq: u64,
-    pub text: Utf8Bytes,
+    pub body: Body,
+}
+
+/// A message's bytes: JSON text, or an image as a binary frame.
+#[derive(Clone, Debug)]
+pub enum Body {
+    Text(Utf8Bytes),
+    Binary(axum::body::Bytes),
+}
+
+impl Body {
+    /// The WebSocket message (cheap: the bytes are shared).
+    pub fn message(&self) -> Message {
+        match self {
+            Body::Text(t) => Message::Text(t.clone()),
+            Body::Binary(b) => Message::Binary(b.clone()),
+        }
+    }
 }
 
 /// What every tab should show now: newest first, nothing queued.
@@ -121,6 +141,8 @@ struct Panel {
     image: Image,
     seq: u64,
     rate: Rate,
+    /// The same rule as the terminal's and the PNG's, over every image.
+    limits: ColourLimits,
     encoded: Option<Encoded>,
 }
 
@@ -219,9 +241,23 @@ impl Hashpipe {
                 },
             })
             .collect();
+        let axis = |field: fn(&HashpipeMsg) -> &Vec<f64>| {
+            let peak = nodes
+                .iter()
+                .flat_map(|n| field(n).iter().copied())
+                .fold(0.0, f64::max);
+            let top = if peak > 0.0 { peak * 1.1 } else { 1.0 };
+            Axis {
+                top,
+                ticks: nice_ticks(0.0, top, 3),
+            }
+        };
         let msg = HashpipesMsg {
             t: "hashpipe",
             span_s: SERIES_SPAN,
+            t_ticks: nice_ticks(-SERIES_SPAN, 0.0, 6),
+            packets_axis: axis(|n| &n.series_packets),
+            losses_axis: axis(|n| &n.series_losses),
             nodes,
         };
         let text = serde_json::to_string(&msg).unwrap_or_default();
@@ -232,7 +268,7 @@ impl Hashpipe {
         Encoded {
             key: "hashpipe".into(),
             seq: self.seq,
-            text: Utf8Bytes::from(self.text.clone()),
+            body: Body::Text(Utf8Bytes::from(self.text.clone())),
         }
     }
 }
@@ -342,21 +378,26 @@ impl Hub {
         };
         let start = self.start;
         let key = (PanelKey::of(&image), kind);
+        let values = image.pixels.values().collect();
         match self.panels.get_mut(&key) {
             Some(p) => {
                 p.image = image;
                 p.seq += 1;
                 p.rate.add(now);
+                p.limits.push(values);
             }
             None => {
                 let mut rate = Rate::new(start);
                 rate.add(now);
+                let mut limits = ColourLimits::default();
+                limits.push(values);
                 self.panels.insert(
                     key,
                     Panel {
                         image,
                         seq: 1,
                         rate,
+                        limits,
                         encoded: None,
                     },
                 );
@@ -374,7 +415,13 @@ impl Hub {
                     let e = Encoded {
                         key: format!("img/{}/{}/{}", panel.node, panel.module, kind.name()),
                         seq: p.seq,
-                        text: encode_image(panel, &p.image, *kind, p.rate.per_second(now)),
+                        body: Body::Binary(encode_image(
+                            panel,
+                            &p.image,
+                            *kind,
+                            p.rate.per_second(now),
+                            p.limits.limits(),
+                        )),
                     };
                     p.encoded = Some(e.clone());
                     e
@@ -401,6 +448,14 @@ impl Hub {
                         rate: round2(h.rate),
                     })
                     .collect();
+                let peak = windows
+                    .iter()
+                    .flat_map(|w| w.counts.iter().copied())
+                    .max()
+                    .unwrap_or(0)
+                    .max(1);
+                let top = log_top(peak);
+                let linear_top = peak as f64 * 1.05;
                 let msg = PhDistMsg {
                     t: "phdist",
                     node: &panel.node,
@@ -409,12 +464,21 @@ impl Hub {
                     lo,
                     hi,
                     bins: PHDIST_BINS,
+                    x_ticks: nice_ticks(lo, hi, HIST_X_TICKS),
+                    log_axis: Axis {
+                        top,
+                        ticks: log_ticks(top),
+                    },
+                    linear_axis: Axis {
+                        top: linear_top,
+                        ticks: nice_ticks(0.0, linear_top, 5),
+                    },
                     windows,
                 };
                 Encoded {
                     key: format!("phdist/{}/{}", panel.node, panel.module),
                     seq,
-                    text: to_text(&msg),
+                    body: Body::Text(to_text(&msg)),
                 }
             })
             .collect()
@@ -467,7 +531,7 @@ impl Hub {
         Encoded {
             key: "hosts".into(),
             seq: self.hosts_seq,
-            text: Utf8Bytes::from(self.hosts_text.clone()),
+            body: Body::Text(Utf8Bytes::from(self.hosts_text.clone())),
         }
     }
 }
@@ -505,33 +569,52 @@ struct ImageMsg<'a> {
     cols: usize,
     /// The quabo of a pulse-height event (its header's `quabo_num`).
     quabo: Option<u8>,
-    pixels: PixelsMsg<'a>,
+    /// How the pixels after the header are stored: `u8`, `u16` or `i16`,
+    /// little-endian (pulse heights are signed).
+    pixel_type: &'static str,
+    /// Colour limits and the colour bar's ticks, per scale the page offers.
+    scales: Scales,
 }
 
-/// Pixels as JSON numbers, as recorded (pulse heights are signed).
-enum PixelsMsg<'a> {
-    U8(&'a [u8]),
-    U16(&'a [u16]),
-    I16(&'a [i16]),
+#[derive(Serialize)]
+struct Scales {
+    /// The views' rule (`view::rules::LIMIT_PERCENTILES` over the last
+    /// frames).
+    pct: Scale,
+    /// This frame's minimum and maximum.
+    minmax: Scale,
 }
 
-impl Serialize for PixelsMsg<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            PixelsMsg::U8(v) => v.serialize(s),
-            PixelsMsg::U16(v) => v.serialize(s),
-            PixelsMsg::I16(v) => v.serialize(s),
+#[derive(Serialize)]
+struct Scale {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl Scale {
+    fn new(lo: f64, hi: f64) -> Self {
+        let hi = if hi > lo { hi } else { lo + 1.0 };
+        Scale {
+            lo,
+            hi,
+            ticks: nice_ticks(lo, hi, COLOUR_BAR_TICKS),
         }
     }
 }
 
-fn encode_image(panel: &PanelKey, image: &Image, kind: Kind, rate: f64) -> Utf8Bytes {
+/// An image as one binary WebSocket frame: the header's length (u32,
+/// little-endian), the JSON header ([`ImageMsg`]) padded with spaces to a
+/// multiple of 4 bytes, then the pixels as stored, little-endian, so the
+/// page views them as a typed array without parsing numbers.
+fn encode_image(
+    panel: &PanelKey,
+    image: &Image,
+    kind: Kind,
+    rate: f64,
+    (lo, hi): (f64, f64),
+) -> axum::body::Bytes {
     let [rows, cols] = image.shape();
-    let pixels = match &image.pixels {
-        Pixels::U8(v) => PixelsMsg::U8(v),
-        Pixels::U16(v) => PixelsMsg::U16(v),
-        Pixels::I16(v) => PixelsMsg::I16(v),
-    };
     let quabo = match kind {
         Kind::PulseHeight => image
             .header
@@ -539,6 +622,17 @@ fn encode_image(panel: &PanelKey, image: &Image, kind: Kind, rate: f64) -> Utf8B
             .and_then(serde_json::Value::as_u64)
             .and_then(|q| u8::try_from(q).ok()),
         Kind::Movie => None,
+    };
+    let (min, max) = image
+        .pixels
+        .values()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    let (pixel_type, pixels): (&str, Vec<u8>) = match &image.pixels {
+        Pixels::U8(v) => ("u8", v.clone()),
+        Pixels::U16(v) => ("u16", v.iter().flat_map(|p| p.to_le_bytes()).collect()),
+        Pixels::I16(v) => ("i16", v.iter().flat_map(|p| p.to_le_bytes()).collect()),
     };
     let msg = ImageMsg {
         t: "image",
@@ -556,9 +650,22 @@ fn encode_image(panel: &PanelKey, image: &Image, kind: Kind, rate: f64) -> Utf8B
         rows,
         cols,
         quabo,
-        pixels,
+        pixel_type,
+        scales: Scales {
+            pct: Scale::new(lo, hi),
+            minmax: Scale::new(min, max),
+        },
     };
-    to_text(&msg)
+    // Our own plain struct of numbers and strings always serializes.
+    let mut header = serde_json::to_vec(&msg).unwrap_or_default();
+    while (4 + header.len()) % 4 != 0 {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(4 + header.len() + pixels.len());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&pixels);
+    axum::body::Bytes::from(out)
 }
 
 #[derive(Serialize)]
@@ -578,6 +685,9 @@ struct PhDistMsg<'a> {
     lo: f64,
     hi: f64,
     bins: usize,
+    x_ticks: Vec<f64>,
+    log_axis: Axis,
+    linear_axis: Axis,
     windows: Vec<WindowMsg>,
 }
 
@@ -624,7 +734,18 @@ struct HashpipeMsg {
 struct HashpipesMsg {
     t: &'static str,
     span_s: f64,
+    /// Ticks of the time axis, seconds before now.
+    t_ticks: Vec<f64>,
+    packets_axis: Axis,
+    losses_axis: Axis,
     nodes: Vec<HashpipeMsg>,
+}
+
+/// A value axis as the page draws it: its top and its ticks.
+#[derive(Serialize)]
+struct Axis {
+    top: f64,
+    ticks: Vec<f64>,
 }
 
 #[derive(Serialize)]

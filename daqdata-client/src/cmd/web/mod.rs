@@ -163,6 +163,13 @@ async fn serve_tab(mut socket: WebSocket, app: App) {
     let mut snapshots = app.snapshots.clone();
     let mut sent: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut paused = false;
+    // First the rules the page draws by: colour maps, the log floor, the
+    // quabo layout (daqdata_client::view::rules).
+    let rules = daqdata_client::view::rules::browser_rules().to_string();
+    if socket.send(Message::Text(rules.into())).await.is_err() {
+        app.tabs.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
     loop {
         tokio::select! {
             changed = snapshots.changed() => {
@@ -202,7 +209,7 @@ async fn send_changes(
         if sent.get(&m.key) == Some(&m.seq) {
             continue;
         }
-        socket.send(Message::Text(m.text.clone())).await?;
+        socket.send(m.body.message()).await?;
         sent.insert(m.key.clone(), m.seq);
     }
     Ok(())
