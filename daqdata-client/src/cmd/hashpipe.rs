@@ -215,7 +215,7 @@ pub async fn run(client: &DaqClient, refresh_period: f64, json: bool) -> anyhow:
                 // In a terminal the table is redrawn in place (its ages
                 // move); piped, each new read gives a block of its own.
                 let clear = if terminal { "\x1b[H\x1b[2J" } else { "" };
-                write!(out, "{clear}{}\n", table(&rows, now(), terminal)).and_then(|_| out.flush())
+                writeln!(out, "{clear}{}", table(&rows, now(), terminal)).and_then(|_| out.flush())
             },
             _ = &mut shutdown => break,
         };
