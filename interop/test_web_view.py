@@ -8,11 +8,20 @@ simulated module's frames move, each panel named by its node ("daq1 · module
 get it back. It reports `daqdata web`'s CPU with 21 tabs open and the tab's
 JavaScript heap, and saves a screenshot (to docs/web-view.png when
 DAQDATA_UPDATE_DOCS=1).
+
+A second test watches Hashpipe's health in the host bar: a real status
+buffer kept by `daqsim --hashpipe-status` under the test's own keyfile,
+read by the server (`[hashpipe_status]`), streamed by StreamHashpipeStatus
+to `daqdata web`; when daqsim stops (SIGSTOP, so its counters stop moving)
+the node turns red and says the buffer is stale, and when it goes on the
+red goes. Its screenshot of the bar and the plot goes to
+docs/web-hashpipe.png with DAQDATA_UPDATE_DOCS=1.
 """
 
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,7 +30,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import sync_playwright
 
-from conftest import ROOT, TARGET, Server, free_port
+from conftest import DAQSIM, ROOT, TARGET, Server, free_port
 
 DAQDATA = TARGET / "release" / "daqdata"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -209,3 +218,78 @@ def test_the_web_view_in_a_real_browser(tmp_path):
         web.wait(timeout=15)
         web_log.close()
         server.stop()
+
+
+def hashpipe_chips(page):
+    """Each node's Hashpipe chip in the host bar: (node, bad, text)."""
+    return page.eval_on_selector_all(
+        "#hashpipe .hashpipe",
+        "els => els.map(e => [e.dataset.node, e.dataset.bad, e.textContent])")
+
+
+def test_hashpipe_health_in_the_host_bar(tmp_path):
+    assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: .ci/run installs Debian's chromium"
+    # The status buffer's key comes from ftok(keyfile): a private file keeps
+    # this test's segment apart from any other (SPEC 9).
+    keyfile = tmp_path / "hashpipe_keyfile"
+    keyfile.write_text("")
+    sim_log = open(tmp_path / "daqsim.log", "w")
+    sim = subprocess.Popen([str(DAQSIM), "--hashpipe-status", "--hashpipe-keyfile", str(keyfile)],
+                           stdout=sim_log, stderr=sim_log,
+                           env={**os.environ, "HASHPIPE_KEYFILE": str(keyfile)})
+    config = tmp_path / "server.toml"
+    config.write_text(f'[hashpipe_sockets]\npath_template = "{tmp_path}/hp_{{dp_name}}.sock"\n\n'
+                      f'[hashpipe_status]\nkeyfile = "{keyfile}"\npoll_seconds = 1\n')
+    server = Server(tmp_path, "--config", str(config), "--metrics-listen", "")
+    wport = free_port()
+    web_log = open(tmp_path / "web.log", "w")
+    web = subprocess.Popen([str(DAQDATA), "web", "--host", server.tcp, "--listen", f"127.0.0.1:{wport}"],
+                           stdout=web_log, stderr=web_log)
+    try:
+        wait_port(wport, web, "daqdata web", tmp_path / "web.log")
+        node = socket.gethostname()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"http://127.0.0.1:{wport}/")
+
+            def chip():
+                return next((c for c in hashpipe_chips(page) if c[0] == node), None)
+
+            # Moving counters: thread states, a packet rate, not red.
+            well = wait_for(lambda: (c := chip()) and c[1] == "false" and "pkt/s" in c[2] and c, 30,
+                            f"{node}'s Hashpipe chip with thread states and a packet rate")
+            assert "net " in well[2] and "lost/s" in well[2], well
+            wait_for(lambda: page.is_visible("#hashpipe-plot"), 15, "the packets/s plot")
+            if os.environ.get("DAQDATA_UPDATE_DOCS") == "1":
+                page.screenshot(path=str(ROOT / "docs" / "web-hashpipe.png"),
+                                clip={"x": 0, "y": 0, "width": 1000, "height": 460})
+
+            # daqsim's net thread blocks for 2 s in every 10: the chip names
+            # it, in red.
+            blocked = wait_for(lambda: (c := chip()) and c[1] == "true" and "blocked" in c[2] and c,
+                               30, f"{node}'s chip to turn red when daqsim's net thread blocks")
+            assert "net blocked" in blocked[2], blocked
+
+            # daqsim stops: its counters stop moving, the buffer is stale.
+            sim.send_signal(signal.SIGSTOP)
+            bad = wait_for(lambda: (c := chip()) and c[1] == "true" and "stale" in c[2] and c, 60,
+                           f"{node}'s chip to turn red and say stale when daqsim stops")
+            assert page.eval_on_selector(
+                f'#hashpipe .hashpipe[data-node="{node}"]',
+                "e => getComputedStyle(e).borderColor") == "rgb(248, 81, 73)"
+
+            # It goes on: the red goes.
+            sim.send_signal(signal.SIGCONT)
+            wait_for(lambda: (c := chip()) and c[1] == "false" and c, 60,
+                     f"{node}'s chip to be well again when daqsim goes on")
+            browser.close()
+    finally:
+        sim.send_signal(signal.SIGCONT)
+        for proc in (web, sim):
+            proc.terminate()
+            proc.wait(timeout=15)
+        server.stop()
+        web_log.close()
+        sim_log.close()

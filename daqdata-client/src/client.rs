@@ -236,49 +236,6 @@ impl DaqClient {
         self.init_hp_io(&HpIoConfig::simulate()).await
     }
 
-    /// Streams every host's Hashpipe status buffer (StreamHashpipeStatus),
-    /// merged in arrival order, each at most every `update_interval_seconds`
-    /// (the server's poll interval is the floor), each with its host. A
-    /// host that fails yields its error once and ends its part; the others
-    /// go on.
-    pub fn stream_hashpipe_status(
-        &self,
-        update_interval_seconds: f64,
-    ) -> impl futures::Stream<Item = (Host, Result<crate::HashpipeStatus, Error>)> + Send + 'static
-    {
-        use futures::StreamExt;
-        let parts = self.nodes.iter().map(|(host, ch)| {
-            let host = host.clone();
-            let ch = ch.clone();
-            let request = daqdata_proto::daqdata::StreamHashpipeStatusRequest {
-                update_interval_seconds,
-            };
-            futures::stream::once(async move {
-                let mut stub = DaqDataClient::new(ch);
-                match stub.stream_hashpipe_status(request).await {
-                    Ok(response) => response
-                        .into_inner()
-                        .map(move |r| {
-                            let result = match r {
-                                Ok(r) => Ok(crate::HashpipeStatus::from_response(&host, r)),
-                                Err(status) => {
-                                    Err(Error::rpc(&host, "StreamHashpipeStatus", status))
-                                }
-                            };
-                            (host.clone(), result)
-                        })
-                        .boxed(),
-                    Err(status) => {
-                        let error = Error::rpc(&host, "StreamHashpipeStatus", status);
-                        futures::stream::iter([(host, Err(error))]).boxed()
-                    }
-                }
-            })
-            .flatten()
-        });
-        futures::stream::select_all(parts.map(Box::pin))
-    }
-
     /// Streams images from every host, merged in arrival order.
     ///
     /// Each host's part runs on its own: when one is down or its stream
@@ -367,6 +324,19 @@ impl DaqClient {
             });
         }
         ImageStream { rx, _tasks: tasks }
+    }
+
+    /// Streams every host's Hashpipe status buffer (SPEC §9), one read
+    /// about every `update_interval_seconds`, merged in arrival order. Each
+    /// host's part reconnects after `backoff` when its trouble passes (an
+    /// `Err` item says what it was); a server without the RPC ends only its
+    /// part. Rates come from each host's two newest reads.
+    pub fn stream_hashpipe_status(
+        &self,
+        update_interval_seconds: f64,
+        backoff: Backoff,
+    ) -> crate::HashpipeStream {
+        crate::hashpipe::stream_all(&self.nodes, update_interval_seconds, backoff)
     }
 
     /// Uploads `images` to `host` as if its tracker had read them; returns

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use daqdata_proto::rpc;
 use tonic::Code;
 
 /// Errors of the client library. Each names the file or host and request
@@ -41,7 +42,7 @@ pub enum Error {
         reason: String,
     },
     /// The server answered an RPC with an error status.
-    #[error("{host}: {rpc} failed with {code:?}: {message}{}", advice(*code, rpc, message))]
+    #[error("{host}: {rpc} failed with {code:?}: {message}{}", advice(*code, rpc))]
     Rpc {
         /// The host.
         host: String,
@@ -110,6 +111,18 @@ impl Error {
         }
     }
 
+    /// The host an error concerns, when it concerns one.
+    pub fn host(&self) -> Option<String> {
+        match self {
+            Error::Host { host, .. }
+            | Error::Unreachable { host, .. }
+            | Error::Rpc { host, .. }
+            | Error::InitRefused { host, .. }
+            | Error::BadImage { host, .. } => Some(host.clone()),
+            _ => None,
+        }
+    }
+
     /// The gRPC status code, when the server answered with one.
     pub fn code(&self) -> Option<Code> {
         match self {
@@ -132,18 +145,27 @@ fn transport_reason(status: &tonic::Status) -> String {
 }
 
 /// What the user should do about each status code the server uses (SPEC
-/// §3, and §6 for who may call what).
-fn advice(code: Code, rpc: &str, message: &str) -> String {
-    let operator_rpc = matches!(rpc, "InitHpIo" | "UploadImages");
-    let role = if operator_rpc { "operator" } else { "viewer" };
+/// §3, and §6 for who may call what). It reads the code and the RPC's row
+/// of `daqdata_proto::rpc`, never the server's message, which is shown
+/// beside it as the server wrote it.
+fn advice(code: Code, rpc: &str) -> String {
+    let operator = rpc::ALL.iter().any(|r| r.name == rpc && r.operator_only);
+    let (role, a) = if operator {
+        ("operator", "an")
+    } else {
+        ("viewer", "a")
+    };
     match code {
         Code::Unauthenticated => format!(
             " ({rpc} needs the {role} role: pass --token-file FILE (or set DAQDATA_TOKEN) with a token this server lists, or use the unix socket on the DAQ node)"
         ),
-        // The server names the role a token gave; a data_dir outside the
-        // allowed roots is the other PERMISSION_DENIED.
-        Code::PermissionDenied if message.contains(" role") => format!(
-            " (your token gives only the viewer role; {rpc} needs an operator token: ask whoever runs the DAQ node for one, or use the unix socket there)"
+        // InitHpIo's PERMISSION_DENIED is a role that is not enough, or a
+        // data_dir outside the allowed roots; the server's message says which.
+        Code::PermissionDenied if rpc == rpc::INIT_HP_IO.name => format!(
+            " (either your token gives only the viewer role and {rpc} needs an operator token: ask whoever runs the DAQ node for one, or use the unix socket there; or data_dir is outside the server's allowed_data_roots: use a directory under one of them)"
+        ),
+        Code::PermissionDenied => format!(
+            " (your token's role is not enough: {rpc} needs {a} {role} token: ask whoever runs the DAQ node for one, or use the unix socket there)"
         ),
         _ => plain_advice(code).to_string(),
     }
@@ -162,9 +184,6 @@ fn plain_advice(code: Code) -> &'static str {
         }
         Code::InvalidArgument => {
             " (fix the request: check data_dir exists on the DAQ node, the update interval is within the server's limits, and at least one image type is asked for)"
-        }
-        Code::PermissionDenied => {
-            " (data_dir is outside the server's allowed_data_roots: use a directory under one of them)"
         }
         Code::Cancelled => " (the stream was ended: the server was reconfigured or is shutting down)",
         Code::DeadlineExceeded => " (the server did not answer in time: is it overloaded or unreachable?)",
@@ -192,7 +211,14 @@ mod tests {
         );
         assert!(said(Code::Unavailable, "re-initializing").contains("retry"));
         assert!(said(Code::ResourceExhausted, "100 streams").contains("too many streams"));
-        assert!(said(Code::PermissionDenied, "outside").contains("allowed_data_roots"));
+        let host: crate::Host = "daq1".parse().unwrap();
+        let s = Error::rpc(
+            &host,
+            "InitHpIo",
+            tonic::Status::permission_denied("/data is outside allowed_data_roots"),
+        )
+        .to_string();
+        assert!(s.contains("use a directory under one of them"), "{s}");
         assert!(said(Code::InvalidArgument, "/x does not exist").contains("data_dir"));
         assert!(said(Code::Cancelled, "hp_io was reconfigured").contains("reconfigured"));
     }
@@ -220,12 +246,41 @@ mod tests {
         )
         .to_string();
         assert!(
-            s.contains(
-                "your token gives only the viewer role; UploadImages needs an operator token"
-            ),
+            s.contains("your token's role is not enough: UploadImages needs an operator token"),
             "{s}"
         );
         assert!(!s.contains("allowed_data_roots"), "{s}");
+    }
+
+    #[test]
+    fn advice_reads_the_code_and_the_rpc_table_never_the_message_and_says_it_once() {
+        let host: crate::Host = "daq1".parse().unwrap();
+        for message in [
+            "",
+            "needs the viewer role",
+            "the token of bob gives only the viewer role",
+        ] {
+            for (code, rpc) in [
+                (Code::Unauthenticated, "UploadImages"),
+                (Code::PermissionDenied, "UploadImages"),
+                (Code::Unauthenticated, "StreamHashpipeStatus"),
+            ] {
+                let s = Error::rpc(&host, rpc, tonic::Status::new(code, message)).to_string();
+                let prefix = format!("daq1:50051: {rpc} failed with {code:?}: {message}");
+                let advice = s.strip_prefix(&prefix).unwrap_or_else(|| panic!("{s}"));
+                let without = Error::rpc(&host, rpc, tonic::Status::new(code, "")).to_string();
+                assert!(
+                    without.ends_with(advice),
+                    "the advice depends on the message: {s}"
+                );
+                assert!(s.matches("--token-file").count() <= 1, "{s}");
+            }
+        }
+        let s = said(Code::PermissionDenied, "");
+        assert!(s.contains("StreamImages needs a viewer token"), "{s}");
+        let s = Error::rpc(&host, "UploadImages", tonic::Status::unauthenticated("")).to_string();
+        assert!(s.contains("UploadImages needs the operator role"), "{s}");
+        assert_eq!(s.matches("--token-file").count(), 1, "{s}");
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //!   [`DaqClient::init_sim`], [`DaqClient::upload_images`], and
 //!   [`DaqClient::stream_images`], which merges every host's stream into
 //!   one [`ImageStream`] of [`Image`]s; a host that fails ends only its part.
-//!   [`DaqClient::stream_hashpipe_status`] does the same for each node's
-//!   Hashpipe status buffer ([`HashpipeStatus`]: thread states, counters).
+//!   [`DaqClient::stream_hashpipe_status`] does the same for Hashpipe's
+//!   status buffer (SPEC §9): a [`HashpipeStream`] of [`HashpipeStatus`]
+//!   (thread states, packets/s and losses/s, stale and why), whose rules
+//!   live in [`hashpipe`].
 //! - [`Credentials`] is what the client shows a server that restricts
 //!   who may do what (SPEC §6): a bearer token, the CA of `tls://` hosts
 //!   and a client certificate for mutual TLS
@@ -49,7 +51,7 @@
 
 mod client;
 mod error;
-mod hashpipe;
+pub mod hashpipe;
 mod hosts;
 mod image;
 mod reconnect;
@@ -62,7 +64,7 @@ pub use daqdata_net::{
     channel, channel_with, Address, Attempts, Backoff, Bearer, Connection, Credentials,
 };
 pub use error::Error;
-pub use hashpipe::{HashpipeStatus, THREAD_STATE_KEYS};
+pub use hashpipe::{HashpipeStatus, HashpipeStream};
 pub use hosts::{hosts_from_configs, Host, HpIoConfig, DEFAULT_PORT};
 pub use image::Image;
 pub use reconnect::{HostState, HostStates, HostStatus};

@@ -106,6 +106,14 @@ struct DemoArgs {
     /// object per host). Fails if a host does not answer.
     #[arg(long)]
     status: bool,
+    /// Hashpipe's status buffer on every node (SPEC §9): a table that
+    /// refreshes in place every --refresh-period, like
+    /// hashpipe_status_monitor but for all nodes at once: thread states,
+    /// packets/s, losses/s, NETDROPS, the age of the read, and what is
+    /// wrong (a thread blocked or exited, a stale buffer) in red. With
+    /// --json, one JSON object per read. Runs until Ctrl-C.
+    #[arg(long)]
+    hashpipe_status: bool,
     /// List the gRPC services and DaqData methods each host offers.
     #[arg(long)]
     reflect_services: bool,
@@ -135,16 +143,9 @@ struct DemoArgs {
     /// How much the client logs (to stderr; in a live view, at its foot).
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
-    /// Print each received image as one JSON line on stdout (for scripts);
-    /// with --hashpipe-status, each node's status buffer too.
+    /// Print each received image as one JSON line on stdout (for scripts).
     #[arg(long)]
     json: bool,
-    /// Each node's Hashpipe status buffer (SPEC §9) in one table that
-    /// refreshes every --refresh-period: thread states, packets, packets/s
-    /// and losses/s, and in red a thread that is blocked or has exited, or
-    /// a buffer that is stale or missing, with the reason.
-    #[arg(long, conflicts_with_all = ["plot_view", "plot_phdist"])]
-    hashpipe_status: bool,
     /// With --plot-view or --plot-phdist: draw the view into this PNG after
     /// --snapshot-frames images and exit, instead of a live terminal view.
     #[arg(long, value_name = "FILE.png")]
@@ -186,8 +187,12 @@ impl DemoArgs {
     }
 
     fn streams(&self) -> bool {
-        // --status --json prints the status as JSON, and streams nothing.
-        self.plot_view || self.plot_phdist || self.plot_speed || (self.json && !self.status)
+        // --status --json and --hashpipe-status --json print those as
+        // JSON, and stream no images.
+        self.plot_view
+            || self.plot_phdist
+            || self.plot_speed
+            || (self.json && !self.status && !self.hashpipe_status)
     }
 }
 
@@ -304,6 +309,9 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
             println!("{}", status_line(&host, &status, args.json));
         }
     }
+    if args.hashpipe_status && args.streams() {
+        bail!("--hashpipe-status is a view of its own: the live views show Hashpipe's state in their host bar");
+    }
     let needs_live_hosts = args.reflect_services
         || args.init.is_some()
         || args.init_sim
@@ -376,28 +384,8 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
     }
 
     if args.hashpipe_status {
-        let status = cmd::hashpipe::run(&client, args.refresh_period, args.json);
-        if !args.streams() {
-            return status.await.context("streaming Hashpipe's status");
-        }
-        // --json: images and status lines, side by side.
-        let live = cmd::live::Live {
-            plot_view: false,
-            plot_phdist: false,
-            plot_speed: args.plot_speed,
-            json: true,
-            refresh_period: args.refresh_period,
-            module_ids: args.targets.module_ids.clone(),
-            snapshot: None,
-            snapshot_frames: args.snapshot_frames,
-            snapshot_timeout: args.snapshot_timeout,
-        };
-        let images = live.run(&client, logs);
-        tokio::try_join!(
-            async { status.await.context("streaming Hashpipe's status") },
-            async { images.await.context("streaming images") }
-        )?;
-        return Ok(());
+        // Every node, reachable or not: the table says which is which.
+        cmd::hashpipe::run(&all, args.refresh_period, args.json).await?;
     }
     if args.streams() {
         let live = cmd::live::Live {
@@ -620,7 +608,6 @@ mod tests {
             "--status",
             "--snapshot",
             "--json",
-            "--hashpipe-status",
             "--token-file",
             "DAQDATA_TOKEN",
             "--tls-ca",

@@ -354,6 +354,9 @@ fn tls_and_tokens_against_the_real_server_binary() {
             && text.contains("unix socket on the DAQ node"),
         "{text}"
     );
+    // The server says what was wrong; the advice, once, says what to do.
+    assert_eq!(text.matches("--token-file").count(), 1, "{text}");
+    assert_eq!(text.matches("unix socket").count(), 1, "{text}");
     let (ok, text) = run("laptop", Some("view.token"), None, &["--init-sim"]);
     assert!(!ok);
     assert!(
@@ -482,7 +485,7 @@ fn hashpipe_status_from_the_simulator_reaches_the_table_and_json() {
         json_line = BufReader::new(json.stdout.take().unwrap())
             .lines()
             .map(Result::unwrap)
-            .find(|l| l.contains("\"hashpipe_status\"") && l.contains("NPACKETS"));
+            .find(|l| l.contains("\"cards\"") && l.contains("NPACKETS"));
         testdata::stop(&mut json);
     }
     testdata::stop(&mut server);
@@ -494,8 +497,101 @@ fn hashpipe_status_from_the_simulator_reaches_the_table_and_json() {
     );
     let v: serde_json::Value =
         serde_json::from_str(&json_line.expect("a JSON status line")).unwrap();
-    let status = &v["hashpipe_status"];
+    let status = &v;
     assert_eq!(status["cards"]["OBS"], "SIM");
     assert!(status["cards"]["NPACKETS"].as_f64().is_some());
     assert!(status["read_at"].as_f64().is_some());
+}
+
+/// Reads `child`'s stdout line by line until `done` says so, then kills it.
+fn read_until(mut child: std::process::Child, mut done: impl FnMut(&str) -> bool) -> Vec<String> {
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut seen = Vec::new();
+    for line in &mut lines {
+        let line = line.unwrap();
+        let stop = done(&line);
+        seen.push(line);
+        if stop {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
+/// `--hashpipe-status` is a table of every node that refreshes: a thread
+/// that blocks turns its row into "net thread blocked", and a host that is
+/// down has a row that says so; `--json` gives one object per read.
+#[tokio::test(flavor = "multi_thread")]
+async fn hashpipe_status_table_follows_each_nodes_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeServer::new("daq1");
+    let host = fake.serve_unix(dir.path()).to_string();
+    let gone = format!("unix://{}/gone.sock", dir.path().display());
+    let script = fake.hashpipe.clone();
+    let (host2, gone2) = (host.clone(), gone.clone());
+    let lines = tokio::task::spawn_blocking(move || {
+        let child = daqdata()
+            .args(["--host", &host2, "--host", &gone2, "--hashpipe-status"])
+            .args(["--refresh-period", "0.05"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut blocked = false;
+        read_until(child, |line| {
+            let row: Vec<&str> = line.split_whitespace().collect();
+            if !blocked && row.first() == Some(&"daq1") && row.get(4).is_some_and(|p| *p != "-") {
+                script.lock().unwrap().threads =
+                    Some(["blocked".into(), "processing".into(), "waiting".into()]);
+                blocked = true;
+            }
+            blocked && line.starts_with("daq1") && line.contains("net thread blocked")
+        })
+    })
+    .await
+    .unwrap();
+    let text = lines.join("\n");
+    assert!(
+        lines[0].starts_with("NODE") && lines[0].contains("PKT/S") && lines[0].contains("NETDROPS"),
+        "{text}"
+    );
+    let ok_row = lines
+        .iter()
+        .find(|l| l.starts_with("daq1") && l.ends_with("ok"))
+        .unwrap_or_else(|| panic!("no healthy daq1 row in\n{text}"));
+    let cells: Vec<&str> = ok_row.split_whitespace().collect();
+    assert_eq!(
+        &cells[1..4],
+        ["receiving", "processing", "waiting"],
+        "{ok_row}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&gone) && l.contains("cannot connect")),
+        "{text}"
+    );
+
+    let json = tokio::task::spawn_blocking(move || {
+        let child = daqdata()
+            .args(["--host", &host, "--hashpipe-status", "--json"])
+            .args(["--refresh-period", "0.05"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        read_until(child, |line| {
+            line.contains("packets_per_second\":") && !line.contains("packets_per_second\":null")
+        })
+    })
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(json.last().unwrap()).unwrap();
+    assert_eq!(v["name"], "daq1");
+    assert_eq!(v["threads"][0]["state"], "blocked");
+    assert_eq!(v["problems"][0], "net thread blocked");
+    assert!(v["packets_per_second"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["cards"]["BINDHOST"], "eth0");
 }

@@ -220,3 +220,53 @@ async fn dropping_the_stream_cancels_its_rpc_on_the_server() {
     drop(stream);
     within("the server noticing the cancel", cancelled).await;
 }
+
+#[tokio::test]
+async fn hashpipe_status_of_every_node_with_rates_and_a_thread_that_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FakeServer::new("daq-a");
+    let b = FakeServer::new("daq-b");
+    b.hashpipe.lock().unwrap().threads = None;
+    b.hashpipe.lock().unwrap().message = "no status buffer (no segment for /home/hp)".into();
+    let client = DaqClient::new([a.serve_unix(dir.path()), b.serve_tcp().await]).unwrap();
+    let mut stream = client.stream_hashpipe_status(0.02, daqdata_client::Backoff::default());
+
+    // Both nodes, and daq-a's rates once it has two reads.
+    let (mut rated_a, mut seen_b) = (None, None);
+    within("a rated read of daq-a and a read of daq-b", async {
+        while rated_a.is_none() || seen_b.is_none() {
+            let s = stream.next().await.expect("the stream goes on").unwrap();
+            match s.name.as_str() {
+                "daq-a" if s.packets_per_second.is_some() => rated_a = Some(s),
+                "daq-a" => {}
+                "daq-b" => seen_b = Some(s),
+                other => panic!("status from unknown node {other}"),
+            }
+        }
+    })
+    .await;
+    let a_read = rated_a.unwrap();
+    assert!(a_read.problems().is_empty(), "{:?}", a_read.problems());
+    assert!(a_read.packets_per_second.unwrap() > 0.0);
+    assert!(a_read.losses_per_second.unwrap() > 0.0);
+    // Lost per read is 3 of 16384: the two rates keep that ratio.
+    let ratio = a_read.losses_per_second.unwrap() / a_read.packets_per_second.unwrap();
+    assert!((ratio - 3.0 / 16384.0).abs() < 1e-9, "{ratio}");
+    assert_eq!(
+        seen_b.unwrap().problems(),
+        ["no status buffer (no segment for /home/hp)"]
+    );
+
+    // The net thread blocks: the next reads of daq-a say so.
+    a.hashpipe.lock().unwrap().threads =
+        Some(["blocked".into(), "processing".into(), "waiting".into()]);
+    within("daq-a's blocked net thread", async {
+        loop {
+            let s = stream.next().await.expect("the stream goes on").unwrap();
+            if s.name == "daq-a" && s.problems() == ["net thread blocked"] {
+                break;
+            }
+        }
+    })
+    .await;
+}

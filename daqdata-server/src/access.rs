@@ -333,16 +333,18 @@ impl Access {
             Role::Operator => "InitHpIo and UploadImages need the operator role",
             _ => "this server needs the viewer role to watch",
         };
+        // What was wrong, not what to type: each client says how to send
+        // a token (daqdata's advice names its --token-file once).
         Err(match (bearer, token) {
             (Some(_), Some((token_role, name))) => tonic::Status::permission_denied(format!(
                 "{what}; the token of {name} gives only the {token_role} role"
             )),
             (Some(_), None) => tonic::Status::unauthenticated(format!(
-                "{what}; the bearer token given is not one this server knows: check --token-file or DAQDATA_TOKEN"
+                "{what}; the bearer token given is not one this server knows"
             )),
-            (None, _) => tonic::Status::unauthenticated(format!(
-                "{what}: pass a token (daqdata --token-file FILE or DAQDATA_TOKEN), or use the unix socket on the DAQ node"
-            )),
+            (None, _) => {
+                tonic::Status::unauthenticated(format!("{what}: no bearer token was sent"))
+            }
         })
     }
 }

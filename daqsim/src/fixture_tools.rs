@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use pff::{DataProduct, Frame, Header, PffFile, PffName, Pixels, Quabo};
+use pff::{DataProduct, Frame, Header, PffFile, PffName, Pixels, Quabo, QUABO_SIDE};
 
 /// Copies `frames` whole frames after `skip` of a recorded file into `out`;
 /// returns the file written.
@@ -60,16 +60,16 @@ pub fn synth(
 
     let mut ph1024 = Vec::new();
     for four in pulses.chunks_exact(4) {
-        // Quabo q fills one 16x16 quadrant of the module's 32x32 image.
-        let mut pixels = vec![0i16; 32 * 32];
+        // Quabo q fills its quadrant of the module's 32x32 image.
+        let mut pixels = vec![0i16; DataProduct::Ph1024.pixels()];
         let mut quabos = [Quabo::default(); 4];
         for (q, frame) in four.iter().enumerate() {
             let Pixels::I16(values) = &frame.pixels else {
                 bail!("{}: not ph256 pixels", ph256.display());
             };
-            let (row0, col0) = ((q / 2) * 16, (q % 2) * 16);
             for (i, v) in values.iter().enumerate() {
-                pixels[(row0 + i / 16) * 32 + col0 + i % 16] = *v;
+                let (row, col) = DataProduct::module_pixel(q as u8, i / QUABO_SIDE, i % QUABO_SIDE);
+                pixels[row * DataProduct::Ph1024.shape()[1] + col] = *v;
             }
             quabos[q] = frame.header.first_quabo().copied().unwrap_or_default();
         }

@@ -25,6 +25,21 @@ pub enum DataProduct {
     Ph1024,
 }
 
+/// Pixels on a side of one quabo's image.
+pub const QUABO_SIDE: usize = 16;
+
+/// Where a pixel of an image comes from ([`DataProduct::quabo_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuaboPixel {
+    /// The quabo (0-3) of a module image; `None` for a ph256 image, whose
+    /// header names its quabo.
+    pub quabo: Option<u8>,
+    /// The row in that quabo's 16x16 image.
+    pub row: usize,
+    /// The column in that quabo's 16x16 image.
+    pub col: usize,
+}
+
 impl DataProduct {
     /// Every product, in a fixed order.
     pub const ALL: [DataProduct; 4] = [Self::Img16, Self::Img8, Self::Ph256, Self::Ph1024];
@@ -59,6 +74,38 @@ impl DataProduct {
     pub fn pixels(self) -> usize {
         let [r, c] = self.shape();
         r * c
+    }
+
+    /// Which quabo recorded the pixel at (`row`, `col`) of an image, and
+    /// where it sits in that quabo's own 16x16 image. A module's 32x32
+    /// image holds its four quabos as row-major 16x16 quadrants (quabo 0
+    /// top left, 1 top right, 2 bottom left, 3 bottom right); a ph256 image
+    /// is one quabo's, the one its header names, so its pixel is its own.
+    /// `None` outside the image.
+    pub fn quabo_at(self, row: usize, col: usize) -> Option<QuaboPixel> {
+        let [rows, cols] = self.shape();
+        if row >= rows || col >= cols {
+            return None;
+        }
+        Some(match self {
+            Self::Ph256 => QuaboPixel {
+                quabo: None,
+                row,
+                col,
+            },
+            _ => QuaboPixel {
+                quabo: Some((2 * (row / QUABO_SIDE) + col / QUABO_SIDE) as u8),
+                row: row % QUABO_SIDE,
+                col: col % QUABO_SIDE,
+            },
+        })
+    }
+
+    /// The pixel of a 32x32 module image that holds pixel (`row`, `col`)
+    /// of quabo `quabo`'s 16x16 image: the inverse of [`quabo_at`](Self::quabo_at).
+    pub fn module_pixel(quabo: u8, row: usize, col: usize) -> (usize, usize) {
+        let q = usize::from(quabo % 4);
+        ((q / 2) * QUABO_SIDE + row, (q % 2) * QUABO_SIDE + col)
     }
 
     /// Bytes per pixel as stored (the `bpp_` of the file name).
@@ -112,6 +159,30 @@ impl FromStr for DataProduct {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_image_holds_its_quabos_as_row_major_quadrants() {
+        let at = |row, col| DataProduct::Img16.quabo_at(row, col).unwrap();
+        assert_eq!(at(0, 0).quabo, Some(0));
+        assert_eq!(at(0, 16).quabo, Some(1));
+        assert_eq!(at(16, 0).quabo, Some(2));
+        let p = at(31, 17);
+        assert_eq!((p.quabo, p.row, p.col), (Some(3), 15, 1));
+        for dp in [DataProduct::Img16, DataProduct::Img8, DataProduct::Ph1024] {
+            for row in 0..32 {
+                for col in 0..32 {
+                    let p = dp.quabo_at(row, col).unwrap();
+                    let q = p.quabo.unwrap();
+                    assert_eq!(DataProduct::module_pixel(q, p.row, p.col), (row, col));
+                }
+            }
+            assert_eq!(dp.quabo_at(32, 0), None);
+            assert_eq!(dp.quabo_at(0, 32), None);
+        }
+        let ph = DataProduct::Ph256.quabo_at(5, 9).unwrap();
+        assert_eq!((ph.quabo, ph.row, ph.col), (None, 5, 9));
+        assert_eq!(DataProduct::Ph256.quabo_at(16, 0), None);
+    }
 
     #[test]
     fn sizes_match_the_format() {

@@ -1,130 +1,122 @@
-//! `daqdata --hashpipe-status`: every node's Hashpipe threads and packet
-//! counts in one table that refreshes, like `hashpipe_status_monitor` but
-//! for all nodes at once; with `--json`, one JSON line per response.
+//! `daqdata --hashpipe-status`: Hashpipe's status buffer of every node at
+//! once, as a table that refreshes in place (what `hashpipe_status_monitor`
+//! shows on one DAQ node), or one JSON line per read with `--json`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use daqdata_client::{DaqClient, HashpipeStatus};
+use anyhow::bail;
+use daqdata_client::{Backoff, DaqClient, HashpipeStatus};
 use futures::StreamExt;
 
-/// What one node showed last.
-#[derive(Default)]
-struct Row {
-    latest: Option<HashpipeStatus>,
-    /// Packets/s and lost/s between its last two responses.
-    rates: Option<(f64, f64)>,
-    /// Why its stream ended, if it did.
-    error: Option<String>,
+use super::live::shutdown_signal;
+
+/// One row of the table: a node's newest read, or why its host has none.
+#[derive(Clone, Debug)]
+pub enum Row {
+    Read(Box<HashpipeStatus>),
+    Failed { host: String, why: String },
 }
 
-/// Streams until every host's stream has ended (Ctrl-C ends it sooner).
-pub async fn run(client: &DaqClient, refresh_period: f64, json: bool) -> anyhow::Result<()> {
-    let mut rows: BTreeMap<String, Row> = client
-        .hosts()
-        .map(|h| (h.to_string(), Row::default()))
-        .collect();
-    let mut stream = Box::pin(client.stream_hashpipe_status(refresh_period));
-    let terminal = std::io::stdout().is_terminal();
-    let mut redraw = tokio::time::interval(Duration::from_secs_f64(refresh_period.max(0.1)));
-    redraw.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut changed = false;
-    loop {
-        tokio::select! {
-            next = stream.next() => {
-                let Some((host, next)) = next else { break };
-                let row = rows.entry(host.to_string()).or_default();
-                match next {
-                    Ok(status) => {
-                        if json {
-                            println!("{}", status.to_json());
-                        }
-                        if let Some(earlier) = &row.latest {
-                            row.rates = status.rates_since(earlier).or(row.rates);
-                        }
-                        row.latest = Some(status);
-                        row.error = None;
-                    }
-                    Err(e) => {
-                        tracing::warn!("{e}");
-                        row.error = Some(e.to_string());
-                    }
-                }
-                changed = true;
+/// Every node's newest row, by node name (a gateway's host carries several).
+#[derive(Default)]
+pub struct Rows(BTreeMap<String, Row>);
+
+impl Rows {
+    /// Every node's row, by node name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Row)> {
+        self.0.iter()
+    }
+
+    pub fn take(&mut self, item: Result<HashpipeStatus, daqdata_client::Error>) {
+        match item {
+            Ok(status) => {
+                // The host answers again: its failure row goes.
+                self.0
+                    .retain(|_, r| !matches!(r, Row::Failed { host, .. } if *host == status.host));
+                self.0
+                    .insert(status.name.clone(), Row::Read(Box::new(status)));
             }
-            _ = redraw.tick() => {
-                if changed && !json {
-                    let table = render(&rows, terminal);
-                    let mut out = std::io::stdout().lock();
-                    // In a terminal the table is redrawn in place.
-                    if terminal {
-                        write!(out, "\x1b[H\x1b[2J")?;
-                    }
-                    writeln!(out, "{table}")?;
-                    out.flush()?;
-                    changed = false;
-                }
+            Err(e) => {
+                let host = e.host().unwrap_or_default();
+                self.0
+                    .retain(|_, r| !matches!(r, Row::Read(s) if s.host == host));
+                let why = if e.code() == Some(tonic::Code::Unimplemented) {
+                    "no Hashpipe status: the server does not offer StreamHashpipeStatus (the Python server, or an older daqdata-server)".to_string()
+                } else {
+                    // The row names the host already.
+                    let why = e.to_string();
+                    why.strip_prefix(&format!("{host}: "))
+                        .map_or(why.clone(), str::to_string)
+                };
+                self.0.insert(host.clone(), Row::Failed { host, why });
             }
         }
     }
-    if !json {
-        println!("{}", render(&rows, terminal));
-    }
-    anyhow::bail!("every host's StreamHashpipeStatus ended")
 }
 
-const COLUMNS: [&str; 8] = [
-    "NODE", "NET", "COMPUTE", "OUTPUT", "NPACKETS", "PKT/S", "LOST/S", "STATUS",
+const HEAD: [&str; 9] = [
+    "NODE", "NET", "COMPUTE", "OUTPUT", "PKT/S", "LOST/S", "NETDROPS", "AGE", "STATE",
 ];
 
-/// The table: one row per node; a row in trouble (a thread `blocked` or
-/// `exit`ed, a stale or missing buffer, a failed stream) ends with the
-/// reason, in red when `color`.
-fn render(rows: &BTreeMap<String, Row>, color: bool) -> String {
-    let mut lines: Vec<(Vec<String>, bool)> = Vec::new();
-    for (host, row) in rows {
-        let mut cells = vec![host.clone()];
-        let trouble;
-        match &row.latest {
-            Some(s) => {
-                for (key, _) in daqdata_client::THREAD_STATE_KEYS {
-                    cells.push(s.text(key).unwrap_or("-").to_string());
-                }
-                cells.push(
-                    s.number("NPACKETS")
-                        .map_or("-".into(), |n| format!("{n:.0}")),
-                );
-                let (packets, lost) = row.rates.map_or(("-".into(), "-".into()), |(p, l)| {
-                    (format!("{p:.0}"), format!("{l:.1}"))
-                });
-                cells.push(packets);
-                cells.push(lost);
-                trouble = row.error.clone().or_else(|| s.trouble());
-                cells.push(trouble.clone().unwrap_or_else(|| "ok".into()));
+/// The table at `now` (Unix seconds); rows with a problem in red when
+/// `colour` (a terminal).
+pub fn table(rows: &Rows, now: f64, colour: bool) -> String {
+    let cells: Vec<(Vec<String>, bool)> = rows
+        .0
+        .iter()
+        .map(|(name, row)| match row {
+            Row::Read(s) => {
+                let thread = |key: &str| {
+                    s.threads()
+                        .into_iter()
+                        .find(|t| t.key == key)
+                        .map_or_else(|| "-".to_string(), |t| t.state)
+                };
+                let number =
+                    |n: Option<f64>| n.map_or_else(|| "-".to_string(), |n| format!("{n:.0}"));
+                let problems = s.problems();
+                let state = if problems.is_empty() {
+                    "ok".to_string()
+                } else {
+                    problems.join("; ")
+                };
+                let age = s
+                    .age(now)
+                    .map_or_else(|| "-".to_string(), |a| format!("{a:.1} s"));
+                (
+                    vec![
+                        name.clone(),
+                        thread("NETSTAT"),
+                        thread("COMPUTES"),
+                        thread("OUTSTAT"),
+                        number(s.packets_per_second),
+                        number(s.losses_per_second),
+                        number(s.net_drops()),
+                        age,
+                        state,
+                    ],
+                    !problems.is_empty(),
+                )
             }
-            None => {
-                cells.extend(std::iter::repeat_n("-".to_string(), 6));
-                trouble = Some(
-                    row.error
-                        .clone()
-                        .unwrap_or_else(|| "waiting for the first read".into()),
-                );
-                cells.push(trouble.clone().unwrap_or_default());
+            Row::Failed { why, .. } => {
+                let mut r = vec![name.clone()];
+                r.extend(std::iter::repeat_n("-".to_string(), 7));
+                r.push(why.clone());
+                (r, true)
             }
+        })
+        .collect();
+    let mut widths: Vec<usize> = HEAD.iter().map(|h| h.len()).collect();
+    for (row, _) in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
         }
-        lines.push((cells, trouble.is_some()));
     }
-    let mut widths: Vec<usize> = COLUMNS.iter().map(|c| c.len()).collect();
-    for (cells, _) in &lines {
-        for (w, c) in widths.iter_mut().zip(cells) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let format_row = |cells: &[String]| {
-        let last = cells.len() - 1;
-        cells
-            .iter()
+    let line = |row: &[String]| {
+        let last = row.len() - 1;
+        row.iter()
             .enumerate()
             .map(|(i, c)| {
                 if i == last {
@@ -136,65 +128,172 @@ fn render(rows: &BTreeMap<String, Row>, color: bool) -> String {
             .collect::<Vec<_>>()
             .join("  ")
     };
-    let header: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
-    let mut out = format_row(&header);
-    for (cells, bad) in &lines {
-        out.push('\n');
-        let line = format_row(cells);
-        if *bad && color {
-            out.push_str(&format!("\x1b[31m{line}\x1b[0m"));
+    let head: Vec<String> = HEAD.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&head);
+    out.push('\n');
+    for (row, bad) in &cells {
+        let text = line(row);
+        if *bad && colour {
+            out += &format!("\x1b[31m{text}\x1b[0m");
         } else {
-            out.push_str(&line);
+            out += &text;
         }
+        out.push('\n');
+    }
+    if cells.is_empty() {
+        out += "(no read yet)\n";
     }
     out
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The terminal view's Hashpipe bar: a line per node, red with the reason
+/// when a thread is blocked or has exited, the buffer is stale, or the
+/// host has no status to give.
+pub fn bar_lines(rows: &Rows) -> Vec<ratatui::text::Line<'static>> {
+    use ratatui::style::{Color, Style};
+    let red = Style::default().fg(Color::Red);
+    rows.0
+        .iter()
+        .map(|(name, row)| match row {
+            Row::Read(s) => {
+                let text = format!("{name} Hashpipe: {}", s.summary());
+                if s.problems().is_empty() {
+                    ratatui::text::Line::from(text)
+                } else {
+                    ratatui::text::Line::styled(text, red)
+                }
+            }
+            Row::Failed { why, .. } => {
+                ratatui::text::Line::styled(format!("{name} Hashpipe: {why}"), red)
+            }
+        })
+        .collect()
+}
+
+/// Streams every host's status until Ctrl-C, SIGTERM or a closed stdout.
+pub async fn run(client: &DaqClient, refresh_period: f64, json: bool) -> anyhow::Result<()> {
+    if !(refresh_period.is_finite() && refresh_period >= 0.0) {
+        bail!("--refresh-period must be a number of seconds >= 0, not {refresh_period}");
+    }
+    let mut stream = client.stream_hashpipe_status(refresh_period, Backoff::default());
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(refresh_period.max(0.1)));
+    let mut rows = Rows::default();
+    let mut changed = false;
+    loop {
+        let written = tokio::select! {
+            item = stream.next() => {
+                let Some(item) = item else { break };
+                if json {
+                    let line = match &item {
+                        Ok(s) => s.to_json(),
+                        Err(e) => serde_json::json!({
+                            "host": e.host().unwrap_or_default(),
+                            "error": e.to_string(),
+                        }),
+                    };
+                    let mut out = stdout.lock();
+                    writeln!(out, "{line}").and_then(|_| out.flush())
+                } else {
+                    rows.take(item);
+                    changed = true;
+                    Ok(())
+                }
+            },
+            _ = tick.tick(), if !json && (changed || terminal) => {
+                changed = false;
+                let mut out = stdout.lock();
+                // In a terminal the table is redrawn in place (its ages
+                // move); piped, each new read gives a block of its own.
+                let clear = if terminal { "\x1b[H\x1b[2J" } else { "" };
+                writeln!(out, "{clear}{}", table(&rows, now(), terminal)).and_then(|_| out.flush())
+            },
+            _ = &mut shutdown => break,
+        };
+        if written.is_err() {
+            // The reader went away (`| head`): a normal end.
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
+    use daqdata_proto::daqdata::StreamHashpipeStatusResponse;
 
-    #[test]
-    fn a_blocked_thread_is_a_red_row_with_its_reason() {
-        let mut cards = Map::new();
-        cards.insert("NETSTAT".into(), "blocked".into());
-        cards.insert("COMPUTES".into(), "waiting".into());
-        cards.insert("NPACKETS".into(), 1234.0.into());
-        let status = HashpipeStatus {
-            host: "daq1".parse().unwrap(),
-            name: "daq1".into(),
-            read_at: None,
-            cards,
+    fn read(node: &str, net: &str) -> Result<HashpipeStatus, daqdata_client::Error> {
+        let text = |s: &str| prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue(s.into())),
+        };
+        let response = StreamHashpipeStatusResponse {
+            name: node.into(),
+            read_at: Some(prost_types::Timestamp {
+                seconds: 100,
+                nanos: 0,
+            }),
+            cards: Some(prost_types::Struct {
+                fields: [("NETSTAT".to_string(), text(net))].into_iter().collect(),
+            }),
             stale: false,
             message: String::new(),
         };
-        let mut rows = BTreeMap::new();
-        rows.insert(
-            "daq1:50051".to_string(),
-            Row {
-                latest: Some(status),
-                rates: Some((16384.0, 0.5)),
-                error: None,
-            },
-        );
-        rows.insert(
-            "daq2:50051".to_string(),
-            Row {
-                error: Some("daq2:50051: cannot connect".into()),
-                ..Row::default()
-            },
-        );
-        let plain = render(&rows, false);
-        let lines: Vec<&str> = plain.lines().collect();
-        assert!(lines[0].starts_with("NODE"));
+        let host = "daq:50051".parse().unwrap();
+        Ok(HashpipeStatus::from_response(&host, response, None))
+    }
+
+    #[test]
+    fn a_blocked_node_is_red_in_the_table_and_the_bar_and_a_well_one_is_not() {
+        let mut rows = Rows::default();
+        rows.take(read("daq1", "blocked"));
+        rows.take(read("daq2", "receiving"));
+        let coloured = table(&rows, 102.5, true);
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert!(lines[0].starts_with("NODE"), "{coloured}");
         assert!(
-            lines[1].contains("blocked") && lines[1].contains("1234") && lines[1].contains("16384"),
-            "{plain}"
+            lines[1].starts_with("\x1b[31mdaq1") && lines[1].contains("net thread blocked"),
+            "{coloured}"
         );
-        assert!(lines[1].ends_with("net thread blocked"), "{plain}");
-        assert!(lines[2].ends_with("daq2:50051: cannot connect"), "{plain}");
-        let red = render(&rows, true);
-        assert!(red.contains("\x1b[31mdaq1:50051"), "{red}");
+        assert!(
+            lines[2].starts_with("daq2") && lines[2].ends_with("ok"),
+            "{coloured}"
+        );
+        assert!(lines[2].contains("2.5 s"), "the read's age: {coloured}");
+        assert!(!table(&rows, 102.5, false).contains('\x1b'));
+
+        let bar = bar_lines(&rows);
+        assert_eq!(bar[0].style.fg, Some(ratatui::style::Color::Red));
+        assert_eq!(bar[1].style.fg, None);
+    }
+
+    #[test]
+    fn a_host_that_fails_replaces_its_nodes_and_comes_back() {
+        let mut rows = Rows::default();
+        rows.take(read("daq1", "receiving"));
+        let host: daqdata_client::Host = "daq:50051".parse().unwrap();
+        let gone = daqdata_client::Error::Unreachable {
+            host: host.to_string(),
+            reason: "Connection refused".into(),
+        };
+        rows.take(Err(gone));
+        let t = table(&rows, 100.0, false);
+        assert!(!t.contains("daq1 "), "{t}");
+        assert!(
+            t.contains("daq:50051") && t.contains("cannot connect"),
+            "{t}"
+        );
+        rows.take(read("daq1", "receiving"));
+        let t = table(&rows, 100.0, false);
+        assert!(t.contains("daq1") && !t.contains("cannot connect"), "{t}");
     }
 }

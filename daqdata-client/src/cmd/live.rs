@@ -244,6 +244,10 @@ impl Live {
         // A live view outlives server restarts; each host's outage shows
         // at its foot as "reconnecting to HOST (attempt N)".
         let mut stream = client.stream_images_reconnecting(&self.spec(), Backoff::default());
+        // Hashpipe's health above the images, a line per node.
+        let mut hashpipe =
+            client.stream_hashpipe_status(self.refresh_period.max(1.0), Backoff::default());
+        let mut hashpipe_rows = super::hashpipe::Rows::default();
         let mut tally = Tally::default();
         // One listener for the whole run, so no signal falls between two.
         let shutdown = shutdown_signal();
@@ -261,6 +265,7 @@ impl Live {
                     Some(item) => if let Some(image) = tally.take(item) { views.update(image) },
                     None => { ended = true; warn!("every host's stream has ended; press q to quit"); }
                 },
+                Some(item) = hashpipe.next() => hashpipe_rows.take(item),
                 _ = tick.tick() => {
                     if let Some(d) = &mut views.phdist {
                         d.advance(now());
@@ -270,11 +275,13 @@ impl Live {
                         tally.images, client.hosts().count(), tally.errors.len()
                     );
                     let foot = logs.last(3);
+                    let bar = super::hashpipe::bar_lines(&hashpipe_rows);
                     let drawn = terminal.draw(|f| {
-                        let [head, body, feet] = Layout::vertical([
-                            Constraint::Length(1), Constraint::Min(0), Constraint::Length(3),
+                        let [head, hp, body, feet] = Layout::vertical([
+                            Constraint::Length(1), Constraint::Length(bar.len() as u16), Constraint::Min(0), Constraint::Length(3),
                         ]).areas(f.area());
                         f.render_widget(Paragraph::new(status.as_str()).style(Style::default().add_modifier(Modifier::REVERSED)), head);
+                        f.render_widget(Paragraph::new(bar), hp);
                         match (&views.view, &views.phdist) {
                             (Some(v), Some(d)) => {
                                 let [a, b] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(body);
@@ -296,8 +303,9 @@ impl Live {
             }
         };
         keys.stop.store(true, Ordering::Relaxed);
-        // Dropping the stream cancels every RPC before the terminal is back.
+        // Dropping the streams cancels every RPC before the terminal is back.
         drop(stream);
+        drop(hashpipe);
         ratatui::restore();
         for line in logs.last(20) {
             eprintln!("{line}");

@@ -18,13 +18,10 @@ use crate::Image;
 mod canvas;
 mod png;
 pub use png::save_png;
+pub mod rules;
 mod tui;
 
-/// Frames per (module, type) whose pixels set the colour limits.
-pub const LIMIT_WINDOW_FRAMES: usize = 20;
-/// The lower and upper colour limits are these percentiles, so one hot
-/// pixel does not wash the image out.
-pub const LIMIT_PERCENTILES: (f64, f64) = (0.05, 0.95);
+pub use rules::{ColourLimits, ColourMap, LIMIT_PERCENTILES, LIMIT_WINDOW_FRAMES, LOG_COUNT_FLOOR};
 /// Histogram windows of `--plot-phdist`, seconds (as the Python demo).
 pub const PHDIST_WINDOWS: [f64; 3] = [10.0, 60.0, 600.0];
 /// Bins of each pulse-height histogram.
@@ -66,52 +63,14 @@ impl std::fmt::Display for PanelKey {
 /// The colour of `v` between limits `lo` and `hi` on the plasma map.
 pub fn heat_color(v: f64, lo: f64, hi: f64) -> [u8; 3] {
     let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
-    let c = colorous::PLASMA.eval_continuous(t.clamp(0.0, 1.0));
-    [c.r, c.g, c.b]
-}
-
-/// Colour limits over the last few frames' pixels.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct RollingLimits {
-    frames: VecDeque<Vec<f64>>,
-}
-
-impl RollingLimits {
-    fn push(&mut self, values: Vec<f64>) {
-        if self.frames.len() == LIMIT_WINDOW_FRAMES {
-            self.frames.pop_front();
-        }
-        self.frames.push_back(values);
-    }
-
-    /// `(lo, hi)`, with `hi > lo` so a flat image still maps to colours.
-    pub(crate) fn limits(&self) -> (f64, f64) {
-        let mut all: Vec<f64> = self
-            .frames
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
-        if all.is_empty() {
-            return (0.0, 1.0);
-        }
-        all.sort_by(f64::total_cmp);
-        let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
-        let (lo, hi) = (at(LIMIT_PERCENTILES.0), at(LIMIT_PERCENTILES.1));
-        if hi > lo {
-            (lo, hi)
-        } else {
-            (lo, lo + 1.0)
-        }
-    }
+    ColourMap::Plasma.at(t)
 }
 
 /// The newest image of one (module, type), with its colour limits.
 #[derive(Clone, Debug)]
 pub(crate) struct Panel {
     pub(crate) image: Image,
-    pub(crate) limits: RollingLimits,
+    pub(crate) limits: ColourLimits,
 }
 
 /// One (node, module)'s row: its newest pulse-height and movie images.
@@ -150,7 +109,7 @@ impl PlotView {
                 panel.image = image;
             }
             None => {
-                let mut limits = RollingLimits::default();
+                let mut limits = ColourLimits::default();
                 limits.push(values);
                 *slot = Some(Panel { image, limits });
             }
@@ -285,14 +244,16 @@ impl PhDist {
     }
 }
 
-/// A bar's height as a fraction of the tallest, on a log scale: pulse
-/// heights fall off steeply, and the rare bright events in the tail are
-/// what an observer looks for.
+/// A bar's height as a fraction of the tallest, on a log scale from
+/// [`LOG_COUNT_FLOOR`]: pulse heights fall off steeply, and the rare bright
+/// events in the tail are what an observer looks for.
 pub(crate) fn log_height(count: u64, peak: u64) -> f64 {
     if count == 0 {
         return 0.0;
     }
-    ((count as f64).ln_1p() / (peak.max(1) as f64).ln_1p()).clamp(0.0, 1.0)
+    let floor = LOG_COUNT_FLOOR.log10();
+    let top = (peak.max(1) as f64).log10();
+    ((count as f64).log10() - floor) / (top - floor)
 }
 
 /// The text under an image: time, frame number, file.

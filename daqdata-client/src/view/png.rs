@@ -14,7 +14,11 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::canvas::Canvas;
-use super::{caption, heat_color, Histogram, Panel, PhDist, PlotView, PHDIST_BINS, PHDIST_WINDOWS};
+use super::rules::{log_ticks, nice_step, COLOUR_BAR_TICKS, HIST_X_TICKS};
+use super::{
+    caption, heat_color, Histogram, Panel, PhDist, PlotView, LOG_COUNT_FLOOR, PHDIST_BINS,
+    PHDIST_WINDOWS,
+};
 
 /// The drawing area of a whole picture.
 type Area<'a> = DrawingArea<Canvas<'a>, Shift>;
@@ -164,21 +168,6 @@ fn tick_label(v: f64, step: f64) -> String {
     }
 }
 
-/// About the step plotters picks for at most `n` ticks over `span`
-/// (1, 2 or 5 times a power of ten), to choose the labels' decimals.
-fn nice_step(span: f64, n: usize) -> f64 {
-    if !(span > 0.0 && span.is_finite()) {
-        return 1.0;
-    }
-    let raw = span / n.max(1) as f64;
-    let decade = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * decade)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * decade)
-}
-
 fn px(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
@@ -313,13 +302,12 @@ fn draw_colour_bar(root: &Area, at: (u32, u32), lo: f64, hi: f64) -> Drawn {
         let [r, g, b] = heat_color(v0 + band / 2.0, lo, hi);
         Rectangle::new([(0.0, v0), (1.0, v0 + band)], RGBColor(r, g, b).filled())
     }))?;
-    let ticks = 8;
-    let step = nice_step(hi - lo, ticks);
+    let step = nice_step(hi - lo, COLOUR_BAR_TICKS);
     let label = |v: &f64| tick_label(*v, step);
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
-        .y_labels(ticks)
+        .y_labels(COLOUR_BAR_TICKS)
         .y_label_formatter(&label)
         .set_all_tick_mark_size(TICK_MARK)
         .label_style(text_style(TICK_SIZE, &INK))
@@ -399,26 +387,6 @@ pub(crate) fn hist_origin(row: u32, window: u32) -> (u32, u32) {
     )
 }
 
-/// Tick values of a log count axis up to `top`: the powers of ten, and 2
-/// and 5 times them when there are few.
-fn log_ticks(top: f64) -> Vec<f64> {
-    let decades: Vec<f64> = (0..12)
-        .map(|k| 10f64.powi(k))
-        .filter(|v| *v <= top)
-        .collect();
-    if decades.len() >= 3 {
-        return decades;
-    }
-    decades
-        .iter()
-        .flat_map(|d| [*d, 2.0 * d, 5.0 * d])
-        .filter(|v| *v <= top)
-        .collect()
-}
-
-/// The bottom of the count axis: below 1, so a bin of one event shows.
-const COUNT_FLOOR: f64 = 0.6;
-
 /// The bars' colour: the one the terminal view uses.
 pub(crate) fn bar_color() -> [u8; 3] {
     heat_color(0.7, 0.0, 1.0)
@@ -444,7 +412,7 @@ fn draw_histogram(root: &Area, plot: (u32, u32), h: &Histogram, x: Range<f64>, t
         .x_label_area_size(X_AXIS_H)
         .build_cartesian_2d(
             x.clone(),
-            (COUNT_FLOOR..top)
+            (LOG_COUNT_FLOOR..top)
                 .log_scale()
                 .with_key_points(log_ticks(top)),
         )?;
@@ -454,17 +422,17 @@ fn draw_histogram(root: &Area, plot: (u32, u32), h: &Histogram, x: Range<f64>, t
     chart.draw_series(bars.map(|(k, &n)| {
         let x0 = x.start + bin * k as f64;
         Rectangle::new(
-            [(x0, COUNT_FLOOR), (x0 + bin, n as f64)],
+            [(x0, LOG_COUNT_FLOOR), (x0 + bin, n as f64)],
             RGBColor(r, g, b).filled(),
         )
     }))?;
-    let x_step = nice_step(x.end - x.start, 6);
+    let x_step = nice_step(x.end - x.start, HIST_X_TICKS);
     let x_label = |v: &f64| tick_label(*v, x_step);
     let y_label = |v: &f64| tick_label(*v, 1.0);
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_labels(6)
+        .x_labels(HIST_X_TICKS)
         .x_label_formatter(&x_label)
         .y_label_formatter(&y_label)
         .set_all_tick_mark_size(TICK_MARK)

@@ -64,6 +64,33 @@ pub struct FakeServer {
     pub inits: Arc<Mutex<Vec<InitHpIoRequest>>>,
     pub uploads: Arc<Mutex<Vec<PanoImage>>>,
     pub stream_cancelled: Arc<Notify>,
+    /// What StreamHashpipeStatus reports; a test changes it while a
+    /// stream runs.
+    pub hashpipe: Arc<Mutex<FakeHashpipe>>,
+}
+
+/// The scripted status buffer of a [`FakeServer`]: thread states as set,
+/// counters that move by `packets_per_read` and `lost_per_read` per read.
+#[derive(Clone, Debug)]
+pub struct FakeHashpipe {
+    /// NETSTAT, COMPUTES, OUTSTAT; `None`: no segment (no cards, a message).
+    pub threads: Option<[String; 3]>,
+    pub packets_per_read: f64,
+    pub lost_per_read: f64,
+    pub stale: bool,
+    pub message: String,
+}
+
+impl Default for FakeHashpipe {
+    fn default() -> Self {
+        FakeHashpipe {
+            threads: Some(["receiving".into(), "processing".into(), "waiting".into()]),
+            packets_per_read: 16384.0,
+            lost_per_read: 3.0,
+            stale: false,
+            message: String::new(),
+        }
+    }
 }
 
 impl FakeServer {
@@ -76,6 +103,7 @@ impl FakeServer {
             inits: Arc::default(),
             uploads: Arc::default(),
             stream_cancelled: Arc::default(),
+            hashpipe: Arc::default(),
         }
     }
 
@@ -127,9 +155,61 @@ impl DaqData for FakeServer {
 
     async fn stream_hashpipe_status(
         &self,
-        _: Request<StreamHashpipeStatusRequest>,
+        request: Request<StreamHashpipeStatusRequest>,
     ) -> Result<Response<Self::StreamHashpipeStatusStream>, Status> {
-        Err(Status::unimplemented("this test server has no Hashpipe"))
+        // Fast enough for tests, never a busy loop.
+        let interval =
+            Duration::from_secs_f64(request.into_inner().update_interval_seconds.max(0.02));
+        let (tx, rx) = mpsc::channel(4);
+        let (name, script) = (self.name.clone(), self.hashpipe.clone());
+        tokio::spawn(async move {
+            let (mut packets, mut lost) = (0.0, 0.0);
+            loop {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap();
+                let script = script.lock().unwrap().clone();
+                packets += script.packets_per_read;
+                lost += script.lost_per_read;
+                let cards = script.threads.map(|[net, compute, out]| {
+                    let text = |s: String| prost_types::Value {
+                        kind: Some(prost_types::value::Kind::StringValue(s)),
+                    };
+                    let number = |n: f64| prost_types::Value {
+                        kind: Some(prost_types::value::Kind::NumberValue(n)),
+                    };
+                    prost_types::Struct {
+                        fields: [
+                            ("NETSTAT".to_string(), text(net)),
+                            ("COMPUTES".to_string(), text(compute)),
+                            ("OUTSTAT".to_string(), text(out)),
+                            ("NPACKETS".to_string(), number(packets)),
+                            ("TPKTLST".to_string(), number(lost)),
+                            ("NETDROPS".to_string(), number(2.0)),
+                            ("NETRECV".to_string(), number(script.packets_per_read)),
+                            ("BINDHOST".to_string(), text("eth0".into())),
+                        ]
+                        .into_iter()
+                        .collect(),
+                    }
+                });
+                let response = StreamHashpipeStatusResponse {
+                    name: name.clone(),
+                    read_at: Some(prost_types::Timestamp {
+                        seconds: now.as_secs() as i64,
+                        nanos: now.subsec_nanos() as i32,
+                    }),
+                    cards,
+                    stale: script.stale,
+                    message: script.message,
+                };
+                if tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn stream_images(

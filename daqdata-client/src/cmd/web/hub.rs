@@ -2,13 +2,16 @@
 //! keeps the newest image of each panel and the pulse-height windows, and
 //! every [`TICK`] publishes what changed, encoded once for every tab.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use daqdata_client::view::rules::{
+    log_ticks, log_top, nice_ticks, ColourLimits, COLOUR_BAR_TICKS, HIST_X_TICKS,
+};
 use daqdata_client::view::{PanelKey, PhDist, PHDIST_BINS};
-use daqdata_client::{HostState, HostStates, Image, ImageStream};
+use daqdata_client::{HashpipeStatus, HashpipeStream, HostState, HostStates, Image, ImageStream};
 use futures::StreamExt;
 use pff::{ImageKind, Pixels};
 use serde::Serialize;
@@ -20,16 +23,36 @@ use tracing::warn;
 pub const TICK: Duration = Duration::from_millis(100);
 /// How often the pulse-height histograms and the host bar are published.
 const SLOW_TICK: Duration = Duration::from_millis(1000);
+/// How far back the Hashpipe plot reaches.
+const SERIES_SPAN: f64 = 600.0;
+
 /// Images/s are counted over this window.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
 
-/// One message for the tabs, encoded once. `seq` changes when `text` does,
-/// so a tab sends each version at most once.
+/// One message for the tabs, encoded once. `seq` changes when `body`
+/// does, so a tab sends each version at most once.
 #[derive(Clone, Debug)]
 pub struct Encoded {
     pub key: String,
     pub seq: u64,
-    pub text: Utf8Bytes,
+    pub body: Body,
+}
+
+/// A message's bytes: JSON text, or an image as a binary frame.
+#[derive(Clone, Debug)]
+pub enum Body {
+    Text(Utf8Bytes),
+    Binary(axum::body::Bytes),
+}
+
+impl Body {
+    /// The WebSocket message (cheap: the bytes are shared).
+    pub fn message(&self) -> Message {
+        match self {
+            Body::Text(t) => Message::Text(t.clone()),
+            Body::Binary(b) => Message::Binary(b.clone()),
+        }
+    }
 }
 
 /// What every tab should show now: newest first, nothing queued.
@@ -37,6 +60,9 @@ pub struct Encoded {
 pub struct Snapshot {
     /// The host bar (always sent when it changed).
     pub hosts: Option<Encoded>,
+    /// Hashpipe's state per node and its plot (sent even when paused, as
+    /// the host bar is).
+    pub hashpipe: Option<Encoded>,
     /// One per (node, module, movie / pulse height).
     pub panels: Vec<Encoded>,
     /// One per (node, module) with pulse-height images.
@@ -46,7 +72,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// Every message, the host bar first.
     pub fn messages(&self) -> impl Iterator<Item = &Encoded> {
-        self.hosts.iter().chain(&self.panels).chain(&self.phdists)
+        self.hosts
+            .iter()
+            .chain(&self.hashpipe)
+            .chain(&self.panels)
+            .chain(&self.phdists)
     }
 }
 
@@ -111,6 +141,8 @@ struct Panel {
     image: Image,
     seq: u64,
     rate: Rate,
+    /// The same rule as the terminal's and the PNG's, over every image.
+    limits: ColourLimits,
     encoded: Option<Encoded>,
 }
 
@@ -127,6 +159,118 @@ struct Hub {
     hosts_text: String,
     images: Rate,
     start: Instant,
+    hashpipe: Hashpipe,
+}
+
+/// Every node's newest Hashpipe read, and its packets/s and losses/s over
+/// the last [`SERIES_SPAN`] seconds for the plot.
+#[derive(Default)]
+struct Hashpipe {
+    rows: crate::cmd::hashpipe::Rows,
+    /// Per node: (read_at, packets/s, losses/s), oldest first.
+    series: BTreeMap<String, VecDeque<(f64, f64, f64)>>,
+    seq: u64,
+    text: String,
+}
+
+impl Hashpipe {
+    fn take(&mut self, item: Result<HashpipeStatus, daqdata_client::Error>) {
+        if let Ok(s) = &item {
+            if let (Some(t), Some(p), Some(l)) =
+                (s.read_at, s.packets_per_second, s.losses_per_second)
+            {
+                let points = self.series.entry(s.name.clone()).or_default();
+                points.push_back((t, p, l));
+                while points
+                    .front()
+                    .is_some_and(|(t0, _, _)| t - t0 > SERIES_SPAN)
+                {
+                    points.pop_front();
+                }
+            }
+        }
+        self.rows.take(item);
+    }
+
+    fn encode(&mut self, wall: f64) -> Encoded {
+        use crate::cmd::hashpipe::Row;
+        let nodes: Vec<HashpipeMsg> = self
+            .rows
+            .iter()
+            .map(|(node, row)| match row {
+                Row::Read(s) => {
+                    let points = self.series.get(node);
+                    let column = |f: &dyn Fn(&(f64, f64, f64)) -> f64| -> Vec<f64> {
+                        points.map_or_else(Vec::new, |p| p.iter().map(|x| round2(f(x))).collect())
+                    };
+                    HashpipeMsg {
+                        node: node.clone(),
+                        host: s.host.clone(),
+                        threads: s
+                            .threads()
+                            .into_iter()
+                            .map(|t| ThreadMsg {
+                                bad: t.is_bad(),
+                                name: t.name,
+                                state: t.state,
+                            })
+                            .collect(),
+                        packets_per_s: s.packets_per_second.map(round2),
+                        losses_per_s: s.losses_per_second.map(round2),
+                        net_drops: s.net_drops(),
+                        age_s: s.age(wall).map(round3),
+                        problems: s.problems(),
+                        // Seconds before now, so the page needs no clock.
+                        series_t: column(&|x| x.0 - wall),
+                        series_packets: column(&|x| x.1),
+                        series_losses: column(&|x| x.2),
+                    }
+                }
+                Row::Failed { host, why } => HashpipeMsg {
+                    node: node.clone(),
+                    host: host.clone(),
+                    threads: Vec::new(),
+                    packets_per_s: None,
+                    losses_per_s: None,
+                    net_drops: None,
+                    age_s: None,
+                    problems: vec![why.clone()],
+                    series_t: Vec::new(),
+                    series_packets: Vec::new(),
+                    series_losses: Vec::new(),
+                },
+            })
+            .collect();
+        let axis = |field: fn(&HashpipeMsg) -> &Vec<f64>| {
+            let peak = nodes
+                .iter()
+                .flat_map(|n| field(n).iter().copied())
+                .fold(0.0, f64::max);
+            let top = if peak > 0.0 { peak * 1.1 } else { 1.0 };
+            Axis {
+                top,
+                ticks: nice_ticks(0.0, top, 3),
+            }
+        };
+        let msg = HashpipesMsg {
+            t: "hashpipe",
+            span_s: SERIES_SPAN,
+            t_ticks: nice_ticks(-SERIES_SPAN, 0.0, 6),
+            packets_axis: axis(|n| &n.series_packets),
+            losses_axis: axis(|n| &n.series_losses),
+            nodes,
+        };
+        let text = serde_json::to_string(&msg).unwrap_or_default();
+        if text != self.text {
+            self.text = text;
+            self.seq += 1;
+        }
+        Encoded {
+            key: "hashpipe".into(),
+            seq: self.seq,
+            body: Body::Text(Utf8Bytes::from(self.text.clone())),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,7 +296,11 @@ fn unix_now() -> f64 {
 
 /// Starts the hub on `stream` (every host's images) and `hosts` (their
 /// states). The receiver always holds the newest [`Snapshot`].
-pub fn start(stream: ImageStream, hosts: HostStates) -> watch::Receiver<Arc<Snapshot>> {
+pub fn start(
+    stream: ImageStream,
+    hosts: HostStates,
+    hashpipe: HashpipeStream,
+) -> watch::Receiver<Arc<Snapshot>> {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
     let start = Instant::now();
     let hub = Hub {
@@ -165,18 +313,25 @@ pub fn start(stream: ImageStream, hosts: HostStates) -> watch::Receiver<Arc<Snap
         hosts_text: String::new(),
         images: Rate::new(start),
         start,
+        hashpipe: Hashpipe::default(),
     };
-    tokio::spawn(hub.run(stream, tx));
+    tokio::spawn(hub.run(stream, hashpipe, tx));
     rx
 }
 
 impl Hub {
-    async fn run(mut self, mut stream: ImageStream, tx: watch::Sender<Arc<Snapshot>>) {
+    async fn run(
+        mut self,
+        mut stream: ImageStream,
+        mut hashpipe: HashpipeStream,
+        tx: watch::Sender<Arc<Snapshot>>,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_slow: Option<Instant> = None;
         let mut phdists = Vec::new();
-        let mut ended = false;
+        let mut hashpipe_msg = None;
+        let (mut ended, mut hashpipe_ended) = (false, false);
         loop {
             tokio::select! {
                 item = stream.next(), if !ended => match item {
@@ -185,6 +340,10 @@ impl Hub {
                     Some(Err(e)) => warn!("{e}"),
                     None => ended = true,
                 },
+                item = hashpipe.next(), if !hashpipe_ended => match item {
+                    Some(item) => self.hashpipe.take(item),
+                    None => hashpipe_ended = true,
+                },
                 _ = tick.tick() => {
                     let now = Instant::now();
                     let slow = last_slow.is_none_or(|t| now.duration_since(t) >= SLOW_TICK);
@@ -192,9 +351,11 @@ impl Hub {
                         last_slow = Some(now);
                         self.phdist.advance(unix_now());
                         phdists = self.encode_phdists();
+                        hashpipe_msg = Some(self.hashpipe.encode(unix_now()));
                     }
                     let snapshot = Snapshot {
                         hosts: Some(self.encode_hosts(now, slow)),
+                        hashpipe: hashpipe_msg.clone(),
                         panels: self.encode_panels(now),
                         phdists: phdists.clone(),
                     };
@@ -217,21 +378,26 @@ impl Hub {
         };
         let start = self.start;
         let key = (PanelKey::of(&image), kind);
+        let values = image.pixels.values().collect();
         match self.panels.get_mut(&key) {
             Some(p) => {
                 p.image = image;
                 p.seq += 1;
                 p.rate.add(now);
+                p.limits.push(values);
             }
             None => {
                 let mut rate = Rate::new(start);
                 rate.add(now);
+                let mut limits = ColourLimits::default();
+                limits.push(values);
                 self.panels.insert(
                     key,
                     Panel {
                         image,
                         seq: 1,
                         rate,
+                        limits,
                         encoded: None,
                     },
                 );
@@ -249,7 +415,13 @@ impl Hub {
                     let e = Encoded {
                         key: format!("img/{}/{}/{}", panel.node, panel.module, kind.name()),
                         seq: p.seq,
-                        text: encode_image(panel, &p.image, *kind, p.rate.per_second(now)),
+                        body: Body::Binary(encode_image(
+                            panel,
+                            &p.image,
+                            *kind,
+                            p.rate.per_second(now),
+                            p.limits.limits(),
+                        )),
                     };
                     p.encoded = Some(e.clone());
                     e
@@ -276,6 +448,14 @@ impl Hub {
                         rate: round2(h.rate),
                     })
                     .collect();
+                let peak = windows
+                    .iter()
+                    .flat_map(|w| w.counts.iter().copied())
+                    .max()
+                    .unwrap_or(0)
+                    .max(1);
+                let top = log_top(peak);
+                let linear_top = peak as f64 * 1.05;
                 let msg = PhDistMsg {
                     t: "phdist",
                     node: &panel.node,
@@ -284,12 +464,21 @@ impl Hub {
                     lo,
                     hi,
                     bins: PHDIST_BINS,
+                    x_ticks: nice_ticks(lo, hi, HIST_X_TICKS),
+                    log_axis: Axis {
+                        top,
+                        ticks: log_ticks(top),
+                    },
+                    linear_axis: Axis {
+                        top: linear_top,
+                        ticks: nice_ticks(0.0, linear_top, 5),
+                    },
                     windows,
                 };
                 Encoded {
                     key: format!("phdist/{}/{}", panel.node, panel.module),
                     seq,
-                    text: to_text(&msg),
+                    body: Body::Text(to_text(&msg)),
                 }
             })
             .collect()
@@ -342,7 +531,7 @@ impl Hub {
         Encoded {
             key: "hosts".into(),
             seq: self.hosts_seq,
-            text: Utf8Bytes::from(self.hosts_text.clone()),
+            body: Body::Text(Utf8Bytes::from(self.hosts_text.clone())),
         }
     }
 }
@@ -380,33 +569,52 @@ struct ImageMsg<'a> {
     cols: usize,
     /// The quabo of a pulse-height event (its header's `quabo_num`).
     quabo: Option<u8>,
-    pixels: PixelsMsg<'a>,
+    /// How the pixels after the header are stored: `u8`, `u16` or `i16`,
+    /// little-endian (pulse heights are signed).
+    pixel_type: &'static str,
+    /// Colour limits and the colour bar's ticks, per scale the page offers.
+    scales: Scales,
 }
 
-/// Pixels as JSON numbers, as recorded (pulse heights are signed).
-enum PixelsMsg<'a> {
-    U8(&'a [u8]),
-    U16(&'a [u16]),
-    I16(&'a [i16]),
+#[derive(Serialize)]
+struct Scales {
+    /// The views' rule (`view::rules::LIMIT_PERCENTILES` over the last
+    /// frames).
+    pct: Scale,
+    /// This frame's minimum and maximum.
+    minmax: Scale,
 }
 
-impl Serialize for PixelsMsg<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            PixelsMsg::U8(v) => v.serialize(s),
-            PixelsMsg::U16(v) => v.serialize(s),
-            PixelsMsg::I16(v) => v.serialize(s),
+#[derive(Serialize)]
+struct Scale {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl Scale {
+    fn new(lo: f64, hi: f64) -> Self {
+        let hi = if hi > lo { hi } else { lo + 1.0 };
+        Scale {
+            lo,
+            hi,
+            ticks: nice_ticks(lo, hi, COLOUR_BAR_TICKS),
         }
     }
 }
 
-fn encode_image(panel: &PanelKey, image: &Image, kind: Kind, rate: f64) -> Utf8Bytes {
+/// An image as one binary WebSocket frame: the header's length (u32,
+/// little-endian), the JSON header ([`ImageMsg`]) padded with spaces to a
+/// multiple of 4 bytes, then the pixels as stored, little-endian, so the
+/// page views them as a typed array without parsing numbers.
+fn encode_image(
+    panel: &PanelKey,
+    image: &Image,
+    kind: Kind,
+    rate: f64,
+    (lo, hi): (f64, f64),
+) -> axum::body::Bytes {
     let [rows, cols] = image.shape();
-    let pixels = match &image.pixels {
-        Pixels::U8(v) => PixelsMsg::U8(v),
-        Pixels::U16(v) => PixelsMsg::U16(v),
-        Pixels::I16(v) => PixelsMsg::I16(v),
-    };
     let quabo = match kind {
         Kind::PulseHeight => image
             .header
@@ -414,6 +622,17 @@ fn encode_image(panel: &PanelKey, image: &Image, kind: Kind, rate: f64) -> Utf8B
             .and_then(serde_json::Value::as_u64)
             .and_then(|q| u8::try_from(q).ok()),
         Kind::Movie => None,
+    };
+    let (min, max) = image
+        .pixels
+        .values()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    let (pixel_type, pixels): (&str, Vec<u8>) = match &image.pixels {
+        Pixels::U8(v) => ("u8", v.clone()),
+        Pixels::U16(v) => ("u16", v.iter().flat_map(|p| p.to_le_bytes()).collect()),
+        Pixels::I16(v) => ("i16", v.iter().flat_map(|p| p.to_le_bytes()).collect()),
     };
     let msg = ImageMsg {
         t: "image",
@@ -431,9 +650,22 @@ fn encode_image(panel: &PanelKey, image: &Image, kind: Kind, rate: f64) -> Utf8B
         rows,
         cols,
         quabo,
-        pixels,
+        pixel_type,
+        scales: Scales {
+            pct: Scale::new(lo, hi),
+            minmax: Scale::new(min, max),
+        },
     };
-    to_text(&msg)
+    // Our own plain struct of numbers and strings always serializes.
+    let mut header = serde_json::to_vec(&msg).unwrap_or_default();
+    while (4 + header.len()) % 4 != 0 {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(4 + header.len() + pixels.len());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&pixels);
+    axum::body::Bytes::from(out)
 }
 
 #[derive(Serialize)]
@@ -453,6 +685,9 @@ struct PhDistMsg<'a> {
     lo: f64,
     hi: f64,
     bins: usize,
+    x_ticks: Vec<f64>,
+    log_axis: Axis,
+    linear_axis: Axis,
     windows: Vec<WindowMsg>,
 }
 
@@ -465,6 +700,52 @@ struct HostMsg {
     images_per_s: f64,
     /// Now minus the newest frame's own time stamp, seconds.
     age_s: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ThreadMsg {
+    name: &'static str,
+    state: String,
+    /// `blocked` or `exit`: drawn in red.
+    bad: bool,
+}
+
+/// One node's Hashpipe: its state in a few fields, what is wrong, and the
+/// plot's points.
+#[derive(Serialize)]
+struct HashpipeMsg {
+    node: String,
+    host: String,
+    threads: Vec<ThreadMsg>,
+    packets_per_s: Option<f64>,
+    losses_per_s: Option<f64>,
+    net_drops: Option<f64>,
+    /// Seconds since the buffer was read.
+    age_s: Option<f64>,
+    /// Why the node is drawn in red; empty when it is well.
+    problems: Vec<String>,
+    /// Each point's time, seconds before now (negative).
+    series_t: Vec<f64>,
+    series_packets: Vec<f64>,
+    series_losses: Vec<f64>,
+}
+
+#[derive(Serialize)]
+struct HashpipesMsg {
+    t: &'static str,
+    span_s: f64,
+    /// Ticks of the time axis, seconds before now.
+    t_ticks: Vec<f64>,
+    packets_axis: Axis,
+    losses_axis: Axis,
+    nodes: Vec<HashpipeMsg>,
+}
+
+/// A value axis as the page draws it: its top and its ticks.
+#[derive(Serialize)]
+struct Axis {
+    top: f64,
+    ticks: Vec<f64>,
 }
 
 #[derive(Serialize)]

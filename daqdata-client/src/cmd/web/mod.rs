@@ -59,8 +59,10 @@ pub async fn run(args: &WebArgs, client: &DaqClient, module_ids: &[u32]) -> anyh
         module_ids: module_ids.to_vec(),
     };
     let (stream, states) = client.stream_images_observed(&spec, Backoff::default());
+    // Hashpipe's buffer once a second: its counters move once per block.
+    let hashpipe = client.stream_hashpipe_status(1.0, Backoff::default());
     let app = App {
-        snapshots: hub::start(stream, states),
+        snapshots: hub::start(stream, states, hashpipe),
         tabs: Arc::new(AtomicUsize::new(0)),
     };
     let router = Router::new()
@@ -161,6 +163,13 @@ async fn serve_tab(mut socket: WebSocket, app: App) {
     let mut snapshots = app.snapshots.clone();
     let mut sent: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut paused = false;
+    // First the rules the page draws by: colour maps, the log floor, the
+    // quabo layout (daqdata_client::view::rules).
+    let rules = daqdata_client::view::rules::browser_rules().to_string();
+    if socket.send(Message::Text(rules.into())).await.is_err() {
+        app.tabs.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
     loop {
         tokio::select! {
             changed = snapshots.changed() => {
@@ -194,13 +203,13 @@ async fn send_changes(
     paused: bool,
 ) -> Result<(), axum::Error> {
     for m in snapshot.messages() {
-        if paused && m.key != "hosts" {
+        if paused && m.key != "hosts" && m.key != "hashpipe" {
             continue;
         }
         if sent.get(&m.key) == Some(&m.seq) {
             continue;
         }
-        socket.send(Message::Text(m.text.clone())).await?;
+        socket.send(m.body.message()).await?;
         sent.insert(m.key.clone(), m.seq);
     }
     Ok(())

@@ -1,49 +1,49 @@
 // The live view's page: draws what `daqdata web` sends over its WebSocket.
-// Messages are JSON: "hosts" (the status bar), "image" (the newest image
-// of one module's movie or pulse-height panel) and "phdist" (one module's
-// pulse-height histograms). A module is a (node, module id): through a
+// The first message is "rules" (colour maps, log floor, quabo layout, all
+// from Rust). Then JSON: "hosts" (the status bar), "hashpipe" (each node's
+// Hashpipe state and its last 10 minutes of packets/s and losses/s) and
+// "phdist" (one module's pulse-height histograms); and binary frames, each
+// the newest image of one module's movie or pulse-height panel. A module is a (node, module id): through a
 // gateway two nodes may report one id, and each has its own panels, labelled
 // as the server writes it (`label`, e.g. "daq1 · module 3"). Every buffer
 // is reused, so a tab left open all night keeps a flat heap.
 "use strict";
 
-// ---------------------------------------------------------------- colours
-// Colour maps as evenly spaced stops, interpolated linearly.
-const COLOUR_MAPS = {
-  plasma: ["#0d0887", "#46039f", "#7201a8", "#9c179e", "#bd3786", "#d8576b", "#ed7953", "#fb9f3a", "#fdca26", "#f0f921"],
-  viridis: ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"],
-  inferno: ["#000004", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06", "#f7d13d", "#fcffa4"],
-  gray: ["#000000", "#ffffff"],
-};
-
-// 256-entry lookup tables (r, g, b per entry), one per map.
+// ------------------------------------------------------------------ rules
+// What every view draws by comes from Rust (daqdata_client::view::rules),
+// in the socket's first message: colour maps as 256-entry tables, the log
+// floor, and which quabo each pixel belongs to. Colour limits and every
+// tick arrive with the data they belong to. Nothing here retypes them.
+let RULES = null;
 const LUTS = {};
-for (const [name, stops] of Object.entries(COLOUR_MAPS)) {
-  const rgb = stops.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
-  const lut = new Uint8Array(256 * 3);
-  for (let i = 0; i < 256; i++) {
-    const x = (i / 255) * (rgb.length - 1);
-    const k = Math.min(Math.floor(x), rgb.length - 2);
-    const f = x - k;
-    for (let c = 0; c < 3; c++) lut[i * 3 + c] = Math.round(rgb[k][c] * (1 - f) + rgb[k + 1][c] * f);
+
+function onRules(msg) {
+  RULES = msg;
+  const select = $("#cmap");
+  select.replaceChildren();
+  for (const [name, table] of Object.entries(msg.colour_maps)) {
+    LUTS[name] = Uint8Array.from(table);
+    const o = document.createElement("option");
+    o.value = name;
+    o.textContent = name;
+    select.appendChild(o);
   }
-  LUTS[name] = lut;
+  if (!LUTS[settings.cmap]) settings.cmap = msg.default_colour_map;
+  select.value = settings.cmap;
+  $("#scale option[value=pct]").textContent = msg.limits;
+  redrawAll();
 }
 
-// ------------------------------------------------------------------ ticks
-// About `n` round tick values (1, 2 or 5 times a power of ten) in [lo, hi].
-function niceTicks(lo, hi, n) {
-  const span = hi - lo;
-  if (!(span > 0) || !isFinite(span)) return [lo];
-  const raw = span / n;
-  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const r = raw / mag;
-  const step = (r < 1.5 ? 1 : r < 3 ? 2 : r < 7 ? 5 : 10) * mag;
-  const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
-    ticks.push(Number(v.toPrecision(12)));
-  }
-  return ticks;
+// An image arrives as one binary frame: the JSON header's length (u32,
+// little-endian), the header, then the pixels as stored.
+const TYPED = { u8: Uint8Array, u16: Uint16Array, i16: Int16Array };
+const utf8 = new TextDecoder();
+
+function decodeImage(buf) {
+  const len = new DataView(buf).getUint32(0, true);
+  const msg = JSON.parse(utf8.decode(new Uint8Array(buf, 4, len)));
+  msg.pixels = new TYPED[msg.pixel_type](buf, 4 + len, msg.rows * msg.cols);
+  return msg;
 }
 
 function fmt(v) {
@@ -53,7 +53,7 @@ function fmt(v) {
 }
 
 // ------------------------------------------------------------------ state
-const settings = { scale: "pct", cmap: "plasma", counts: "log", lo: 0, hi: 1000 };
+const settings = { scale: "pct", cmap: "plasma", counts: "log" };
 let paused = false;
 const modules = new Map(); // "node/module id" -> its panel elements and newest data
 
@@ -81,7 +81,7 @@ function moduleView(msg) {
     $(".what", fig).textContent = what;
     $(".maps", node).appendChild(fig);
     const map = {
-      fig, kind, msg: null, image: null, sorted: null,
+      fig, kind, msg: null, image: null,
       heat: $("canvas.heat", fig), cbar: $("canvas.cbar", fig),
       geometry: null, limits: [0, 1],
     };
@@ -100,26 +100,19 @@ const AXIS_LEFT = 40, AXIS_BOTTOM = 26, PAD_TOP = 6, PAD_RIGHT = 6;
 // The side of a map, screen pixels (at most: whole screen pixels per pixel).
 const MAP_SIDE = 216;
 
-function limitsOf(map) {
-  const px = map.msg.pixels;
-  if (settings.scale === "fixed") return [settings.lo, settings.hi];
-  if (!map.sorted || map.sorted.length !== px.length) map.sorted = new Float64Array(px.length);
-  const s = map.sorted;
-  for (let i = 0; i < px.length; i++) s[i] = px[i];
-  s.sort();
-  if (settings.scale === "minmax") return [s[0], s[s.length - 1]];
-  const at = (q) => s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))];
-  return [at(0.01), at(0.99)];
+// The limits and colour-bar ticks Rust chose for this image and scale.
+function scaleOf(map) {
+  return map.msg.scales[settings.scale] || map.msg.scales.pct;
 }
 
 function drawMap(map) {
   const msg = map.msg;
-  if (!msg) return;
-  const { rows, cols, pixels } = msg;
-  let [lo, hi] = limitsOf(map);
-  if (!(hi > lo)) hi = lo + 1;
-  map.limits = [lo, hi];
   const lut = LUTS[settings.cmap];
+  if (!msg || !lut) return;
+  const { rows, cols, pixels } = msg;
+  const scale = scaleOf(map);
+  const lo = scale.lo, hi = scale.hi;
+  map.limits = [lo, hi];
   if (!map.image || map.image.width !== cols || map.image.height !== rows) {
     map.image = new ImageData(cols, rows);
     map.small = document.createElement("canvas");
@@ -127,9 +120,9 @@ function drawMap(map) {
     map.small.height = rows;
   }
   const d = map.image.data;
-  const scale = 255 / (hi - lo);
+  const perLevel = 255 / (hi - lo);
   for (let i = 0; i < pixels.length; i++) {
-    const k = Math.max(0, Math.min(255, Math.round((pixels[i] - lo) * scale))) * 3;
+    const k = Math.max(0, Math.min(255, Math.round((pixels[i] - lo) * perLevel))) * 3;
     d[i * 4] = lut[k];
     d[i * 4 + 1] = lut[k + 1];
     d[i * 4 + 2] = lut[k + 2];
@@ -180,10 +173,10 @@ function drawMap(map) {
   g.textAlign = "center";
   g.fillText("row", 0, 0);
   g.restore();
-  drawColourBar(map, lo, hi, y0, h);
+  drawColourBar(map, lo, hi, scale.ticks, y0, h);
 }
 
-function drawColourBar(map, lo, hi, y0, h) {
+function drawColourBar(map, lo, hi, ticks, y0, h) {
   const c = map.cbar, g = c.getContext("2d");
   const lut = LUTS[settings.cmap];
   const x = 8, w = 14;
@@ -199,7 +192,7 @@ function drawColourBar(map, lo, hi, y0, h) {
   g.font = "11px system-ui, sans-serif";
   g.textAlign = "left";
   g.textBaseline = "middle";
-  for (const t of niceTicks(lo, hi, 5)) {
+  for (const t of ticks) {
     const y = y0 + (1 - (t - lo) / (hi - lo)) * (h - 1);
     g.fillRect(x + w, Math.round(y), 4, 1);
     g.fillText(fmt(t), x + w + 6, y);
@@ -217,16 +210,10 @@ function showPixel(m, map, e) {
   if (row < 0 || col < 0 || row >= geo.rows || col >= geo.cols) return;
   const msg = map.msg;
   const value = msg.pixels[row * geo.cols + col];
-  // A 16x16 pulse-height image is one quabo's; a 32x32 module image holds
-  // quabos 0-3 as row-major 16x16 quadrants.
-  let quabo, qrow = row, qcol = col;
-  if (geo.rows === 16) {
-    quabo = msg.quabo == null ? "?" : msg.quabo;
-  } else {
-    quabo = 2 * Math.floor(row / 16) + Math.floor(col / 16);
-    qrow = row % 16;
-    qcol = col % 16;
-  }
+  // Which quabo, and its own pixel: pff's DataProduct::quabo_at, sent in
+  // the rules. A ph256 image is the quabo its header names.
+  const [q, qrow, qcol] = RULES.quabo_layout[msg.data_product][row * geo.cols + col];
+  const quabo = q >= 0 ? q : msg.quabo == null ? "?" : msg.quabo;
   $("#pixel-info").textContent =
     `${m.label} ${map.kind === "ph" ? "pulse height" : "movie"} (${msg.data_product}), frame ${msg.frame}: ` +
     `row ${row}, column ${col} = ${value} — quabo ${quabo}, its pixel (row ${qrow}, column ${qcol})`;
@@ -264,12 +251,9 @@ function drawHist(m) {
   const w = c.width - L - R, h = c.height - T - B;
   g.clearRect(0, 0, c.width, c.height);
   const log = settings.counts === "log";
-  let peak = 1;
-  for (const win of msg.windows) for (const n of win.counts) peak = Math.max(peak, n);
-  const yTop = log ? Math.pow(10, Math.ceil(Math.log10(peak + 1))) : peak * 1.05;
-  // A log axis starts at 0.5, so that a bin of one image stands out from
-  // an empty one.
-  const logBottom = Math.log10(0.5);
+  const axis = log ? msg.log_axis : msg.linear_axis;
+  const yTop = axis.top;
+  const logBottom = Math.log10(RULES.log_count_floor);
   const yOf = (n) => {
     if (log) return T + h - (n <= 0 ? 0 : ((Math.log10(n) - logBottom) / (Math.log10(yTop) - logBottom)) * h);
     return T + h - (n / yTop) * h;
@@ -282,7 +266,7 @@ function drawHist(m) {
   g.strokeRect(L - 0.5, T - 0.5, w + 1, h + 1);
   g.textAlign = "center";
   g.textBaseline = "top";
-  for (const t of niceTicks(msg.lo, msg.hi, 6)) {
+  for (const t of msg.x_ticks) {
     const x = xOf(t);
     g.fillRect(Math.round(x), T + h, 1, 4);
     g.fillText(fmt(t), x, T + h + 6);
@@ -290,9 +274,7 @@ function drawHist(m) {
   g.fillText("maximum pixel of the image (ADC counts)", L + w / 2, T + h + 22);
   g.textAlign = "right";
   g.textBaseline = "middle";
-  const yTicks = log
-    ? Array.from({ length: Math.round(Math.log10(yTop)) + 1 }, (_, i) => Math.pow(10, i))
-    : niceTicks(0, yTop, 5);
+  const yTicks = axis.ticks;
   for (const t of yTicks) {
     const y = yOf(t);
     g.fillRect(L - 4, Math.round(y), 4, 1);
@@ -356,8 +338,109 @@ function onHosts(msg) {
   });
 }
 
+// ---------------------------------------------------------- Hashpipe
+const NODE_COLOURS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#9a6700", "#bf3989"];
+let hashpipe = null;
+
+function onHashpipe(msg) {
+  hashpipe = msg;
+  const bar = $("#hashpipe");
+  while (bar.children.length > msg.nodes.length) bar.lastElementChild.remove();
+  while (bar.children.length < msg.nodes.length) {
+    const chip = document.createElement("span");
+    chip.className = "hashpipe";
+    bar.appendChild(chip);
+  }
+  msg.nodes.forEach((n, i) => {
+    const chip = bar.children[i];
+    chip.dataset.node = n.node;
+    chip.dataset.bad = String(n.problems.length > 0);
+    chip.replaceChildren(document.createTextNode(`${n.node} Hashpipe: `));
+    n.threads.forEach((t, k) => {
+      if (k > 0) chip.append(", ");
+      const s = document.createElement("span");
+      s.className = t.bad ? "bad thread" : "thread";
+      s.dataset.thread = t.name;
+      s.textContent = `${t.name} ${t.state}`;
+      chip.append(s);
+    });
+    const rate = (v, what) => (v == null ? "" : `, ${fmt(Math.round(v))} ${what}`);
+    chip.append(rate(n.packets_per_s, "pkt/s") + rate(n.losses_per_s, "lost/s"));
+    if (n.net_drops != null) chip.append(`, NETDROPS ${n.net_drops}`);
+    if (n.problems.length) {
+      const why = document.createElement("span");
+      why.className = "bad why";
+      why.textContent = ` — ${n.problems.join("; ")}`;
+      chip.append(why);
+    }
+    chip.title = n.age_s == null ? n.host : `${n.host}: read ${n.age_s.toFixed(1)} s ago`;
+  });
+  const any = msg.nodes.some((n) => n.series_t.length > 1);
+  $("#hashpipe-plot").hidden = !any;
+  if (any) drawHashpipe();
+}
+
+// Two charts on one canvas: packets/s above, losses/s below; one line per
+// node over the last `span_s` seconds.
+function drawHashpipe() {
+  const msg = hashpipe;
+  const c = $("#hashpipe-canvas"), g = c.getContext("2d");
+  const L = 62, R = 150, T = 8, GAP = 30, B = 30;
+  const w = c.width - L - R, h = (c.height - T - GAP - B) / 2;
+  g.clearRect(0, 0, c.width, c.height);
+  g.font = "11px system-ui, sans-serif";
+  const xOf = (t) => L + (1 + t / msg.span_s) * w;
+  [["series_packets", "packets/s", msg.packets_axis], ["series_losses", "lost/s", msg.losses_axis]].forEach(([field, label, axis], k) => {
+    const top = T + k * (h + GAP);
+    const yTop = axis.top;
+    const yOf = (v) => top + h - (v / yTop) * h;
+    g.strokeStyle = "#1d1f23";
+    g.fillStyle = "#1d1f23";
+    g.strokeRect(L - 0.5, top - 0.5, w + 1, h + 1);
+    g.textAlign = "right";
+    g.textBaseline = "middle";
+    for (const t of axis.ticks) {
+      g.fillRect(L - 4, Math.round(yOf(t)), 4, 1);
+      g.fillText(fmt(t), L - 6, yOf(t));
+    }
+    g.save();
+    g.translate(12, top + h / 2);
+    g.rotate(-Math.PI / 2);
+    g.textAlign = "center";
+    g.fillText(label, 0, 0);
+    g.restore();
+    msg.nodes.forEach((n, i) => {
+      const ts = n.series_t, vs = n[field];
+      g.strokeStyle = NODE_COLOURS[i % NODE_COLOURS.length];
+      g.lineWidth = 1.6;
+      g.beginPath();
+      ts.forEach((t, j) => (j ? g.lineTo(xOf(t), yOf(vs[j])) : g.moveTo(xOf(t), yOf(vs[j]))));
+      g.stroke();
+      g.lineWidth = 1;
+      if (k === 0) {
+        const ly = T + 8 + i * 16;
+        g.fillStyle = g.strokeStyle;
+        g.fillRect(L + w + 12, ly - 1, 16, 3);
+        g.fillStyle = "#1d1f23";
+        g.textAlign = "left";
+        g.fillText(n.node, L + w + 32, ly);
+      }
+    });
+  });
+  g.fillStyle = "#1d1f23";
+  g.textAlign = "center";
+  g.textBaseline = "top";
+  const bottom = T + 2 * h + GAP;
+  for (const t of msg.t_ticks) {
+    g.fillRect(Math.round(xOf(t)), bottom, 1, 4);
+    g.fillText(fmt(t), xOf(t), bottom + 5);
+  }
+  g.fillText("seconds before now", L + w / 2, bottom + 17);
+}
+
 // ------------------------------------------------------------- controls
 function redrawAll() {
+  if (hashpipe) drawHashpipe();
   for (const m of modules.values()) {
     for (const map of Object.values(m.maps)) drawMap(map);
     drawHist(m);
@@ -366,16 +449,8 @@ function redrawAll() {
 
 $("#scale").addEventListener("change", (e) => {
   settings.scale = e.target.value;
-  $("#fixed-range").hidden = settings.scale !== "fixed";
   redrawAll();
 });
-for (const id of ["fixed-lo", "fixed-hi"]) {
-  $("#" + id).addEventListener("input", () => {
-    settings.lo = Number($("#fixed-lo").value);
-    settings.hi = Number($("#fixed-hi").value);
-    redrawAll();
-  });
-}
 $("#cmap").addEventListener("change", (e) => {
   settings.cmap = e.target.value;
   redrawAll();
@@ -406,16 +481,22 @@ function connect() {
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
   socket.onopen = () => {
     attempt = 0;
     setLink("open", "live");
     if (paused) socket.send("pause");
   };
   socket.onmessage = (e) => {
+    if (e.data instanceof ArrayBuffer) {
+      if (!paused && RULES) onImage(decodeImage(e.data));
+      return;
+    }
     const msg = JSON.parse(e.data);
-    if (msg.t === "hosts") onHosts(msg);
+    if (msg.t === "rules") onRules(msg);
+    else if (msg.t === "hosts") onHosts(msg);
+    else if (msg.t === "hashpipe") onHashpipe(msg);
     else if (paused) return;
-    else if (msg.t === "image") onImage(msg);
     else if (msg.t === "phdist") onPhDist(msg);
   };
   socket.onclose = () => {
