@@ -381,13 +381,14 @@ mod tests {
     #[test]
     fn pushed_messages_decode_to_the_fixture_pixels() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dp_ph256.sock");
+        let template = pff::socket_template_in(dir.path());
+        let path = pff::socket_path(&template, DataProduct::Ph256);
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let fixtures = Fixtures::embedded();
         let push = SocketPush::start(
             fixtures.clone(),
             SocketPushConfig {
-                template: pff::socket_template_in(dir.path()),
+                template,
                 rate: Some(500.0),
                 modules: vec![(3, 300)],
                 ..SocketPushConfig::default()
