@@ -12,6 +12,14 @@ snapshot.c does, into a server that tracks no files (track_files = false).
 
 Ideal images/s = clients x modules x types / interval, capped per stream by
 the write rate (1000 frames/s per module and type).
+
+Scenarios named gw:K (SPEC 8) put a gateway in front of NODES DAQ-node
+servers, each simulating one module of its own (img16 + ph256 at
+NODE_RATE frames/s, tracked every 10 ms), and run K viewers at 0.1 s on
+the gateway; fwd:K is what a forwarding gateway (upstream's) costs the
+nodes instead: K viewers on every node at once. Their table adds each
+node's CPU and its open streams (its daqdata_active_streams, read
+mid-run), the number the gateway exists for.
 """
 
 import argparse
@@ -36,6 +44,11 @@ RATE = 1000.0
 
 HP_IO = 0.001
 
+# The gateway rig: NODES DAQ-node servers, one simulated module each.
+NODES = 4
+NODE_RATE = 100.0
+NODE_HP_IO = 0.01
+
 SCENARIOS = [
     # name, clients, client interval, hp_io interval
     ("1x0.1", 1, 0.1, HP_IO),
@@ -54,6 +67,12 @@ SCENARIOS = [
     ("100x0.05@sockets", 100, 0.05, HP_IO),
     ("idle", 0, None, HP_IO),
     ("upload", 1, None, HP_IO),
+    # The head node (SPEC 8): K viewers at 0.1 s through a gateway, and
+    # forwarded (K viewers on every node) for comparison.
+    ("gw:1", 1, 0.1, NODE_HP_IO),
+    ("gw:100", 100, 0.1, NODE_HP_IO),
+    ("gw:1000", 1000, 0.1, NODE_HP_IO),
+    ("fwd:100", 100, 0.1, NODE_HP_IO),
 ]
 
 
@@ -148,6 +167,106 @@ class Rig:
                 p.kill()
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(addr, name):
+    """The value of metric `name` at /metrics on `addr`."""
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class GatewayRig:
+    """NODES simulating DAQ-node servers and a gateway in front of them."""
+
+    def __init__(self, tmp: Path, log_dir: Path):
+        tmp.mkdir(exist_ok=True)
+        self.nodes = []
+        for n in range(1, NODES + 1):
+            sock = tmp / f"node{n}.sock"
+            config = tmp / f"node{n}.toml"
+            config.write_text("max_concurrent_rpcs = 1100\n"
+                              f"[simulate]\nmodule_ids = [{n}]\nframes_per_second = {NODE_RATE}\n"
+                              f"[hashpipe_sockets]\npath_template = \"{tmp}/node{n}_{{dp_name}}.sock\"\n"
+                              f"[hashpipe_status]\nenabled = false\n")
+            metrics = f"127.0.0.1:{free_port()}"
+            proc = subprocess.Popen(
+                [str(BIN / "daqdata-server"), "--listen", f"unix://{sock}", "--config", str(config),
+                 "--log-level", "warn", "--metrics-listen", metrics],
+                stdout=open(log_dir / f"node{n}.log", "w"), stderr=subprocess.STDOUT)
+            self.nodes.append({"host": f"unix://{sock}", "sock": sock, "proc": proc, "metrics": metrics})
+        for node in self.nodes:
+            wait_for(node["sock"].exists, "a node's socket")
+            cfg = tmp / "sim.json"
+            cfg.write_text(json.dumps({"data_dir": "simulated_data_dir", "update_interval_seconds": NODE_HP_IO,
+                                       "force": True, "simulate_daq": True, "module_ids": []}))
+            subprocess.run([str(BIN / "daqdata"), "--host", node["host"], "--init", str(cfg)], check=True,
+                           stdout=subprocess.DEVNULL)
+        self.sock = tmp / "gateway.sock"
+        self.host = f"unix://{self.sock}"
+        config = tmp / "gateway.toml"
+        config.write_text("max_concurrent_rpcs = 1100\n[hashpipe_status]\nenabled = false\n")
+        upstreams = [a for node in self.nodes for a in ("--upstream", node["host"])]
+        self.metrics = f"127.0.0.1:{free_port()}"
+        self.server = subprocess.Popen(
+            [str(BIN / "daqdata-server"), "--listen", self.host, "--config", str(config), "--log-level", "warn",
+             "--metrics-listen", self.metrics, *upstreams],
+            stdout=open(log_dir / "gateway.log", "w"), stderr=subprocess.STDOUT)
+        wait_for(self.sock.exists, "the gateway's socket")
+
+    def run(self, name, clients, duration, warmup):
+        """K viewers on the gateway (gw:K) or on every node (fwd:K); the
+        bench row plus each node's CPU % and open streams."""
+        forward = name.startswith("fwd:")
+        targets = [(n["host"], n["proc"].pid) for n in self.nodes] if forward else [(self.host, self.server.pid)]
+        benches = [subprocess.Popen(
+            [str(BIN / "daqdata"), "bench", "--host", host, "--clients", str(clients), "--interval", "0.1",
+             "--duration", str(duration), "--warmup", str(warmup), "--server-pid", str(pid), "--json"],
+            stdout=subprocess.PIPE, text=True) for host, pid in targets]
+        time.sleep(warmup)
+        c0, t0 = [proc_cpu_seconds(n["proc"].pid) for n in self.nodes], time.time()
+        time.sleep(duration / 2)
+        streams = [scrape(n["metrics"], "daqdata_active_streams") for n in self.nodes]
+        time.sleep(duration / 2)
+        c1, t1 = [proc_cpu_seconds(n["proc"].pid) for n in self.nodes], time.time()
+        raws = []
+        for b in benches:
+            out, _ = b.communicate(timeout=duration + warmup + 120)
+            if b.returncode != 0:
+                sys.exit(f"{name}: daqdata bench failed")
+            raws.append(json.loads(out.strip().splitlines()[-1]))
+        ages = [r["frame_age_ms"] for r in raws if r["frame_age_ms"]["samples"]]
+        gateway = raws[0].get("server") or {}
+        return {
+            "images_per_s": sum(r["images_per_second"] for r in raws),
+            "ideal": clients * NODES * TYPES / 0.1,
+            "age_ms": {"p50": statistics.median(a["p50"] for a in ages),
+                       "p99": max(a["p99"] for a in ages)} if ages else {},
+            "cpu_percent": None if forward else gateway.get("cpu_percent"),
+            "peak_rss_mib": None if forward else gateway.get("peak_rss_kib", 0) / 1024,
+            "node_cpu_percent": [100 * (b - a) / (t1 - t0) for a, b in zip(c0, c1)],
+            "node_streams": streams,
+            "errors": sum(sum(r["errors"].values()) for r in raws),
+        }
+
+    def close(self):
+        procs = [self.server] + [n["proc"] for n in self.nodes]
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 class Scraper:
     """GETs /metrics every second, as Prometheus would, while it runs."""
 
@@ -233,6 +352,14 @@ def main():
             try:
                 for name, clients, interval, hp_io in wanted:
                     print(f"run {run + 1}/{args.runs}: {name} ...", file=sys.stderr, flush=True)
+                    if name.startswith(("gw:", "fwd:")):
+                        for other in list(rigs):
+                            if other != "gateway":
+                                rigs.pop(other).close()
+                        if "gateway" not in rigs:
+                            rigs["gateway"] = GatewayRig(Path(tmp) / "gateway", log_dir)
+                        results[name].append(rigs["gateway"].run(name, clients, args.duration, args.warmup))
+                        continue
                     sockets = name.endswith("@sockets")
                     for other in [k for k in rigs if k != sockets]:
                         rigs.pop(other).close()
@@ -269,6 +396,8 @@ def main():
               "errors")
     rows = [header]
     for name, _, _, _ in wanted:
+        if name.startswith(("gw:", "fwd:")):
+            continue
         rs = results[name]
         rows.append((
             name,
@@ -285,8 +414,42 @@ def main():
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
         if i == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    gateway_rows(wanted, results)
     if args.json:
         print(json.dumps(results, indent=1))
+
+
+def print_table(rows):
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def gateway_rows(wanted, results):
+    names = [name for name, _, _, _ in wanted if name.startswith(("gw:", "fwd:"))]
+    if not names:
+        return
+    print(f"\n{NODES} DAQ nodes x 1 simulated module (img16 + ph256, {NODE_RATE:.0f} frames/s, hp_io "
+          f"{NODE_HP_IO * 1000:.0f} ms); viewers at 0.1 s; gw:K through the gateway, fwd:K on every node\n")
+    rows = [("scenario", "images/s", "% ideal", "age p50 ms", "age p99 ms", "gateway CPU %", "gateway RSS MiB",
+             "node CPU % (max node)", "streams per node", "errors")]
+    for name in names:
+        rs = results[name]
+        rows.append((
+            name,
+            spread([r["images_per_s"] for r in rs], "{:.0f}"),
+            spread([100 * r["images_per_s"] / r["ideal"] for r in rs], "{:.1f}"),
+            spread([r.get("age_ms", {}).get("p50") for r in rs], "{:.2f}"),
+            spread([r.get("age_ms", {}).get("p99") for r in rs], "{:.2f}"),
+            spread([r.get("cpu_percent") for r in rs], "{:.1f}"),
+            spread([r.get("peak_rss_mib") for r in rs], "{:.1f}"),
+            spread([max(r["node_cpu_percent"]) for r in rs], "{:.1f}"),
+            spread([max(s for s in r["node_streams"] if s is not None) for r in rs], "{:.0f}"),
+            spread([r["errors"] for r in rs], "{:.0f}"),
+        ))
+    print_table(rows)
 
 
 if __name__ == "__main__":
