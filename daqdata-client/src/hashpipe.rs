@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::reconnect;
-use daqdata_net::{Attempts, Backoff};
 use crate::{Connection, Error, Host};
+use daqdata_net::{Attempts, Backoff};
 
 /// The thread-state cards PANOSETI's Hashpipe writes, in pipeline order,
 /// with the short name a view shows. Keys are cut to 8 characters in the

@@ -41,8 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::access::{self, AuthLayer, Door};
-use crate::message_limit::MessageLimitLayer;
 use crate::conn_guard::{ConnLimits, ConnPlace};
+use crate::message_limit::MessageLimitLayer;
 use crate::uds_authority::AuthorityFix;
 use crate::unix_socket::SocketFile;
 

@@ -200,7 +200,10 @@ struct Sending {
     ticker: tokio::time::Interval,
     shutdown: CancellationToken,
     _demand: hpio::DemandHold,
-    _held: (crate::admission::StatusTicket, crate::hashpipe_status::OpenStream),
+    _held: (
+        crate::admission::StatusTicket,
+        crate::hashpipe_status::OpenStream,
+    ),
 }
 
 impl Sending {

@@ -81,7 +81,9 @@ impl Gateway {
             .map(|(i, address)| connect(i, address, &credentials, metrics.clone()))
             .collect::<Result<Vec<_>>>()?;
         let hashpipe = hashpipe::StatusRelay::new(upstreams.len()).map_err(|e| {
-            Error::Invalid(format!("gateway: counting local Hashpipe status streams: {e}"))
+            Error::Invalid(format!(
+                "gateway: counting local Hashpipe status streams: {e}"
+            ))
         })?;
         Ok(Arc::new(Gateway {
             id: format!("{:016x}", daqdata_net::random_u64(0x6761_7465)),
