@@ -75,7 +75,8 @@ impl HashpipeStatusConfig {
         Ok(())
     }
 
-    fn poll(&self) -> Duration {
+    /// The poll interval: on a gateway, the fastest relayed status is sent.
+    pub(crate) fn poll(&self) -> Duration {
         Duration::from_secs_f64(self.poll_seconds)
     }
 }
@@ -166,6 +167,7 @@ pub(crate) struct HashpipeMetrics {
     lost_per_second: Gauge<f64, AtomicU64>,
     reads: Family<ReadLabels, Counter>,
     stale: Gauge,
+    streams: Gauge,
 }
 
 impl HashpipeMetrics {
@@ -194,6 +196,11 @@ impl HashpipeMetrics {
             "hashpipe_status_reads",
             "Reads of Hashpipe's status buffer: read, skipped (lock busy 100 ms), parse_failed, unavailable",
             self.reads.clone(),
+        );
+        registry.register(
+            "hashpipe_status_streams",
+            "StreamHashpipeStatus calls open now (on a gateway: its viewers', relayed)",
+            self.streams.clone(),
         );
         registry.register(
             "hashpipe_status_stale",
@@ -235,6 +242,50 @@ impl HashpipeMetrics {
     }
 }
 
+/// One open StreamHashpipeStatus in `daqdata_hashpipe_status_streams`.
+pub(crate) struct OpenStream(Gauge);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// An admitted StreamHashpipeStatus: its pace, and what it holds while it
+/// lives.
+pub(crate) struct Admitted {
+    pub ticker: tokio::time::Interval,
+    pub held: (crate::admission::StatusTicket, OpenStream),
+}
+
+/// Lets a StreamHashpipeStatus in, on a DAQ node or a gateway: not while
+/// the server shuts down, a valid interval, a place among the RPCs and the
+/// peer's streams. It is sent at most every max(asked interval, `floor`).
+pub(crate) fn admit(
+    state: &State,
+    req: &StreamHashpipeStatusRequest,
+    caller: &Caller,
+    floor: Duration,
+) -> Result<Admitted, Status> {
+    if state.shutdown.is_cancelled() {
+        return Err(Status::unavailable("the DaqData server is shutting down"));
+    }
+    let max = state.config.max_client_update_interval_seconds;
+    let asked = crate::stream::client_interval(req.update_interval_seconds, max)?;
+    let interval = asked.unwrap_or_default().max(floor);
+    let remote = caller.ip();
+    let limited = remote.is_some_and(|ip| state.access.config().limits_apply_to(ip));
+    let ticket = state.admission.status_stream(remote, limited)?;
+    let gauge = state.metrics.hashpipe.streams.clone();
+    gauge.inc();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Ok(Admitted {
+        ticker,
+        held: (ticket, OpenStream(gauge)),
+    })
+}
+
 enum Command {
     /// A simulation's buffer to read instead of the configured one, or
     /// back to the configured one.
@@ -265,19 +316,18 @@ pub(crate) struct StatusFeed {
 impl StatusFeed {
     /// Starts the poller (unless disabled).
     pub(crate) fn start(config: &HashpipeStatusConfig, metrics: Arc<Metrics>) -> StatusFeed {
-        let disabled = Report::unavailable(
-            "this server does not read Hashpipe's status buffer ([hashpipe_status] enabled = false)".into(),
-            "Hashpipe: status not read (disabled)".into(),
-        );
-        let (publish, latest) = watch::channel(Arc::new(disabled));
         if !config.enabled {
-            return StatusFeed {
-                config: config.clone(),
-                latest,
-                commands: None,
-                thread: Mutex::new(None),
-            };
+            return StatusFeed::unpolled(
+                config,
+                "this server does not read Hashpipe's status buffer ([hashpipe_status] enabled = false)",
+                "Hashpipe: status not read (disabled)",
+            );
         }
+        let first = Report::unavailable(
+            "Hashpipe's status buffer has not been read yet".into(),
+            "Hashpipe: status not read yet".into(),
+        );
+        let (publish, latest) = watch::channel(Arc::new(first));
         let (commands, inbox) = mpsc::channel();
         let poller = Poller::new(config, publish, metrics);
         let thread = std::thread::Builder::new()
@@ -295,6 +345,27 @@ impl StatusFeed {
             latest,
             commands: Some(commands),
             thread: Mutex::new(thread),
+        }
+    }
+
+    /// A gateway's (SPEC §9): the head node runs no Hashpipe, so nothing is
+    /// polled; StreamHashpipeStatus relays its upstreams' instead.
+    pub(crate) fn for_gateway(config: &HashpipeStatusConfig) -> StatusFeed {
+        StatusFeed::unpolled(
+            config,
+            "a gateway relays its upstreams' Hashpipe status and reads none of its own",
+            "Hashpipe: relayed from the upstreams",
+        )
+    }
+
+    fn unpolled(config: &HashpipeStatusConfig, message: &str, summary: &str) -> StatusFeed {
+        let report = Report::unavailable(message.into(), summary.into());
+        let (_, latest) = watch::channel(Arc::new(report));
+        StatusFeed {
+            config: config.clone(),
+            latest,
+            commands: None,
+            thread: Mutex::new(None),
         }
     }
 
@@ -320,28 +391,18 @@ impl StatusFeed {
         impl futures::Stream<Item = Result<StreamHashpipeStatusResponse, Status>> + Send + 'static,
         Status,
     > {
-        if state.shutdown.is_cancelled() {
-            return Err(Status::unavailable("the DaqData server is shutting down"));
-        }
         if !self.config.enabled {
             return Err(Status::failed_precondition(
                 "this server does not read Hashpipe's status buffer ([hashpipe_status] enabled = false)",
             ));
         }
-        let max = state.config.max_client_update_interval_seconds;
-        let asked = crate::stream::client_interval(req.update_interval_seconds, max)?;
-        let interval = asked.unwrap_or_default().max(self.config.poll());
-        let remote = caller.ip();
-        let limited = remote.is_some_and(|ip| state.access.config().limits_apply_to(ip));
-        let ticket = state.admission.status_stream(remote, limited)?;
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let admitted = admit(state, req, caller, self.config.poll())?;
         let sending = Sending {
             latest: self.latest.clone(),
-            ticker,
+            ticker: admitted.ticker,
             shutdown: state.shutdown.clone(),
             host: state.host.clone(),
-            _ticket: ticket,
+            _held: admitted.held,
         };
         Ok(futures::stream::unfold(sending, |mut s| async move {
             tokio::select! {
@@ -372,7 +433,7 @@ struct Sending {
     ticker: tokio::time::Interval,
     shutdown: tokio_util::sync::CancellationToken,
     host: String,
-    _ticket: crate::admission::StatusTicket,
+    _held: (crate::admission::StatusTicket, OpenStream),
 }
 
 /// The poller thread's state.

@@ -176,10 +176,22 @@ impl daqdata_proto::server::DaqData for DaqDataService {
     ) -> Result<Response<Self::StreamHashpipeStatusStream>, Status> {
         let caller = caller(&request)?;
         let peer = caller.to_string();
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         tracing::info!(%peer, interval = req.update_interval_seconds, "StreamHashpipeStatus started");
-        match self.state.hashpipe.stream(&self.state, &req, &caller) {
-            Ok(stream) => Ok(Response::new(Box::pin(stream))),
+        // SPEC §9: a gateway relays its upstreams' status.
+        let opened: Result<HashpipeStatusResponses, Status> = match &self.state.gateway {
+            Some(gateway) => gateway
+                .stream_hashpipe_status(&self.state, &req, &caller, &metadata)
+                .map(|s| Box::pin(s) as HashpipeStatusResponses),
+            None => self
+                .state
+                .hashpipe
+                .stream(&self.state, &req, &caller)
+                .map(|s| Box::pin(s) as HashpipeStatusResponses),
+        };
+        match opened {
+            Ok(stream) => Ok(Response::new(stream)),
             Err(status) => {
                 tracing::info!(%peer, code = ?status.code(), "StreamHashpipeStatus refused: {}", status.message());
                 self.state

@@ -21,7 +21,7 @@ pub(crate) struct State {
     pub access: Arc<Access>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
-    /// Hashpipe's status buffer, polled.
+    /// Hashpipe's status buffer, polled (not on a gateway).
     pub hashpipe: StatusFeed,
     /// Set on a gateway (SPEC §8): InitHpIo and Status are its upstreams'.
     pub gateway: Option<Arc<crate::gateway::Gateway>>,
@@ -30,7 +30,12 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(config: Config, fixtures: daqsim::Fixtures, access: Access) -> Self {
         let metrics = Metrics::new();
-        let hashpipe = StatusFeed::start(&config.hashpipe_status, metrics.clone());
+        // SPEC §9: a gateway relays its upstreams' status and polls none.
+        let hashpipe = if config.gateway.is_some() {
+            StatusFeed::for_gateway(&config.hashpipe_status)
+        } else {
+            StatusFeed::start(&config.hashpipe_status, metrics.clone())
+        };
         let lifecycle = Lifecycle::new(config.clone(), fixtures, metrics.clone());
         lifecycle.report_simulated_status_to(hashpipe.simulated_source());
         State {

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use daqdata_proto::daqdata::{InitHpIoRequest, StreamImagesResponse};
+use daqdata_proto::daqdata::{
+    InitHpIoRequest, StreamHashpipeStatusRequest, StreamHashpipeStatusResponse,
+    StreamImagesResponse,
+};
 use futures::StreamExt;
 use tonic::Streaming;
 
@@ -639,4 +642,195 @@ async fn garbage_from_one_upstream_resets_only_its_stream() {
         .count();
     assert!((1..=2).contains(&lines), "{lines} lines:\n{log}");
     assert!(log.contains("not one"), "{log}");
+}
+
+/// A DAQ node reading the status buffer of Hashpipe `instance` under
+/// `keyfile` (a `daqsim --hashpipe-status --hashpipe-keyfile` buffer).
+fn status_node_toml(module: u32, keyfile: &Path, instance: u32) -> String {
+    node_toml(
+        module,
+        &format!(
+            "hashpipe_status.keyfile = \"{}\"\nhashpipe_status.instance = {instance}\nhashpipe_status.poll_seconds = 0.05\n",
+            keyfile.display()
+        ),
+    )
+}
+
+/// A gateway relaying `upstreams`, sending status as fast as it comes.
+async fn status_gateway(upstreams: &[String]) -> BinServer {
+    let toml = format!(
+        "hashpipe_status.poll_seconds = 0.05\n{}",
+        gateway_toml(upstreams, "")
+    );
+    BinServer::start(&toml, &[]).await
+}
+
+async fn hashpipe_stream(
+    client: &mut daqdata_proto::daqdata::daq_data_client::DaqDataClient<tonic::transport::Channel>,
+) -> Streaming<StreamHashpipeStatusResponse> {
+    client
+        .stream_hashpipe_status(StreamHashpipeStatusRequest {
+            update_interval_seconds: 0.0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Which node a response is of: the `INSTANCE` card of its buffer.
+fn instance(r: &StreamHashpipeStatusResponse) -> Option<u32> {
+    number(r, "INSTANCE").map(|x| x as u32)
+}
+
+/// Reads until responses with counters came from every instance in
+/// `want`; the newest of each.
+async fn until_instances(
+    stream: &mut Streaming<StreamHashpipeStatusResponse>,
+    want: &[u32],
+) -> HashMap<u32, StreamHashpipeStatusResponse> {
+    let mut seen = HashMap::new();
+    while want.iter().any(|i| !seen.contains_key(i)) {
+        let r = until(stream, &format!("counters of instances {want:?}"), |r| {
+            instance(r).is_some() && number(r, "NPACKETS").is_some()
+        })
+        .await;
+        seen.insert(instance(&r).unwrap_or_default(), r);
+    }
+    seen
+}
+
+async fn gauge(server: &BinServer, name: &str) -> f64 {
+    get(&scrape(&metrics_addr(server)).await, name)
+}
+
+/// Polls `name` on the server's metrics until it reads `want` (up to 30 s).
+async fn wait_for_gauge(server: &BinServer, name: &str, want: f64) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let value = gauge(server, name).await;
+        if value == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed {value}, not {want}:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const STATUS_STREAMS: &str = "daqdata_hashpipe_status_streams";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodes_hashpipe_status_reaches_many_viewers_over_one_stream_each() {
+    let (key0, _buffer0) = simulated_status_buffer(0);
+    let (key1, _buffer1) = simulated_status_buffer(1);
+    let nodes = [
+        BinServer::start(&status_node_toml(10, key0.path(), 0), &[]).await,
+        BinServer::start(&status_node_toml(20, key1.path(), 1), &[]).await,
+    ];
+    // What a node calls itself, asked directly.
+    let mut direct = nodes[0].client().await;
+    let own = until(
+        &mut hashpipe_stream(&mut direct).await,
+        "a node's own cards",
+        |r| r.cards.is_some(),
+    )
+    .await;
+    wait_for_gauge(&nodes[0], STATUS_STREAMS, 0.0).await;
+
+    let upstreams: Vec<String> = nodes.iter().map(|n| unix(&n.sock)).collect();
+    let gw = status_gateway(&upstreams).await;
+    // No Hashpipe on the head node: nothing polled, nothing said of it.
+    assert!(
+        !gw.log().contains("no Hashpipe status buffer"),
+        "{}",
+        gw.log()
+    );
+
+    // 20 viewers over two connections: each sees both nodes' buffers, by
+    // the names the nodes gave.
+    let mut viewers = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let client = gw.client().await;
+        for _ in 0..10 {
+            let mut client = client.clone();
+            viewers.spawn(async move {
+                let mut s = hashpipe_stream(&mut client).await;
+                let newest = until_instances(&mut s, &[0, 1]).await;
+                (s, newest)
+            });
+        }
+    }
+    let mut open_streams = Vec::new();
+    while let Some(done) = viewers.join_next().await {
+        let (s, newest) = done.unwrap();
+        for r in newest.values() {
+            assert_eq!(r.name, own.name, "{r:?}");
+            // Stale as the node says (a simulator's buffer has no hashpipe
+            // process behind it), but never down.
+            assert!(
+                r.read_at.is_some() && !r.message.contains("unreachable"),
+                "{r:?}"
+            );
+        }
+        open_streams.push(s);
+    }
+    assert_eq!(open_streams.len(), 20);
+
+    // Every node serves the gateway exactly one status stream.
+    for n in &nodes {
+        assert_eq!(gauge(n, STATUS_STREAMS).await, 1.0, "{}", n.log());
+    }
+    assert_eq!(gauge(&gw, STATUS_STREAMS).await, 20.0);
+
+    // The cards move: each node's packet count grows on a viewer's stream.
+    let mut s = open_streams.pop().unwrap();
+    drop(open_streams);
+    let first = until_instances(&mut s, &[0, 1]).await;
+    for (i, r) in &first {
+        let before = number(r, "NPACKETS").expect("NPACKETS");
+        until(&mut s, &format!("instance {i}'s NPACKETS growing"), |r| {
+            instance(r) == Some(*i) && number(r, "NPACKETS").is_some_and(|n| n > before)
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_is_named_in_the_relayed_status_and_its_cards_come_back() {
+    let (key0, _buffer0) = simulated_status_buffer(0);
+    let (key1, _buffer1) = simulated_status_buffer(1);
+    let socks = tempfile::tempdir().unwrap();
+    let sock1 = socks.path().join("node1.sock");
+    let n1 = BinServer::start_at(&sock1, &status_node_toml(10, key0.path(), 0), &[]).await;
+    let n2 = BinServer::start(&status_node_toml(20, key1.path(), 1), &[]).await;
+    let gw = status_gateway(&[unix(&sock1), unix(&n2.sock)]).await;
+    let mut c = gw.client().await;
+    let mut s = hashpipe_stream(&mut c).await;
+    until_instances(&mut s, &[0, 1]).await;
+
+    // Node 1 killed: the stream goes on and names it, down, with a reason.
+    drop(n1);
+    let gone = until(&mut s, "node 1 named as down", |r| r.name == unix(&sock1)).await;
+    assert!(gone.stale, "{gone:?}");
+    assert!(gone.cards.is_none(), "{gone:?}");
+    assert!(gone.message.starts_with("unreachable: "), "{gone:?}");
+    // Node 2's cards go on moving meanwhile.
+    let node2 = until(&mut s, "node 2's cards", |r| instance(r) == Some(1)).await;
+    let before = number(&node2, "NPACKETS").expect("NPACKETS");
+    until(
+        &mut s,
+        "node 2's NPACKETS growing while node 1 is down",
+        |r| instance(r) == Some(1) && number(r, "NPACKETS").is_some_and(|n| n > before),
+    )
+    .await;
+
+    // Restarted where it listened: its cards come back to the same stream.
+    let _n1 = BinServer::start_at(&sock1, &status_node_toml(10, key0.path(), 0), &[]).await;
+    let back = until(&mut s, "node 1's cards back", |r| instance(r) == Some(0)).await;
+    // Both nodes run on this machine: the same host name.
+    assert_eq!(back.name, node2.name, "{back:?}");
+    assert!(!back.message.contains("unreachable"), "{back:?}");
 }

@@ -11,12 +11,8 @@ use common::*;
 use daqdata_proto::daqdata::{StreamHashpipeStatusRequest, StreamHashpipeStatusResponse};
 use daqdata_server::{Config, HashpipeStatusConfig, InitOnStart};
 use hpio::status::{StatusError, StatusImage, StatusLocation, StatusWriter, SEGMENT_LEN};
-use prost_types::value::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Streaming;
-
-/// Generous: tests wait for behaviour, never measure it.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A status buffer under a keyfile of its own. `ftok` keeps 16 bits of the
 /// inode, so another process's key can collide: then another directory is
@@ -72,42 +68,6 @@ async fn status_stream(server: &TestServer) -> Streaming<StreamHashpipeStatusRes
         .await
         .unwrap()
         .into_inner()
-}
-
-/// Responses until one satisfies `want`.
-async fn until(
-    stream: &mut Streaming<StreamHashpipeStatusResponse>,
-    what: &str,
-    want: impl Fn(&StreamHashpipeStatusResponse) -> bool,
-) -> StreamHashpipeStatusResponse {
-    let deadline = Instant::now() + PATIENCE;
-    let mut last = None;
-    while Instant::now() < deadline {
-        let response = tokio::time::timeout(PATIENCE, stream.message())
-            .await
-            .expect("a response within the patience")
-            .unwrap()
-            .expect("the stream goes on");
-        if want(&response) {
-            return response;
-        }
-        last = Some(response);
-    }
-    panic!("never {what}; last response: {last:?}");
-}
-
-fn number(response: &StreamHashpipeStatusResponse, key: &str) -> Option<f64> {
-    match response.cards.as_ref()?.fields.get(key)?.kind {
-        Some(Kind::NumberValue(x)) => Some(x),
-        _ => None,
-    }
-}
-
-fn text(response: &StreamHashpipeStatusResponse, key: &str) -> Option<String> {
-    match &response.cards.as_ref()?.fields.get(key)?.kind {
-        Some(Kind::StringValue(s)) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// The value of the first sample whose line starts with `prefix`.

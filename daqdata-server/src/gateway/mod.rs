@@ -5,7 +5,8 @@
 //! comes in is published, still encoded as the upstream sent it, into the
 //! same `Broadcast` slots streams read, one origin per upstream. Local
 //! streams, pacing and encode-once are a DAQ node's. InitHpIo fans out to
-//! every upstream; Status gathers theirs.
+//! every upstream; Status gathers theirs. Hashpipe's status is relayed
+//! the same way, one upstream StreamHashpipeStatus each (`hashpipe`).
 //!
 //! Loops: every gateway process has a random id. It sends it upstream as
 //! `daqdata-gateway-id`, and answers StreamImages with
@@ -16,6 +17,7 @@
 //! gateway streams are checked again, so a simultaneous start cannot echo.
 
 mod config;
+mod hashpipe;
 mod upstream;
 
 use std::collections::BTreeSet;
@@ -52,6 +54,7 @@ pub(crate) struct Gateway {
     id: String,
     upstreams: Vec<Arc<Upstream>>,
     generation: Arc<Generation>,
+    hashpipe: hashpipe::StatusRelay,
     /// Open streams of downstream gateways: their id, and how to end them.
     downstream: Mutex<Vec<(u64, String, CancellationToken)>>,
     next_downstream: std::sync::atomic::AtomicU64,
@@ -77,10 +80,16 @@ impl Gateway {
             .enumerate()
             .map(|(i, address)| connect(i, address, &credentials, metrics.clone()))
             .collect::<Result<Vec<_>>>()?;
+        let hashpipe = hashpipe::StatusRelay::new(upstreams.len()).map_err(|e| {
+            Error::Invalid(format!(
+                "gateway: counting local Hashpipe status streams: {e}"
+            ))
+        })?;
         Ok(Arc::new(Gateway {
             id: format!("{:016x}", daqdata_net::random_u64(0x6761_7465)),
             upstreams,
             generation,
+            hashpipe,
             downstream: Mutex::new(Vec::new()),
             next_downstream: Default::default(),
         }))
@@ -92,10 +101,12 @@ impl Gateway {
         self.generation.clone()
     }
 
-    /// Starts one relay task per upstream; they end at `shutdown`.
+    /// Starts the relay tasks of each upstream (images, Hashpipe status);
+    /// they end at `shutdown`.
     pub(crate) fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
-        for u in &self.upstreams {
+        for (i, u) in self.upstreams.iter().enumerate() {
             tokio::spawn(upstream::relay(self.clone(), u.clone(), shutdown.clone()));
+            tokio::spawn(hashpipe::relay(self.clone(), i, shutdown.clone()));
         }
         let names: Vec<String> = self
             .upstreams

@@ -1,7 +1,8 @@
 //! One upstream of a gateway: its one StreamImages, opened while local
 //! streams exist and closed [`LINGER`] after the last one ends, retried
-//! with back-off when it breaks. Its trouble is its own: the other
-//! upstreams and the local streams never wait for it.
+//! with back-off when it breaks ([`keep_relaying`], the rule its Hashpipe
+//! status relay follows too). Its trouble is its own: the other upstreams
+//! and the local streams never wait for it.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -28,12 +29,11 @@ const BACKOFF: Backoff = Backoff {
 const HEALTHY: Duration = Duration::from_secs(10);
 /// At most this many causes are logged between two streams that went well.
 const MAX_CAUSES: usize = 8;
-/// How often an idle relay looks for local streams, and a busy one for
-/// their end.
+/// How often an idle relay looks for local streams.
 const DEMAND_POLL: Duration = Duration::from_millis(50);
 /// A relayed response larger than this is garbage: a 32x32 image with its
-/// header is a few KiB.
-const MAX_MESSAGE: usize = 1 << 20;
+/// header is a few KiB, a status buffer's cards less than 200.
+pub(super) const MAX_MESSAGE: usize = 1 << 20;
 
 /// Where an upstream stands, for Status and the logs.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,7 +101,7 @@ impl Upstream {
 }
 
 /// Why one upstream stream ended.
-enum Ended {
+pub(super) enum Ended {
     /// No local stream for [`LINGER`]: closed on purpose.
     Idle,
     Shutdown,
@@ -111,49 +111,47 @@ enum Ended {
     Loop(String),
 }
 
-/// Relays `upstream` into the gateway's broadcast until `shutdown`.
-pub(crate) async fn relay(
-    gateway: Arc<Gateway>,
-    upstream: Arc<Upstream>,
-    shutdown: CancellationToken,
-) {
+/// SPEC §8's rule for every feed a gateway takes from one upstream (its
+/// images, its Hashpipe status): one upstream stream while `demand` is
+/// held, closed [`LINGER`] after it goes, retried with back-off when it
+/// breaks, each cause logged once. `open` runs one stream to its end
+/// (`true`: announce it); `ended` hears why each ended.
+pub(super) async fn keep_relaying<F, Fut>(
+    address: &Address,
+    feed: &'static str,
+    demand: &hpio::Demand,
+    shutdown: &CancellationToken,
+    mut open: F,
+    mut ended: impl FnMut(&Ended),
+) where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Ended>,
+{
     let mut attempts = Attempts::new(BACKOFF);
     // Causes logged since the last stream that went well: each once.
     let mut logged: BTreeSet<String> = BTreeSet::new();
     loop {
-        if !wait_for_demand(&gateway, &shutdown).await {
+        if !wait_for_demand(demand, shutdown).await {
             return;
         }
         let started = std::time::Instant::now();
-        let ended = stream_once(&gateway, &upstream, &shutdown, logged.is_empty()).await;
+        let end = open(logged.is_empty()).await;
         if started.elapsed() >= HEALTHY {
             logged.clear();
         }
-        let why = match ended {
+        ended(&end);
+        let why = match end {
             Ended::Shutdown => return,
             Ended::Idle => {
-                tracing::info!(upstream = %upstream.address, "no local stream for {LINGER:?}: upstream stream closed");
-                upstream.set_state(UpstreamState::Idle);
+                tracing::info!(upstream = %address, "no local stream for {LINGER:?}: upstream {feed} closed");
                 logged.clear();
                 continue;
             }
-            Ended::Broken(why) => {
-                upstream.set_state(UpstreamState::Down(why.clone()));
-                why
-            }
-            Ended::Loop(why) => {
-                upstream.set_state(UpstreamState::Loop(why.clone()));
-                why
-            }
+            Ended::Broken(why) | Ended::Loop(why) => why,
         };
-        upstream
-            .metrics
-            .upstream_reconnects
-            .get_or_create(&upstream.labels)
-            .inc();
         // One log line per cause, not one per retry.
         if logged.len() < MAX_CAUSES && logged.insert(why.clone()) {
-            tracing::warn!(upstream = %upstream.address, "upstream stream ended: {why}; retrying with back-off (logged once per cause)");
+            tracing::warn!(upstream = %address, "upstream {feed} ended: {why}; retrying with back-off (logged once per cause)");
         }
         let (_, wait) = attempts.next(started);
         tokio::select! {
@@ -163,9 +161,43 @@ pub(crate) async fn relay(
     }
 }
 
+/// Relays `upstream`'s images into the gateway's broadcast until
+/// `shutdown`.
+pub(crate) async fn relay(
+    gateway: Arc<Gateway>,
+    upstream: Arc<Upstream>,
+    shutdown: CancellationToken,
+) {
+    let (g, u, stop) = (&gateway, &upstream, &shutdown);
+    keep_relaying(
+        &upstream.address,
+        "stream",
+        &gateway.generation.demand,
+        &shutdown,
+        move |announce| stream_once(g, u, stop, announce),
+        |end| {
+            let state = match end {
+                Ended::Shutdown => return,
+                Ended::Idle => UpstreamState::Idle,
+                Ended::Broken(why) => UpstreamState::Down(why.clone()),
+                Ended::Loop(why) => UpstreamState::Loop(why.clone()),
+            };
+            let retried = state != UpstreamState::Idle;
+            upstream.set_state(state);
+            if retried {
+                upstream
+                    .metrics
+                    .upstream_reconnects
+                    .get_or_create(&upstream.labels)
+                    .inc();
+            }
+        },
+    )
+    .await
+}
+
 /// Waits until a local stream exists; false at shutdown.
-async fn wait_for_demand(gateway: &Gateway, shutdown: &CancellationToken) -> bool {
-    let demand = &gateway.generation.demand;
+async fn wait_for_demand(demand: &hpio::Demand, shutdown: &CancellationToken) -> bool {
     while !demand.is_held() {
         tokio::select! {
             _ = shutdown.cancelled() => return false,
@@ -173,6 +205,34 @@ async fn wait_for_demand(gateway: &Gateway, shutdown: &CancellationToken) -> boo
         }
     }
     !shutdown.is_cancelled()
+}
+
+/// Tells an open upstream stream when it has had no local stream for
+/// [`LINGER`]; asked every [`Linger::EVERY`].
+#[derive(Default)]
+pub(super) struct Linger {
+    idle_since: Option<Instant>,
+}
+
+impl Linger {
+    pub(super) const EVERY: Duration = Duration::from_millis(200);
+
+    /// True once `demand` has not been held for [`LINGER`].
+    pub(super) fn over(&mut self, demand: &hpio::Demand) -> bool {
+        if demand.is_held() {
+            self.idle_since = None;
+            false
+        } else {
+            self.idle_since.get_or_insert_with(Instant::now).elapsed() >= LINGER
+        }
+    }
+}
+
+/// The request metadata that names this gateway to its upstream.
+pub(super) fn identify<T>(gateway: &Gateway, request: &mut tonic::Request<T>) {
+    if let Ok(id) = gateway.id.parse() {
+        request.metadata_mut().insert(GATEWAY_ID, id);
+    }
 }
 
 /// One upstream StreamImages, from the call to its end.
@@ -190,9 +250,7 @@ async fn stream_once(
         update_interval_seconds: 0.0,
         module_ids: Vec::new(),
     });
-    if let Ok(id) = gateway.id.parse() {
-        request.metadata_mut().insert(GATEWAY_ID, id);
-    }
+    identify(gateway, &mut request);
     let response = tokio::select! {
         _ = shutdown.cancelled() => return Ended::Shutdown,
         r = client.stream_images(request) => r,
@@ -247,15 +305,13 @@ async fn stream_once(
         .get_or_create(&upstream.labels)
         .clone();
     let mut name: Arc<str> = Arc::from("");
-    let mut idle_since: Option<Instant> = None;
-    let mut poll = tokio::time::interval(DEMAND_POLL * 4);
+    let mut linger = Linger::default();
+    let mut poll = tokio::time::interval(Linger::EVERY);
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return Ended::Shutdown,
             _ = poll.tick() => {
-                if demand.is_held() {
-                    idle_since = None;
-                } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= LINGER {
+                if linger.over(demand) {
                     return Ended::Idle;
                 }
                 continue;

@@ -12,7 +12,10 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
+mod hashpipe;
 mod scrape;
+#[allow(unused_imports)]
+pub use hashpipe::*;
 #[allow(unused_imports)]
 pub use scrape::*;
 
@@ -187,7 +190,9 @@ impl BinServer {
     /// Starts the binary with `toml` as its config file (the listen address
     /// and a private `hashpipe_sockets.path_template` are added, so `toml`
     /// sets other such keys dotted, not as a table; metrics are off unless
-    /// it sets `metrics_listen`) and `env` set, and waits (up to 20 s)
+    /// it sets `metrics_listen`; Hashpipe's status buffer is keyed on the
+    /// server's own directory unless it sets `hashpipe_status.keyfile`) and
+    /// `env` set, and waits (up to 20 s)
     /// until it answers Ping.
     pub async fn start(toml: &str, env: &[(&str, &str)]) -> BinServer {
         let dir = tempfile::tempdir().unwrap();
@@ -211,10 +216,14 @@ impl BinServer {
         std::fs::write(
             &config,
             format!(
-                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\nhashpipe_status.keyfile = \"{}\"\n{}{toml}",
+                "listen = [\"unix://{}\"]\nhashpipe_sockets.path_template = \"{}\"\n{}{}{toml}",
                 sock.display(),
                 private_hashpipe_sockets(dir.path()),
-                dir.path().display(),
+                if toml.contains("hashpipe_status.keyfile") {
+                    String::new()
+                } else {
+                    format!("hashpipe_status.keyfile = \"{}\"\n", dir.path().display())
+                },
                 if toml.contains("metrics_listen") {
                     ""
                 } else {
