@@ -131,9 +131,10 @@ impl Rates {
 }
 
 /// Decides whether a buffer is still being written. Nothing in it is a
-/// heartbeat, so it is inferred: the Hashpipe process is gone (when the
-/// caller checks for it), or the counters have not moved for a number of
-/// reads.
+/// heartbeat, so it is inferred: the counters have not moved since the
+/// last read and no Hashpipe process runs (when the caller checks for
+/// it), or the counters have not moved for a number of reads. Counters
+/// that move are being written, whatever the writer's process is called.
 #[derive(Debug, Clone)]
 pub struct Staleness {
     limit: u32,
@@ -165,7 +166,7 @@ impl Staleness {
             self.still = 0;
         }
         self.last = Some(counters);
-        if process_alive == Some(false) {
+        if process_alive == Some(false) && self.still > 0 {
             return Some("no hashpipe process is running".to_string());
         }
         (self.still >= self.limit)
@@ -229,8 +230,10 @@ mod tests {
         assert_eq!(staleness.observe(&moved, None), None);
         assert!(staleness.observe(&moved, None).unwrap().contains("3 reads"));
         assert_eq!(staleness.observe(&moving, None), None);
+        // Moving counters are written by someone, named hashpipe or not.
+        assert_eq!(staleness.observe(&moved, Some(false)), None);
         assert!(staleness
-            .observe(&moving, Some(false))
+            .observe(&moved, Some(false))
             .unwrap()
             .contains("no hashpipe process"));
     }
