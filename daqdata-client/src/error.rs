@@ -94,7 +94,7 @@ impl Error {
         // the transport error as its source (a server's own UNAVAILABLE
         // has none); say so plainly rather than as a server answer.
         if status.code() == Code::Unavailable && std::error::Error::source(&status).is_some() {
-            let mut reason = transport_reason(&status);
+            let mut reason = daqdata_net::status_reason(&status);
             if matches!(host, crate::Host::Tls { .. }) {
                 reason += " (the TLS handshake: --tls-ca must be the CA that signed the server's certificate, which must name the host; a server that requires client certificates needs --tls-cert and --tls-key signed by its CA)";
             }
@@ -131,17 +131,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// The innermost cause of a transport failure ("Connection refused ...").
-fn transport_reason(status: &tonic::Status) -> String {
-    let mut reason = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(s) = source {
-        reason = s.to_string();
-        source = s.source();
-    }
-    reason
 }
 
 /// What the user should do about each status code the server uses (SPEC

@@ -77,3 +77,15 @@ fn is_local(name: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+/// What went wrong on a call: the server's message, or for a connection
+/// that failed, the transport's innermost reason ("Connection refused").
+pub fn status_reason(status: &tonic::Status) -> String {
+    let mut reason = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    reason
+}

@@ -30,6 +30,6 @@ mod error;
 
 pub use address::{addresses_from_config_values, addresses_from_configs, Address, DEFAULT_PORT};
 pub use backoff::{random_u64, Attempts, Backoff};
-pub use channel::{channel, channel_with, Connection};
+pub use channel::{channel, channel_with, status_reason, Connection};
 pub use credentials::{Bearer, Credentials};
 pub use error::Error;

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::upstream::{identify, keep_relaying, Ended, Linger, Upstream, MAX_MESSAGE};
-use super::{reason, Gateway};
+use daqdata_net::status_reason as reason;
+
+use super::Gateway;
 use crate::access::Caller;
 use crate::hashpipe_status::admit;
 use crate::state::State;

@@ -208,7 +208,14 @@ impl Gateway {
                         format!("{}: {state} ({})", u.address, r.message),
                     )
                 }
-                Ok(Err(s)) => (false, format!("{}: unreachable: {}", u.address, reason(&s))),
+                Ok(Err(s)) => (
+                    false,
+                    format!(
+                        "{}: unreachable: {}",
+                        u.address,
+                        daqdata_net::status_reason(&s)
+                    ),
+                ),
                 Err(_) => (
                     false,
                     format!(
@@ -240,7 +247,11 @@ impl Gateway {
             let failed = match tokio::time::timeout(INIT_DEADLINE, stub.init_hp_io(request)).await {
                 Ok(Ok(r)) if r.get_ref().success => None,
                 Ok(Ok(r)) => Some(format!("refused: {}", r.into_inner().error_message)),
-                Ok(Err(s)) => Some(format!("{:?}: {}", s.code(), reason(&s))),
+                Ok(Err(s)) => Some(format!(
+                    "{:?}: {}",
+                    s.code(),
+                    daqdata_net::status_reason(&s)
+                )),
                 Err(_) => Some(format!("no answer within {INIT_DEADLINE:?}")),
             };
             failed.map(|why| format!("{}: {why}", u.address))
@@ -303,18 +314,6 @@ fn connect(
     let connection: Connection = daqdata_net::channel_with(&address, credentials)
         .map_err(|e| Error::Invalid(format!("[gateway] upstream {address}: {e}")))?;
     Ok(Arc::new(Upstream::new(index, address, connection, metrics)))
-}
-
-/// What went wrong on a call: the server's message, or for a connection
-/// that failed, the transport's innermost reason ("Connection refused").
-fn reason(status: &Status) -> String {
-    let mut reason = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(s) = source {
-        reason = s.to_string();
-        source = s.source();
-    }
-    reason
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

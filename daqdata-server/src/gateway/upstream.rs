@@ -15,7 +15,9 @@ use pff::ModuleProduct;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{lock, reason, Gateway, GATEWAY_ID, GATEWAY_IDS};
+use daqdata_net::status_reason as reason;
+
+use super::{lock, Gateway, GATEWAY_ID, GATEWAY_IDS};
 use crate::metrics::{Metrics, UpstreamLabels};
 
 /// SPEC §8: upstream streams close this long after the last local stream.
