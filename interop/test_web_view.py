@@ -12,10 +12,12 @@ DAQDATA_UPDATE_DOCS=1).
 A second test watches Hashpipe's health in the host bar: a real status
 buffer kept by `daqsim --hashpipe-status` under the test's own keyfile,
 read by the server (`[hashpipe_status]`), streamed by StreamHashpipeStatus
-to `daqdata web`; when daqsim stops (SIGSTOP, so its counters stop moving)
-the node turns red and says the buffer is stale, and when it goes on the
-red goes. Its screenshot of the bar and the plot goes to
-docs/web-hashpipe.png with DAQDATA_UPDATE_DOCS=1.
+to `daqdata web`; when daqsim's net thread blocks, the node turns red and
+says so; when daqsim stops (SIGSTOP, so its counters stop moving) the node
+turns red and says the buffer is stale, and when it goes on the red goes.
+With DAQDATA_UPDATE_DOCS=1 its screenshot of the bar and the plot goes to
+docs/web-hashpipe-test.png (not committed; the README's picture is of
+`--init-sim`, with minutes of history).
 """
 
 import os
@@ -263,7 +265,7 @@ def test_hashpipe_health_in_the_host_bar(tmp_path):
             assert "net " in well[2] and "lost/s" in well[2], well
             wait_for(lambda: page.is_visible("#hashpipe-plot"), 15, "the packets/s plot")
             if os.environ.get("DAQDATA_UPDATE_DOCS") == "1":
-                page.screenshot(path=str(ROOT / "docs" / "web-hashpipe.png"),
+                page.screenshot(path=str(ROOT / "docs" / "web-hashpipe-test.png"),
                                 clip={"x": 0, "y": 0, "width": 1000, "height": 460})
 
             # daqsim's net thread blocks for 2 s in every 10: the chip names
