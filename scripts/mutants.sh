@@ -53,7 +53,7 @@ fi
 
 jobs=${JOBS:-1}
 read -r -a test_args <<<"${TEST_ARGS:-}"
-count() { [ -f "$1" ] && grep -c . "$1" || echo 0; }
+count() { if [ -f "$1" ]; then grep -c . "$1"; else echo 0; fi; }
 
 printf '%-40s %7s %7s %8s %9s\n' file caught missed timeout unviable
 status=0

@@ -297,7 +297,9 @@ fn pb_to_json(v: &PbValue) -> Value {
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::NumberValue(n)) => {
-            // Below 2^53 a double holds every integer exactly.
+            // Below 2^53 a double holds every integer exactly. (At the
+            // bound itself both arms give the exact value; `<=` would only
+            // spell it without ".0": an equivalent mutant.)
             if n.fract() == 0.0 && n.abs() < 9.0e15 {
                 Value::Number(Number::from(*n as i64))
             } else {
@@ -473,6 +475,11 @@ mod tests {
             );
             assert!(
                 err.to_string().contains("no PANOSETI data product"),
+                "{err}"
+            );
+            // The message names the kind as the wire does.
+            assert!(
+                err.to_string().starts_with(kind.as_str_name()),
                 "{err}"
             );
         }
