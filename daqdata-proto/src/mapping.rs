@@ -478,10 +478,7 @@ mod tests {
                 "{err}"
             );
             // The message names the kind as the wire does.
-            assert!(
-                err.to_string().starts_with(kind.as_str_name()),
-                "{err}"
-            );
+            assert!(err.to_string().starts_with(kind.as_str_name()), "{err}");
         }
 
         for n in [0, 255, 257, 1024] {
