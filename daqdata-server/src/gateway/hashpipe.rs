@@ -129,20 +129,12 @@ async fn stream_once(
     if announce {
         tracing::info!(upstream = %upstream.address, "relaying Hashpipe's status");
     }
-    let demand = &gateway.hashpipe.demand;
-    let mut linger = Linger::default();
-    let mut poll = tokio::time::interval(Linger::EVERY);
+    let mut linger = Linger::new(&gateway.hashpipe.demand);
     let mut fresh = true;
     loop {
-        let message = tokio::select! {
-            _ = shutdown.cancelled() => return Ended::Shutdown,
-            _ = poll.tick() => {
-                if linger.over(demand) {
-                    return Ended::Idle;
-                }
-                continue;
-            }
-            m = responses.message() => m,
+        let message = match linger.next(&mut responses, shutdown).await {
+            Ok(message) => message,
+            Err(ended) => return ended,
         };
         let response = match message {
             Ok(Some(r)) => r,

@@ -14,6 +14,7 @@ use daqdata_proto::SharedStreamImagesClient;
 use pff::ModuleProduct;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 
 use daqdata_net::status_reason as reason;
 
@@ -209,19 +210,48 @@ async fn wait_for_demand(demand: &hpio::Demand, shutdown: &CancellationToken) ->
     !shutdown.is_cancelled()
 }
 
-/// Tells an open upstream stream when it has had no local stream for
-/// [`LINGER`]; asked every [`Linger::EVERY`].
-#[derive(Default)]
-pub(super) struct Linger {
+/// Reads an open upstream stream while local streams want it: it ends the
+/// relay when the server shuts down or `demand` has not been held for
+/// [`LINGER`] (asked every [`Linger::EVERY`]).
+pub(super) struct Linger<'a> {
+    demand: &'a hpio::Demand,
     idle_since: Option<Instant>,
+    poll: tokio::time::Interval,
 }
 
-impl Linger {
-    pub(super) const EVERY: Duration = Duration::from_millis(200);
+impl<'a> Linger<'a> {
+    const EVERY: Duration = Duration::from_millis(200);
+
+    pub(super) fn new(demand: &'a hpio::Demand) -> Self {
+        Linger {
+            demand,
+            idle_since: None,
+            poll: tokio::time::interval(Self::EVERY),
+        }
+    }
+
+    /// The next message of `messages`, or how the relay ends.
+    pub(super) async fn next<T>(
+        &mut self,
+        messages: &mut tonic::Streaming<T>,
+        shutdown: &CancellationToken,
+    ) -> Result<Result<Option<T>, Status>, Ended> {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(Ended::Shutdown),
+                _ = self.poll.tick() => {
+                    if self.over() {
+                        return Err(Ended::Idle);
+                    }
+                }
+                m = messages.message() => return Ok(m),
+            }
+        }
+    }
 
     /// True once `demand` has not been held for [`LINGER`].
-    pub(super) fn over(&mut self, demand: &hpio::Demand) -> bool {
-        if demand.is_held() {
+    fn over(&mut self) -> bool {
+        if self.demand.is_held() {
             self.idle_since = None;
             false
         } else {
@@ -307,18 +337,11 @@ async fn stream_once(
         .get_or_create(&upstream.labels)
         .clone();
     let mut name: Arc<str> = Arc::from("");
-    let mut linger = Linger::default();
-    let mut poll = tokio::time::interval(Linger::EVERY);
+    let mut linger = Linger::new(demand);
     loop {
-        let message = tokio::select! {
-            _ = shutdown.cancelled() => return Ended::Shutdown,
-            _ = poll.tick() => {
-                if linger.over(demand) {
-                    return Ended::Idle;
-                }
-                continue;
-            }
-            m = images.message() => m,
+        let message = match linger.next(&mut images, shutdown).await {
+            Ok(message) => message,
+            Err(ended) => return ended,
         };
         let response = match message {
             Ok(Some(r)) => r,
