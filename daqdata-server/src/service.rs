@@ -35,6 +35,40 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 type ImageResponses =
     Pin<Box<dyn futures::Stream<Item = Result<SharedStreamImagesResponse, Status>> + Send>>;
 
+/// A stream on a gateway: ended with a "gateway loop" status if its caller
+/// turns out to be upstream (`downstream` is the calling gateway, if it is
+/// one), and sent with the ids of this gateway and those upstream of it.
+fn relayed_response(
+    gateway: &crate::gateway::Gateway,
+    stream: PacedStream,
+    downstream: Option<crate::gateway::Downstream>,
+) -> Response<ImageResponses> {
+    let stream = stream.into_stream();
+    let images: ImageResponses = match downstream {
+        None => Box::pin(stream),
+        Some(downstream) => {
+            let token = downstream.token.clone();
+            // Held until the stream ends; then, if it was ended as a loop,
+            // say so.
+            let looped = futures::stream::once(async move {
+                let registered = downstream;
+                registered.token.is_cancelled().then(|| Err(Status::failed_precondition(
+                    "gateway loop: the calling gateway turned out to be upstream of this one; fix the [gateway] upstreams",
+                )))
+            })
+            .filter_map(futures::future::ready);
+            Box::pin(stream.take_until(token.cancelled_owned()).chain(looped))
+        }
+    };
+    let mut response = Response::new(images);
+    if let Ok(ids) = gateway.ids_header().parse() {
+        response
+            .metadata_mut()
+            .insert(crate::gateway::GATEWAY_IDS, ids);
+    }
+    response
+}
+
 type HashpipeStatusResponses =
     Pin<Box<dyn futures::Stream<Item = Result<StreamHashpipeStatusResponse, Status>> + Send>>;
 
@@ -55,48 +89,18 @@ impl daqdata_proto::server::DaqData for DaqDataService {
             %peer, movie = req.stream_movie_data, pulse_height = req.stream_pulse_height_data,
             interval = req.update_interval_seconds, modules = ?req.module_ids, "StreamImages started"
         );
-        let Some(gateway) = &self.state.gateway else {
-            return match PacedStream::open(&self.state, req, &caller) {
-                Ok(stream) => Ok(Response::new(Box::pin(stream.into_stream()))),
-                Err(status) => {
-                    tracing::info!(%peer, code = ?status.code(), "StreamImages refused: {}", status.message());
-                    self.state.metrics.refused("StreamImages", status.code());
-                    Err(status)
-                }
-            };
+        let opened = match &self.state.gateway {
+            None => PacedStream::open(&self.state, req, &caller)
+                .map(|s| Response::new(Box::pin(s.into_stream()) as ImageResponses)),
+            // SPEC §8: a gateway refuses a loop, and names itself and what
+            // is upstream of it to the gateways downstream.
+            Some(gateway) => gateway.admit(&metadata).and_then(|downstream| {
+                PacedStream::open(&self.state, req, &caller)
+                    .map(|s| relayed_response(gateway, s, downstream))
+            }),
         };
-        // SPEC §8: a gateway refuses a loop, and names itself and what is
-        // upstream of it to the gateways downstream.
-        let opened = gateway.admit(&metadata).and_then(|downstream| {
-            PacedStream::open(&self.state, req, &caller).map(|s| (s, downstream))
-        });
         match opened {
-            Ok((stream, downstream)) => {
-                let stream = stream.into_stream();
-                let images: Self::StreamImagesStream = match downstream {
-                    None => Box::pin(stream),
-                    Some(downstream) => {
-                        let token = downstream.token.clone();
-                        // Held until the stream ends; then, if it was
-                        // ended as a loop, say so.
-                        let looped = futures::stream::once(async move {
-                            let registered = downstream;
-                            registered.token.is_cancelled().then(|| Err(Status::failed_precondition(
-                                "gateway loop: the calling gateway turned out to be upstream of this one; fix the [gateway] upstreams",
-                            )))
-                        })
-                        .filter_map(futures::future::ready);
-                        Box::pin(stream.take_until(token.cancelled_owned()).chain(looped))
-                    }
-                };
-                let mut response = Response::new(images);
-                if let Ok(ids) = gateway.ids_header().parse() {
-                    response
-                        .metadata_mut()
-                        .insert(crate::gateway::GATEWAY_IDS, ids);
-                }
-                Ok(response)
-            }
+            Ok(response) => Ok(response),
             Err(status) => {
                 tracing::info!(%peer, code = ?status.code(), "StreamImages refused: {}", status.message());
                 self.state.metrics.refused("StreamImages", status.code());
