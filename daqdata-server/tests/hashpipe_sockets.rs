@@ -123,6 +123,19 @@ async fn wait_for_drops(push: &SocketPush, before: u64) {
     }
 }
 
+/// Waits (up to 20 s) until `push` has made `want` connections in all.
+async fn wait_for_connections(push: &SocketPush, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while push.stats().connections < want {
+        assert!(
+            Instant::now() < deadline,
+            "the push did not connect {want} times: {:?}",
+            push.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Every image until `deadline`.
 async fn images_until(
     stream: &mut Streaming<StreamImagesResponse>,
@@ -560,6 +573,9 @@ async fn the_push_connects_again_when_the_sockets_come_back() {
                 .all(|m| m.pano_image.as_ref().unwrap().module_id == 10),
             "round {round}"
         );
+        // The push reaches every product's socket (module 10's images may
+        // arrive before the last of the four connects).
+        wait_for_connections(&push, 4 * round).await;
         // Reconfigured away from real data: the sockets go, the connections
         // drop, and the push drops frames again.
         drop(stream);
