@@ -7,6 +7,8 @@
 #   scripts/mutants.sh pff/src/names.rs        # only these files
 #   scripts/mutants.sh --list                  # the mutants, without running
 #   JOBS=2 scripts/mutants.sh ...              # parallel builds (default 1)
+#   IN_PLACE=1 scripts/mutants.sh ...          # mutate this tree, reuse its warm
+#                                              # target/ (files restored after)
 #   TEST_ARGS="--lib --test server" scripts/mutants.sh daqdata-server/src/upload.rs
 #                                              # only these test targets
 #
@@ -40,7 +42,7 @@ files=()
 for arg in "$@"; do
     case "$arg" in
         --list) list=(--list) ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) files+=("$arg") ;;
     esac
 done
@@ -66,7 +68,11 @@ for file in "${files[@]}"; do
     package=${file%%/*}
     out=target/mutants/${file//\//_}
     mkdir -p "$out"
-    args=(--package "$package" --file "$file" --jobs "$jobs" --output "$out")
+    args=(--package "$package" --file "$file" --output "$out")
+    # A busy machine slows the tests; a short auto-set timeout would count
+    # slow runs as "timeout" rather than caught or missed.
+    args+=(--minimum-test-timeout "${MIN_TEST_TIMEOUT:-120}")
+    if [ -n "${IN_PLACE:-}" ]; then args+=(--in-place); else args+=(--jobs "$jobs"); fi
     if [ ${#list[@]} -gt 0 ]; then
         cargo mutants "${args[@]}" --list
         continue

@@ -18,15 +18,24 @@ pub enum HostState {
     /// The server accepted the stream.
     Streaming,
     /// The stream ended for a reason that passes; attempt `attempt` waits.
-    Reconnecting { attempt: u32, why: String },
+    Reconnecting {
+        /// Which attempt this wait is for (1 is the first reconnection).
+        attempt: u32,
+        /// Why the last stream ended.
+        why: String,
+    },
     /// The stream ended for a reason that would recur (a refused token, a
     /// wrong request): no new attempt.
-    Refused { why: String },
+    Refused {
+        /// The server's reason.
+        why: String,
+    },
 }
 
 /// One host's state, with what it has delivered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostStatus {
+    /// Where the host's stream is.
     pub state: HostState,
     /// Images received since the stream began (over every attempt).
     pub images: u64,

@@ -156,6 +156,7 @@ impl Credentials {
         Ok(config)
     }
 
+    /// An interceptor that adds this token to every call's metadata.
     pub fn interceptor(&self) -> Bearer {
         Bearer(self.bearer.clone())
     }

@@ -49,8 +49,6 @@
 //! # Ok::<(), hpio::Error>(())
 //! ```
 
-#![deny(unsafe_code)]
-
 mod active;
 mod demand;
 mod error;

@@ -224,6 +224,7 @@ fn a_frame_size_change_inside_a_file_is_never_handed_on() {
 /// the capabilities that let root read any file (`CAP_DAC_OVERRIDE`,
 /// `CAP_DAC_READ_SEARCH`); as another user it changes nothing. Linux keeps
 /// capabilities per thread, so the rest of the test binary is unaffected.
+#[allow(unsafe_code)] // capget/capset have no safe wrapper
 fn drop_read_anything_capabilities() {
     #[repr(C)]
     struct Header {

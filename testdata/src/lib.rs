@@ -90,10 +90,13 @@ pub enum Origin {
 /// One PFF file to test, and what its README says of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
+    /// Where the file is.
     pub path: PathBuf,
+    /// Which sample set it belongs to.
     pub origin: Origin,
     /// Data product as named in file names: `img16`, `img8`, `ph256`, `ph1024`.
     pub dp: &'static str,
+    /// Module id, from the file name.
     pub module: u32,
     /// Complete frames.
     pub frames: u64,

@@ -27,7 +27,9 @@ pub const LOG_COUNT_FLOOR: f64 = 0.5;
 pub enum ColourMap {
     /// The default: perceptually uniform, readable in grey print.
     Plasma,
+    /// Blue to yellow through green.
     Viridis,
+    /// Black to yellow through red.
     Inferno,
     /// Black to white.
     Gray,
