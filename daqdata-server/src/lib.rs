@@ -54,6 +54,7 @@ mod hashpipe_sockets;
 mod hashpipe_status;
 mod hp_io;
 mod ip_block;
+mod keyed_count;
 mod lifecycle;
 mod listen;
 mod message_limit;
