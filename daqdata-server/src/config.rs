@@ -215,7 +215,6 @@ impl Config {
                 "max_streams_per_peer and max_connections_per_peer must be at least 1".into(),
             );
         }
-        self.access.socket_mode()?;
         if let Some(gateway) = &self.gateway {
             gateway.validate()?;
         }

@@ -23,10 +23,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
-use crate::unix_socket::{SocketFile, SocketFileError};
+use crate::unix_socket::{SocketFile, SocketFileError, SocketMode};
 
 /// Hashpipe and the server may share a group (`group`), nobody else.
-const MODE: u32 = 0o660;
+const MODE: SocketMode = SocketMode::OWNER_AND_GROUP;
 
 /// The `[hashpipe_sockets]` table.
 #[derive(Clone, Debug, Deserialize, PartialEq)]

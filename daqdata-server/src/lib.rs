@@ -83,6 +83,7 @@ pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use hashpipe_status::HashpipeStatusConfig;
 pub use ip_block::IpBlock;
 pub use listen::Listening;
+pub use unix_socket::SocketMode;
 
 use service::DaqDataService;
 use state::State;

@@ -74,7 +74,7 @@ pub(crate) async fn bind(
             ));
         }
         // SPEC §6: the socket's permissions guard its operator role.
-        let mode = access.socket_mode()?;
+        let mode = access.unix_socket_mode;
         let group = access.unix_socket_group.as_deref();
         let (listener, file) =
             SocketFile::bind(&path, mode, group).map_err(|e| fail(e.to_string()))?;
