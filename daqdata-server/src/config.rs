@@ -2,6 +2,7 @@
 //! server's `daq_data_server_config.json`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -16,13 +17,17 @@ pub struct Config {
     /// Streams and uploads at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent_rpcs: usize,
     /// Fastest hp_io update interval an InitHpIo may ask for.
-    pub min_hp_io_update_interval_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub min_hp_io_update_interval_seconds: Duration,
     /// Slowest update interval a stream (or InitHpIo) may ask for.
-    pub max_client_update_interval_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub max_client_update_interval_seconds: Duration,
     /// How long streams get to end on SIGINT/SIGTERM before the exit.
-    pub shutdown_grace_period_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub shutdown_grace_period_seconds: Duration,
     /// A run counts as active if its PFF files grew this recently.
-    pub active_run_idle_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub active_run_idle_seconds: Duration,
     /// InitHpIo may only track data directories under these (empty = any).
     pub allowed_data_roots: Vec<PathBuf>,
     /// An `hp_io_config.json` applied at start.
@@ -100,10 +105,10 @@ impl Default for Config {
         Config {
             listen: vec!["[::]:50051".into(), "unix:///tmp/daq_data.sock".into()],
             max_concurrent_rpcs: 100,
-            min_hp_io_update_interval_seconds: 0.001,
-            max_client_update_interval_seconds: 60.0,
-            shutdown_grace_period_seconds: 5.0,
-            active_run_idle_seconds: 30.0,
+            min_hp_io_update_interval_seconds: Duration::from_millis(1),
+            max_client_update_interval_seconds: Duration::from_secs(60),
+            shutdown_grace_period_seconds: Duration::from_secs(5),
+            active_run_idle_seconds: Duration::from_secs(30),
             allowed_data_roots: Vec::new(),
             init_hp_io_config: None,
             simulate: SimulateConfig::default(),
@@ -185,19 +190,9 @@ impl Config {
             ("active_run_idle_seconds", self.active_run_idle_seconds),
         ];
         for (key, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return bail(format!(
-                    "{key} must be a positive number of seconds, got {v}"
-                ));
+            if v.is_zero() {
+                return bail(format!("{key} must be a positive number of seconds, got 0"));
             }
-        }
-        if !(self.shutdown_grace_period_seconds.is_finite()
-            && self.shutdown_grace_period_seconds >= 0.0)
-        {
-            return bail(format!(
-                "shutdown_grace_period_seconds must be >= 0, got {}",
-                self.shutdown_grace_period_seconds
-            ));
         }
         if self.min_hp_io_update_interval_seconds > self.max_client_update_interval_seconds {
             return bail(
@@ -250,17 +245,20 @@ impl Config {
                     .as_f64()
                     .ok_or_else(|| format!("{key} must be a number"))
             };
+            let secs = || crate::seconds::from_secs(num()?).map_err(|e| format!("{key}: {e}"));
             match key.as_str() {
                 "unix_domain_socket" => match value.as_str() {
                     Some(s) if !s.is_empty() => c.listen = vec!["[::]:50051".into(), s.to_string()],
                     _ => c.listen = vec!["[::]:50051".into()],
                 },
                 "max_concurrent_rpcs" => c.max_concurrent_rpcs = num()? as usize,
-                "min_hp_io_update_interval_seconds" => c.min_hp_io_update_interval_seconds = num()?,
-                "max_client_update_interval_seconds" => {
-                    c.max_client_update_interval_seconds = num()?
+                "min_hp_io_update_interval_seconds" => {
+                    c.min_hp_io_update_interval_seconds = secs()?
                 }
-                "shutdown_grace_period" => c.shutdown_grace_period_seconds = num()?,
+                "max_client_update_interval_seconds" => {
+                    c.max_client_update_interval_seconds = secs()?
+                }
+                "shutdown_grace_period" => c.shutdown_grace_period_seconds = secs()?,
                 "init_from_default" => init_from_default = value.as_bool().unwrap_or(false),
                 "default_hp_io_config_file" => default_file = value.as_str().map(PathBuf::from),
                 "simulate_daq_cfg" => {
@@ -320,9 +318,11 @@ fn map_acquisition_methods(value: &serde_json::Value, c: &mut Config) -> Result<
             sockets.path_template = t.to_string();
         }
         if let Some(t) = uds.get("read_timeout") {
-            sockets.read_timeout_seconds = t
+            let t = t
                 .as_f64()
                 .ok_or("acquisition_methods.uds.read_timeout must be a number")?;
+            sockets.read_timeout_seconds = crate::seconds::from_secs(t)
+                .map_err(|e| format!("acquisition_methods.uds.read_timeout: {e}"))?;
         }
     }
     Ok(())
@@ -361,7 +361,7 @@ mod tests {
         let c = Config::from_python_json(json).unwrap();
         assert_eq!(c.listen, ["[::]:50051", "unix:///tmp/x.sock"]);
         assert_eq!(c.max_concurrent_rpcs, 5);
-        assert_eq!(c.shutdown_grace_period_seconds, 2.0);
+        assert_eq!(c.shutdown_grace_period_seconds, Duration::from_secs(2));
         assert_eq!(c.init_hp_io_config, Some(PathBuf::from("hp.json")));
         assert_eq!(c.simulate.module_ids, [224]);
     }
@@ -378,7 +378,7 @@ mod tests {
         assert!(s.enabled);
         assert_eq!(s.data_products, ["img16", "ph256"]);
         assert_eq!(s.path_template, "/run/hp.{dp_name}.sock");
-        assert_eq!(s.read_timeout_seconds, 30.0);
+        assert_eq!(s.read_timeout_seconds, Duration::from_secs(30));
         let json = r#"{"acquisition_methods": {"filesystem_pipe": {"enabled": true}}}"#;
         let c = Config::from_python_json(json).unwrap();
         assert!(c.track_files && !c.hashpipe_sockets.enabled);
@@ -391,8 +391,51 @@ mod tests {
         )
         .unwrap();
         assert!(!c.track_files && c.hashpipe_sockets.enabled);
-        assert_eq!(c.hashpipe_sockets.read_timeout_seconds, 5.0);
+        assert_eq!(
+            c.hashpipe_sockets.read_timeout_seconds,
+            Duration::from_secs(5)
+        );
         assert_eq!(c.hashpipe_sockets.group.as_deref(), Some("panoseti"));
         assert_eq!(c.simulate.mode, SimulateMode::Sockets);
+    }
+
+    #[test]
+    fn every_seconds_key_is_a_duration_and_impossible_ones_are_named() {
+        let c: Config = toml::from_str(
+            "shutdown_grace_period_seconds = 0\nactive_run_idle_seconds = 2.5\n[gateway]\nmin_interval_seconds = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_grace_period_seconds, Duration::ZERO);
+        assert_eq!(c.active_run_idle_seconds, Duration::from_millis(2500));
+        assert_eq!(
+            c.gateway.map(|g| g.min_interval_seconds),
+            Some(Duration::from_secs(1))
+        );
+        for key in [
+            "min_hp_io_update_interval_seconds",
+            "max_client_update_interval_seconds",
+            "shutdown_grace_period_seconds",
+            "active_run_idle_seconds",
+            "hashpipe_sockets.read_timeout_seconds",
+            "hashpipe_status.poll_seconds",
+            "gateway.min_interval_seconds",
+        ] {
+            for bad in ["-1", "nan", "inf", "-inf", "1e300", "\"1\""] {
+                let err = toml::from_str::<Config>(&format!("{key} = {bad}"))
+                    .unwrap_err()
+                    .to_string();
+                let leaf = key.rsplit('.').next().unwrap_or(key);
+                assert!(err.contains(leaf), "{key} = {bad}: {err}");
+            }
+        }
+        let err = Config::from_python_json(r#"{"shutdown_grace_period": -2}"#).unwrap_err();
+        assert!(
+            err.contains("shutdown_grace_period") && err.contains("-2"),
+            "{err}"
+        );
+        let err =
+            Config::from_python_json(r#"{"acquisition_methods": {"uds": {"read_timeout": -1}}}"#)
+                .unwrap_err();
+        assert!(err.contains("read_timeout"), "{err}");
     }
 }

@@ -59,6 +59,7 @@ mod lifecycle;
 mod listen;
 mod message_limit;
 mod metrics;
+mod seconds;
 mod service;
 mod state;
 mod stream;
@@ -69,7 +70,6 @@ mod unix_socket;
 mod upload;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use daqdata_proto::daqdata::InitHpIoRequest;
 use daqdata_proto::HpIoConfig;
@@ -201,7 +201,7 @@ impl Server {
     /// connections to close, and stops hp_io.
     pub async fn shutdown(mut self) -> Result<()> {
         self.state.shutdown.cancel();
-        let grace = Duration::from_secs_f64(self.state.config.shutdown_grace_period_seconds);
+        let grace = self.state.config.shutdown_grace_period_seconds;
         let drained = tokio::time::timeout(grace, async {
             let mut first_error = Ok(());
             while let Some(joined) = self.tasks.join_next().await {
@@ -283,7 +283,8 @@ async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     let request = match init {
         InitOnStart::Simulate => InitHpIoRequest {
             simulate_daq: true,
-            update_interval_seconds: 0.1f64.max(state.config.min_hp_io_update_interval_seconds),
+            update_interval_seconds: 0.1f64
+                .max(state.config.min_hp_io_update_interval_seconds.as_secs_f64()),
             force: true,
             ..Default::default()
         },

@@ -46,7 +46,7 @@ async fn a_stream_asking_for_neither_type_is_invalid() {
 #[tokio::test]
 async fn stream_intervals_that_are_not_sane_are_invalid() {
     let server = TestServer::start(Some(InitOnStart::Simulate), |c| {
-        c.max_client_update_interval_seconds = 10.0
+        c.max_client_update_interval_seconds = std::time::Duration::from_secs(10)
     })
     .await;
     let mut c = server.client().await;
@@ -82,7 +82,7 @@ async fn init_hp_io_refuses_bad_directories_and_intervals() {
     let root = allowed.path().to_path_buf();
     let server = TestServer::start(None, |c| {
         c.allowed_data_roots = vec![root];
-        c.max_client_update_interval_seconds = 10.0;
+        c.max_client_update_interval_seconds = std::time::Duration::from_secs(10);
     })
     .await;
     let mut c = server.client().await;
