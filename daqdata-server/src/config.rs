@@ -37,6 +37,14 @@ pub struct Config {
     /// Follow the PFF files under `data_dir` (the Python server's
     /// `filesystem_poll` / `filesystem_pipe`).
     pub track_files: bool,
+    /// Follow them by looking every interval only, never by file-system
+    /// notifications (for NFS); the binary sets it from `$HPIO_POLL_ONLY`.
+    #[serde(skip)]
+    pub poll_only: bool,
+    /// This host's name when the kernel's cannot be read; the binary sets
+    /// it from `$HOSTNAME`.
+    #[serde(skip)]
+    pub host_name: Option<String>,
     /// Hashpipe's socket feed (SPEC §7).
     pub hashpipe_sockets: crate::hashpipe_sockets::HashpipeSocketsConfig,
     /// Hashpipe's status buffer (SPEC §9).
@@ -113,6 +121,8 @@ impl Default for Config {
             init_hp_io_config: None,
             simulate: SimulateConfig::default(),
             track_files: true,
+            poll_only: false,
+            host_name: None,
             hashpipe_sockets: Default::default(),
             hashpipe_status: Default::default(),
             max_streams_per_peer: 32,

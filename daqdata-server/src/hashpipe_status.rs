@@ -43,6 +43,9 @@ pub struct HashpipeStatusConfig {
     /// `$HASHPIPE_KEYFILE`, else `$HOME` of the server's user.
     /// `$HASHPIPE_STATUS_KEY` and `$HASHPIPE_STATUS_SEMNAME` win when set.
     pub keyfile: Option<PathBuf>,
+    /// Those environment variables, as the binary read them.
+    #[serde(skip)]
+    pub env: hpio::status::HashpipeEnv,
     /// Seconds between reads; also the fastest a stream is sent.
     #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub poll_seconds: Duration,
@@ -54,6 +57,7 @@ impl Default for HashpipeStatusConfig {
             enabled: true,
             instance: 0,
             keyfile: None,
+            env: Default::default(),
             poll_seconds: Duration::from_secs(1),
         }
     }
@@ -462,8 +466,9 @@ impl Poller {
         publish: watch::Sender<Arc<Report>>,
         metrics: Arc<Metrics>,
     ) -> Poller {
-        let configured = StatusLocation::from_env(config.keyfile.as_deref(), config.instance)
-            .map_err(|e| e.to_string());
+        let configured =
+            StatusLocation::with_env(config.keyfile.as_deref(), config.instance, &config.env)
+                .map_err(|e| e.to_string());
         if let Err(why) = &configured {
             tracing::warn!(
                 "not reading Hashpipe's status buffer: {why} (set [hashpipe_status] keyfile)"

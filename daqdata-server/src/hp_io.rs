@@ -178,6 +178,7 @@ impl HpIo {
                     // Nothing is read while no stream watches: idle tracking
                     // costs Hashpipe's node nothing.
                     on_demand: true,
+                    poll_only: config.poll_only,
                     wakeups: metrics.tracker_wakeups.clone(),
                     ..hpio::TrackerConfig::new(data_dir.clone())
                 },

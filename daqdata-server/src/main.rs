@@ -56,6 +56,31 @@ struct Args {
     /// before restarting a running server.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "init_sim", "init"])]
     check_config: Option<PathBuf>,
+    /// Follow PFF files by polling only, never by file-system notifications
+    /// (for NFS, whose notifications miss other machines' writes).
+    #[arg(long, env = "HPIO_POLL_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    poll_only: bool,
+    #[command(flatten)]
+    env: FromEnvironment,
+}
+
+/// What the server takes from its environment (no option: environment
+/// variables only), as Hashpipe and the shell set them.
+#[derive(clap::Args, Debug)]
+struct FromEnvironment {
+    /// Hashpipe's status key (SPEC §9).
+    #[arg(long, env = "HASHPIPE_STATUS_KEY", hide = true)]
+    hashpipe_status_key: Option<String>,
+    /// Hashpipe's status semaphore name.
+    #[arg(long, env = "HASHPIPE_STATUS_SEMNAME", hide = true)]
+    hashpipe_status_semname: Option<String>,
+    /// Hashpipe's keyfile, before $HOME.
+    #[arg(long, env = "HASHPIPE_KEYFILE", hide = true)]
+    hashpipe_keyfile: Option<PathBuf>,
+    #[arg(long, env = "HOME", hide = true)]
+    home: Option<PathBuf>,
+    #[arg(long, env = "HOSTNAME", hide = true)]
+    hostname: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -97,6 +122,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = &args.metrics_listen {
         config.metrics_listen = addr.clone();
     }
+    config.poll_only = args.poll_only;
+    config.host_name = args.env.hostname.clone();
+    config.hashpipe_status.env = hpio::status::HashpipeEnv {
+        status_key: args.env.hashpipe_status_key.clone(),
+        status_semname: args.env.hashpipe_status_semname.clone(),
+        keyfile: args.env.hashpipe_keyfile.clone(),
+        home: args.env.home.clone(),
+    };
     let init = if args.init_sim {
         Some(InitOnStart::Simulate)
     } else if let Some(path) = &args.init {
