@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use daqdata_net::Address;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -12,8 +13,10 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `HOST:PORT` or `unix:///abs/path.sock`.
-    pub listen: Vec<String>,
+    /// `HOST:PORT`, `tls://HOST:PORT` or `unix:///abs/path.sock`, checked
+    /// and parsed when the config is read.
+    #[serde(deserialize_with = "crate::listen::deserialize_addresses")]
+    pub listen: Vec<Address>,
     /// Streams and uploads at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent_rpcs: usize,
     /// Fastest hp_io update interval an InitHpIo may ask for.
@@ -111,7 +114,10 @@ pub enum SimulateMode {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec!["[::]:50051".into(), "unix:///tmp/daq_data.sock".into()],
+            listen: vec![
+                crate::listen::any_host(daqdata_net::DEFAULT_PORT),
+                Address::Unix("/tmp/daq_data.sock".into()),
+            ],
             max_concurrent_rpcs: 100,
             min_hp_io_update_interval_seconds: Duration::from_millis(1),
             max_client_update_interval_seconds: Duration::from_secs(60),
@@ -224,7 +230,11 @@ impl Config {
             gateway.validate()?;
         }
         if self.tls.is_none() {
-            if let Some(addr) = self.listen.iter().find(|a| a.starts_with("tls://")) {
+            if let Some(addr) = self
+                .listen
+                .iter()
+                .find(|a| matches!(a, Address::Tls { .. }))
+            {
                 return bail(format!(
                     "listen address {addr} serves TLS but the config has no [tls] section with cert_file and key_file"
                 ));
@@ -257,10 +267,14 @@ impl Config {
             };
             let secs = || crate::seconds::from_secs(num()?).map_err(|e| format!("{key}: {e}"));
             match key.as_str() {
-                "unix_domain_socket" => match value.as_str() {
-                    Some(s) if !s.is_empty() => c.listen = vec!["[::]:50051".into(), s.to_string()],
-                    _ => c.listen = vec!["[::]:50051".into()],
-                },
+                "unix_domain_socket" => {
+                    c.listen = vec![crate::listen::any_host(daqdata_net::DEFAULT_PORT)];
+                    if let Some(s) = value.as_str().filter(|s| !s.is_empty()) {
+                        let unix = crate::listen::parse_address(s)
+                            .map_err(|e| format!("unix_domain_socket: {e}"))?;
+                        c.listen.push(unix);
+                    }
+                }
                 "max_concurrent_rpcs" => c.max_concurrent_rpcs = num()? as usize,
                 "min_hp_io_update_interval_seconds" => {
                     c.min_hp_io_update_interval_seconds = secs()?
@@ -345,7 +359,8 @@ mod tests {
     #[test]
     fn defaults_listen_where_the_python_server_does() {
         let c = Config::default();
-        assert_eq!(c.listen, ["[::]:50051", "unix:///tmp/daq_data.sock"]);
+        let listen: Vec<String> = c.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["[::]:50051", "unix:///tmp/daq_data.sock"]);
         assert_eq!(c.max_concurrent_rpcs, 100);
         c.validate().unwrap();
     }
@@ -356,7 +371,7 @@ mod tests {
             "listen = [\"127.0.0.1:6000\"]\nmax_concurrent_rpcs = 7\n[simulate]\nmodule_ids = [1, 2]\nframes_per_second = 50.0\n",
         )
         .unwrap();
-        assert_eq!(c.listen, ["127.0.0.1:6000"]);
+        assert_eq!(c.listen, ["127.0.0.1:6000".parse().unwrap()]);
         assert_eq!(c.max_concurrent_rpcs, 7);
         assert_eq!(c.simulate.module_ids, [1, 2]);
         assert!(toml::from_str::<Config>("max_concurent_rpcs = 7").is_err());
@@ -369,7 +384,8 @@ mod tests {
             "shutdown_grace_period": 2, "max_read_queue_size": 50,
             "simulate_daq_cfg": {"sim_module_ids": [224]}}"#;
         let c = Config::from_python_json(json).unwrap();
-        assert_eq!(c.listen, ["[::]:50051", "unix:///tmp/x.sock"]);
+        let listen: Vec<String> = c.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["[::]:50051", "unix:///tmp/x.sock"]);
         assert_eq!(c.max_concurrent_rpcs, 5);
         assert_eq!(c.shutdown_grace_period_seconds, Duration::from_secs(2));
         assert_eq!(c.init_hp_io_config, Some(PathBuf::from("hp.json")));
@@ -447,5 +463,30 @@ mod tests {
             Config::from_python_json(r#"{"acquisition_methods": {"uds": {"read_timeout": -1}}}"#)
                 .unwrap_err();
         assert!(err.contains("read_timeout"), "{err}");
+    }
+
+    #[test]
+    fn listen_addresses_are_parsed_at_load_and_a_bad_one_is_named() {
+        let c: Config =
+            toml::from_str("listen = [\"tls://127.0.0.1:0\", \"unix:///run/d.sock\"]\n").unwrap();
+        assert!(matches!(c.listen[0], Address::Tls { port: 0, .. }));
+        assert_eq!(c.listen[1], Address::Unix("/run/d.sock".into()));
+        for bad in [
+            "50051",
+            "host:port",
+            "unix://rel.sock",
+            "",
+            "[::1",
+            "tls://h:99999",
+        ] {
+            let err = toml::from_str::<Config>(&format!("listen = [{bad:?}]"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("listen") && err.contains(bad), "{bad}: {err}");
+        }
+        assert!(toml::from_str::<Config>("listen = \"[::]:50051\"").is_err());
+        let err = Config::from_python_json(r#"{"unix_domain_socket": "unix://relative.sock"}"#)
+            .unwrap_err();
+        assert!(err.contains("unix_domain_socket"), "{err}");
     }
 }

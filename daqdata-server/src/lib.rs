@@ -34,7 +34,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
 //! let config = daqdata_server::Config {
-//!     listen: vec!["unix:///tmp/daq_data_example.sock".into()],
+//!     listen: vec![daqdata_server::parse_listen_address("unix:///tmp/daq_data_example.sock")?],
 //!     ..Default::default()
 //! };
 //! let server = daqdata_server::Server::start(config, Some(daqdata_server::InitOnStart::Simulate)).await?;
@@ -82,7 +82,7 @@ pub use gateway::GatewayConfig;
 pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use hashpipe_status::HashpipeStatusConfig;
 pub use ip_block::IpBlock;
-pub use listen::Listening;
+pub use listen::{parse_address as parse_listen_address, Listening};
 pub use unix_socket::SocketMode;
 
 use service::DaqDataService;
@@ -111,13 +111,7 @@ impl Server {
     /// config's `init_hp_io_config`), and serves in the background.
     pub async fn start(config: Config, init: Option<InitOnStart>) -> Result<Server> {
         config.validate()?;
-        let fixtures = match &config.simulate.fixtures_dir {
-            Some(dir) => daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
-                dir: dir.clone(),
-                source,
-            })?,
-            None => daqsim::Fixtures::embedded(),
-        };
+        let fixtures = load_fixtures(&config.simulate)?;
         let init = match (init, &config.init_hp_io_config) {
             (Some(init), _) => Some(init),
             (None, Some(path)) => Some(InitOnStart::Config(HpIoConfig::load(path)?)),
@@ -127,57 +121,15 @@ impl Server {
         let access = access::Access::load(&config.access)?;
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let mut state = State::new(config, fixtures, access);
-        if let Some(gateway) = &state.config.gateway {
-            if init.is_some() {
-                return Err(Error::Invalid(
-                    "a gateway relays its upstreams and has no hp_io of its own: drop --init, --init-sim and init_hp_io_config, and initialize the DAQ nodes".into(),
-                ));
-            }
-            let gateway = gateway::Gateway::new(gateway, state.metrics.clone())?;
-            state.lifecycle.serve_relayed(gateway.generation());
-            gateway.spawn(state.shutdown.clone());
-            state.gateway = Some(gateway);
+        if state.config.gateway.is_some() {
+            start_gateway(&mut state, init.is_some())?;
         }
         let state = Arc::new(state);
         if let Some(init) = init {
             initialize(&state, init).await?;
         }
-
-        // Metrics are for watching, not for serving: a port another
-        // server on this host already took is said loudly, and the server
-        // serves on without them.
-        let metrics = match state.config.metrics_listen.as_str() {
-            "" => None,
-            addr => match metrics::serve(addr, state.metrics.clone(), state.shutdown.clone()).await
-            {
-                Ok(bound) => {
-                    tracing::info!("metrics on http://{bound}/metrics");
-                    Some(bound)
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "{e}; serving without metrics (set metrics_listen or --metrics-listen)"
-                    );
-                    None
-                }
-            },
-        };
-        let access = state.config.access.clone();
-        let limits =
-            conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
-                access.limits_apply_to(ip)
-            });
-        let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
-        let transport = transport::Transport::new(routes(state.clone()).await?, auth, limits);
-        let mut listening = Vec::new();
-        let mut tasks = JoinSet::new();
-        for addr in &state.config.listen {
-            let (bound, listener) = listen::bind(addr, &state.config.access, tls.as_ref()).await?;
-            tracing::info!("listening on {bound}");
-            warn_if_open(&state, &bound);
-            tasks.spawn(transport.clone().serve(listener, state.shutdown.clone()));
-            listening.push(bound);
-        }
+        let metrics = serve_metrics(&state).await;
+        let (listening, tasks) = serve_listeners(&state, tls.as_ref()).await?;
         Ok(Server {
             state,
             listening,
@@ -233,16 +185,88 @@ impl Server {
     }
 }
 
+/// The simulation's fixtures: the configured directory's, else the
+/// built-in ones.
+fn load_fixtures(simulate: &SimulateConfig) -> Result<daqsim::Fixtures> {
+    match &simulate.fixtures_dir {
+        Some(dir) => daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
+            dir: dir.clone(),
+            source,
+        }),
+        None => Ok(daqsim::Fixtures::embedded()),
+    }
+}
+
+/// Makes `state` a gateway's: relayed frames instead of an hp_io of its own.
+fn start_gateway(state: &mut State, init: bool) -> Result<()> {
+    let Some(config) = &state.config.gateway else {
+        return Ok(());
+    };
+    if init {
+        return Err(Error::Invalid(
+            "a gateway relays its upstreams and has no hp_io of its own: drop --init, --init-sim and init_hp_io_config, and initialize the DAQ nodes".into(),
+        ));
+    }
+    let gateway = gateway::Gateway::new(config, state.metrics.clone())?;
+    state.lifecycle.serve_relayed(gateway.generation());
+    gateway.spawn(state.shutdown.clone());
+    state.gateway = Some(gateway);
+    Ok(())
+}
+
+/// Serves `/metrics` where `metrics_listen` says. Metrics are for
+/// watching, not for serving: a port another server on this host already
+/// took is said loudly, and the server serves on without them.
+async fn serve_metrics(state: &Arc<State>) -> Option<std::net::SocketAddr> {
+    let addr = state.config.metrics_listen.as_str();
+    if addr.is_empty() {
+        return None;
+    }
+    match metrics::serve(addr, state.metrics.clone(), state.shutdown.clone()).await {
+        Ok(bound) => {
+            tracing::info!("metrics on http://{bound}/metrics");
+            Some(bound)
+        }
+        Err(e) => {
+            tracing::error!(
+                "{e}; serving without metrics (set metrics_listen or --metrics-listen)"
+            );
+            None
+        }
+    }
+}
+
+/// Binds every `listen` address and starts its accept loop.
+async fn serve_listeners(
+    state: &Arc<State>,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<(Vec<Listening>, JoinSet<()>)> {
+    let access = state.config.access.clone();
+    let limits = conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
+        access.limits_apply_to(ip)
+    });
+    let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
+    let transport = transport::Transport::new(routes(state.clone()).await?, auth, limits);
+    let mut listening = Vec::new();
+    let mut tasks = JoinSet::new();
+    for addr in &state.config.listen {
+        let (bound, listener) = listen::bind(addr, &state.config.access, tls).await?;
+        tracing::info!("listening on {bound}");
+        warn_if_open(state, &bound);
+        tasks.spawn(transport.clone().serve(listener, state.shutdown.clone()));
+        listening.push(bound);
+    }
+    Ok((listening, tasks))
+}
+
 /// Checks a configuration file as [`Server::start`] would read it, without
 /// listening: the file itself, the `init_hp_io_config` and simulation
 /// fixtures it names, and the form of every listen address. Returns a
 /// one-line summary of what the server would do.
 pub fn check_config(path: &std::path::Path) -> Result<String> {
     let config = Config::load(path)?;
-    for addr in &config.listen {
-        listen::check_address(addr)?;
-    }
-    let mut summary = format!("listens on {}", config.listen.join(", "));
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    let mut summary = format!("listens on {}", listen.join(", "));
     if let Some(hp_io) = &config.init_hp_io_config {
         let c = HpIoConfig::load(hp_io)?;
         let what = if c.simulate_daq {

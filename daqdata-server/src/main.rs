@@ -23,8 +23,8 @@ struct Args {
     config: Option<PathBuf>,
     /// Address to listen on, HOST:PORT or unix:///abs/path.sock; repeat for
     /// several. Replaces the configured list.
-    #[arg(long, value_name = "ADDR")]
-    listen: Vec<String>,
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    listen: Vec<daqdata_net::Address>,
     /// Where to serve Prometheus metrics (GET /metrics), HOST:PORT; an
     /// empty value turns them off. Replaces the config's metrics_listen
     /// (default 127.0.0.1:9108).
@@ -81,6 +81,11 @@ struct FromEnvironment {
     home: Option<PathBuf>,
     #[arg(long, env = "HOSTNAME", hide = true)]
     hostname: Option<String>,
+}
+
+/// A --listen address, as the config's `listen` takes it.
+fn parse_listen(text: &str) -> Result<daqdata_net::Address, String> {
+    daqdata_server::parse_listen_address(text).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -698,7 +698,7 @@ async fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
     let sock = dir.path().join("s.sock");
     // A socket file no one listens on, as a crashed server leaves it.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let listen = vec![format!("unix://{}", sock.display())];
+    let listen = vec![daqdata_net::Address::Unix(sock.clone())];
     let config = daqdata_server::Config {
         listen: listen.clone(),
         ..Default::default()

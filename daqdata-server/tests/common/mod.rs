@@ -30,7 +30,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("daq_data.sock");
         let mut config = Config {
-            listen: vec![format!("unix://{}", sock.display())],
+            listen: vec![daqdata_net::Address::Unix(sock.clone())],
             shutdown_grace_period_seconds: std::time::Duration::from_secs(2),
             // Metrics off: a test that scrapes them sets port 0.
             metrics_listen: String::new(),
