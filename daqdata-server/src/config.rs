@@ -275,7 +275,7 @@ impl Config {
                         c.listen.push(unix);
                     }
                 }
-                "max_concurrent_rpcs" => c.max_concurrent_rpcs = num()? as usize,
+                "max_concurrent_rpcs" => c.max_concurrent_rpcs = whole(key, value)?,
                 "min_hp_io_update_interval_seconds" => {
                     c.min_hp_io_update_interval_seconds = secs()?
                 }
@@ -289,14 +289,13 @@ impl Config {
                     if let Some(ids) = value.get("sim_module_ids").and_then(|v| v.as_array()) {
                         c.simulate.module_ids = ids
                             .iter()
-                            .filter_map(|v| v.as_u64())
-                            .filter_map(|v| u32::try_from(v).ok())
-                            .collect();
+                            .map(|id| whole("simulate_daq_cfg.sim_module_ids", id))
+                            .collect::<Result<_, _>>()?;
                     }
-                    let fpp = value
+                    c.simulate.frames_per_file = value
                         .pointer("/strategies/filesystem_poll/frames_per_pff")
-                        .and_then(|v| v.as_u64());
-                    c.simulate.frames_per_file = fpp;
+                        .map(|v| whole("frames_per_pff", v))
+                        .transpose()?;
                     if value.get("simulation_mode").and_then(|v| v.as_str()) == Some("uds") {
                         c.simulate.mode = SimulateMode::Sockets;
                     }
@@ -315,6 +314,15 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// A whole number that fits `T`, or an error naming `key` and the value:
+/// `1.7`, `-1` or a string is refused, never rounded or wrapped.
+fn whole<T: TryFrom<u64>>(key: &str, value: &serde_json::Value) -> Result<T, String> {
+    value
+        .as_u64()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("{key} must be a whole number in range, got {value}"))
 }
 
 /// The Python server's `acquisition_methods`: `uds` is Hashpipe's socket
@@ -488,5 +496,29 @@ mod tests {
         let err = Config::from_python_json(r#"{"unix_domain_socket": "unix://relative.sock"}"#)
             .unwrap_err();
         assert!(err.contains("unix_domain_socket"), "{err}");
+    }
+
+    #[test]
+    fn the_python_json_s_whole_numbers_are_never_rounded() {
+        for (json, key) in [
+            (r#"{"max_concurrent_rpcs": 1.7}"#, "max_concurrent_rpcs"),
+            (r#"{"max_concurrent_rpcs": -1}"#, "max_concurrent_rpcs"),
+            (r#"{"max_concurrent_rpcs": "5"}"#, "max_concurrent_rpcs"),
+            (
+                r#"{"simulate_daq_cfg": {"sim_module_ids": [1, 2.5]}}"#,
+                "sim_module_ids",
+            ),
+            (
+                r#"{"simulate_daq_cfg": {"sim_module_ids": [4294967296]}}"#,
+                "sim_module_ids",
+            ),
+            (
+                r#"{"simulate_daq_cfg": {"strategies": {"filesystem_poll": {"frames_per_pff": -3}}}}"#,
+                "frames_per_pff",
+            ),
+        ] {
+            let err = Config::from_python_json(json).unwrap_err();
+            assert!(err.contains(key), "{json}: {err}");
+        }
     }
 }
