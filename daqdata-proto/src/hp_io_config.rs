@@ -351,6 +351,40 @@ mod tests {
         assert_eq!(InitHpIoRequest::from(&huge).update_interval_seconds, 1e300);
     }
 
+    /// A log that collects what tracing writes.
+    #[derive(Clone, Default)]
+    struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_unknown_key_is_warned_about_once_by_name() {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            load(r#"{"update_interval_seconds": 1, "simulate_daq": true, "observer": "x", "comments": 1}"#)
+                .unwrap();
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("\"observer\"").count(), 1, "{text}");
+        assert!(
+            !text.contains("comments"),
+            "a known key is not warned about: {text}"
+        );
+    }
+
     #[test]
     fn a_value_that_would_change_is_refused_naming_its_key_and_value() {
         let base = r#""update_interval_seconds": 0.1, "simulate_daq": false"#;
