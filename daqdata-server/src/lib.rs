@@ -17,7 +17,10 @@
 //!
 //! Where each rule lives: `service` is the tonic adapter (one line per RPC
 //! start and end); `stream` checks a StreamImages request and paces it;
-//! `admission` lets streams and uploads in and holds what they take;
+//! `admission` lets streams and uploads in and holds what they take
+//! (tokio's `Semaphore` for the global limit, `keyed_count` for per-peer
+//! ones and `conn_guard`'s connections); `config` reads the file once into
+//! types (`seconds` the one reader of every `*_seconds` key);
 //! `lifecycle` is InitHpIo (validate, stop, start, restore); `hp_io` is one
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
