@@ -14,10 +14,19 @@
 //! required here; the rest default (empty, false, all modules), and
 //! `comments` may be any JSON. Every file the package ships has all six
 //! keys.
+//!
+//! Python ignores keys it does not know; so does this reader, with a
+//! warning naming each. A value is never changed to fit: `module_ids`
+//! are protobuf `uint32`s, which Python's protobuf refuses to take from a
+//! float (even `2.0`), so a fractional, negative or out-of-range id is an
+//! error naming the key and the value. `update_interval_seconds` is a
+//! double, so an integer such as `1` is a number of seconds, as in Python.
 
 use std::path::{Path, PathBuf};
 
+use serde::de::{self, IntoDeserializer, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::daqdata::InitHpIoRequest;
 
@@ -78,9 +87,8 @@ impl HpIoConfig {
         };
         // Python indexes the file's dict by key: only an object will do
         // (serde would also take a list of the values in field order).
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
-            .map_err(invalid)?;
-        serde_json::from_str(&text).map_err(invalid)
+        let map = serde_json::from_str::<Map<String, Value>>(&text).map_err(invalid)?;
+        HpIoConfig::deserialize(KeyedMap(map)).map_err(invalid)
     }
 
     /// The package's `hp_io_config_simulate.json` (what the Python CLI's
@@ -106,6 +114,80 @@ impl From<&HpIoConfig> for InitHpIoRequest {
             simulate_daq: c.simulate_daq,
             module_ids: c.module_ids.clone(),
         }
+    }
+}
+
+/// A JSON object as a deserializer that names the key of a value that
+/// does not fit its field, and warns about keys no field takes.
+struct KeyedMap(Map<String, Value>);
+
+/// One value of a [`KeyedMap`]; its errors start with its key.
+struct Keyed {
+    key: String,
+    value: Value,
+}
+
+impl<'de> de::Deserializer<'de> for KeyedMap {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        let entries = self
+            .0
+            .into_iter()
+            .map(|(key, value)| (key.clone(), Keyed { key, value }));
+        let mut map = de::value::MapDeserializer::new(entries);
+        let out = visitor.visit_map(&mut map)?;
+        map.end()?;
+        Ok(out)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        for key in self.0.keys().filter(|k| !fields.contains(&k.as_str())) {
+            tracing::warn!(key = %key, "ignoring unknown key {key:?} of an hp_io_config.json, as Python does");
+        }
+        self.deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
+/// Starts an error with the key whose value caused it.
+fn name_key<T>(key: &str, result: Result<T, serde_json::Error>) -> Result<T, serde_json::Error> {
+    result.map_err(|e| de::Error::custom(format_args!("key {key:?}: {e}")))
+}
+
+impl<'de> de::Deserializer<'de> for Keyed {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        name_key(&self.key, self.value.deserialize_any(visitor))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        name_key(&self.key, self.value.deserialize_option(visitor))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Keyed {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
     }
 }
 
@@ -269,6 +351,71 @@ mod tests {
         assert_eq!(InitHpIoRequest::from(&huge).update_interval_seconds, 1e300);
     }
 
+    /// A log that collects what tracing writes.
+    #[derive(Clone, Default)]
+    struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_unknown_key_is_warned_about_once_by_name() {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            load(r#"{"update_interval_seconds": 1, "simulate_daq": true, "observer": "x", "comments": 1}"#)
+                .unwrap();
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("\"observer\"").count(), 1, "{text}");
+        assert!(
+            !text.contains("comments"),
+            "a known key is not warned about: {text}"
+        );
+    }
+
+    #[test]
+    fn a_value_that_would_change_is_refused_naming_its_key_and_value() {
+        let base = r#""update_interval_seconds": 0.1, "simulate_daq": false"#;
+        for (extra, key, value) in [
+            (r#""module_ids": [1.7]"#, "module_ids", "1.7"),
+            // Python's protobuf refuses a float for a uint32, even 2.0.
+            (r#""module_ids": [2.0]"#, "module_ids", "2.0"),
+            (r#""module_ids": [-3]"#, "module_ids", "-3"),
+            (r#""module_ids": [1e20]"#, "module_ids", "1e+20"),
+            (
+                r#""module_ids": [18446744073709551615]"#,
+                "module_ids",
+                "18446744073709551615",
+            ),
+            (r#""module_ids": [{"id": 1}]"#, "module_ids", "map"),
+            (r#""force": 1"#, "force", "1"),
+            (r#""data_dir": ["/a"]"#, "data_dir", "sequence"),
+        ] {
+            let msg = refused(&format!("{{{base}, {extra}}}"));
+            assert!(
+                msg.contains(&format!("{key:?}")) && msg.contains(value),
+                "{extra}: {msg}"
+            );
+        }
+        let msg = refused(r#"{"update_interval_seconds": [0.1], "simulate_daq": false}"#);
+        assert!(msg.contains("\"update_interval_seconds\""), "{msg}");
+        // An integer number of seconds is a double, as in Python.
+        let whole = load(r#"{"update_interval_seconds": 2, "simulate_daq": false}"#).unwrap();
+        assert_eq!(whole.update_interval_seconds, 2.0);
+    }
+
     #[test]
     fn a_missing_file_is_named() {
         let err = HpIoConfig::load("/nonexistent/hp_io_config.json").unwrap_err();
@@ -277,5 +424,75 @@ mod tests {
             err.to_string().contains("/nonexistent/hp_io_config.json"),
             "{err}"
         );
+    }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,8}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z_]{0,24}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// The keys of an hp_io_config.json, and some it does not have.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("data_dir".to_string()),
+                Just("update_interval_seconds".to_string()),
+                Just("force".to_string()),
+                Just("simulate_daq".to_string()),
+                Just("module_ids".to_string()),
+                Just("comments".to_string()),
+                "[a-z_]{1,12}",
+            ]
+        }
+
+        proptest! {
+            /// Whatever the values, a file loads only if every known key's
+            /// value is exactly of its type, and loading never panics.
+            #[test]
+            fn any_object_loads_exactly_or_is_refused_naming_a_key(
+                entries in prop::collection::btree_map(key(), any_json(), 0..8)
+            ) {
+                let object: Map<String, Value> = entries.clone().into_iter().collect();
+                let text = Value::Object(object).to_string();
+                match load(&text) {
+                    Ok(c) => {
+                        let ids: Vec<u64> = c.module_ids.iter().map(|&i| i.into()).collect();
+                        let given = entries.get("module_ids").cloned().unwrap_or(Value::Array(vec![]));
+                        prop_assert_eq!(Value::from(ids), given);
+                        prop_assert_eq!(Some(&Value::from(c.simulate_daq)), entries.get("simulate_daq"));
+                        prop_assert_eq!(
+                            entries["update_interval_seconds"].as_f64(),
+                            Some(c.update_interval_seconds)
+                        );
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        prop_assert!(
+                            ["data_dir", "update_interval_seconds", "force", "simulate_daq", "module_ids"]
+                                .iter()
+                                .any(|k| msg.contains(k)),
+                            "{}", msg
+                        );
+                    }
+                }
+            }
+        }
     }
 }

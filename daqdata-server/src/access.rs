@@ -54,7 +54,7 @@ pub struct AccessConfig {
     /// The role of a unix-socket connection without a token.
     pub unix_socket_role: Role,
     /// The unix socket file's permissions, in octal (`"0660"`).
-    pub unix_socket_mode: String,
+    pub unix_socket_mode: crate::unix_socket::SocketMode,
     /// The unix socket file's group (name or number); unset: unchanged.
     pub unix_socket_group: Option<String>,
     /// The role of a TCP connection without a token. Unset: `operator`
@@ -80,7 +80,7 @@ impl Default for AccessConfig {
             operator_tokens_file: None,
             viewer_tokens_file: None,
             unix_socket_role: Role::Operator,
-            unix_socket_mode: "0660".into(),
+            unix_socket_mode: Default::default(),
             unix_socket_group: None,
             tcp_role: None,
             operator_names: Vec::new(),
@@ -101,20 +101,6 @@ impl AccessConfig {
                 (_, Some(_)) => Role::None,
             },
         )
-    }
-
-    /// The unix socket mode as a number.
-    pub fn socket_mode(&self) -> Result<u32> {
-        let digits = self.unix_socket_mode.trim_start_matches("0o");
-        u32::from_str_radix(digits, 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "[access] unix_socket_mode {:?} is not an octal file mode such as \"0660\"",
-                    self.unix_socket_mode
-                ))
-            })
     }
 
     /// Whether an address counts as a peer of its own for the per-peer
@@ -639,20 +625,31 @@ mod tests {
     }
 
     #[test]
-    fn socket_modes_are_octal() {
+    fn socket_modes_are_octal_and_a_bad_one_is_named_with_its_key() {
         let mode = |m: &str| {
-            AccessConfig {
-                unix_socket_mode: m.into(),
-                ..AccessConfig::default()
-            }
-            .socket_mode()
-            .ok()
+            toml::from_str::<AccessConfig>(&format!("unix_socket_mode = {m:?}"))
+                .map(|a| a.unix_socket_mode.bits())
+                .map_err(|e| e.to_string())
         };
-        assert_eq!(mode("0660"), Some(0o660));
-        assert_eq!(mode("600"), Some(0o600));
-        assert_eq!(mode("0o640"), Some(0o640));
-        assert_eq!(mode("0999"), None);
-        assert_eq!(mode("07777"), None);
-        assert_eq!(mode("rw-rw----"), None);
+        assert_eq!(mode("0660"), Ok(0o660));
+        assert_eq!(mode("600"), Ok(0o600));
+        assert_eq!(mode("0o640"), Ok(0o640));
+        for bad in [
+            "0999",
+            "07777",
+            "rw-rw----",
+            "",
+            "+660",
+            "-1",
+            "0o",
+            "99999999999",
+        ] {
+            let err = mode(bad).unwrap_err();
+            assert!(
+                err.contains("unix_socket_mode") && err.contains("octal"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(toml::from_str::<AccessConfig>("unix_socket_mode = 660").is_err());
     }
 }

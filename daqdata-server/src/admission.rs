@@ -3,58 +3,63 @@
 //! be free. A [`StreamTicket`] takes everything a stream holds, in the one
 //! order that works, and gives it back when dropped.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
 use crate::broadcast::Watching;
 use crate::hp_io::Generation;
+use crate::keyed_count::{KeyedCounts, KeyedGuard};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 
 /// The places of `max_concurrent_rpcs`, the streams among them, and each
 /// remote peer's share (SPEC §6 `max_streams_per_peer`).
 pub(crate) struct Admission {
-    /// Streams and uploads, against `max`.
-    rpcs: Arc<AtomicUsize>,
-    /// Streams alone, for InitHpIo's force check.
-    streams: Arc<AtomicUsize>,
+    /// Streams and uploads: `max_concurrent_rpcs` permits.
+    rpcs: Arc<Semaphore>,
     max: usize,
     /// Streams per limited peer address.
-    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_peer: KeyedCounts<IpAddr>,
     max_per_peer: usize,
-    /// Streams per peer, limited or not (the unix socket is `None`), for
+    /// Streams per peer, limited or not (the unix socket is `None`); keeps
     /// the active-peers gauge.
-    peers: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+    peers: KeyedCounts<Option<IpAddr>>,
     metrics: Arc<Metrics>,
 }
 
-/// Everything an admitted stream holds while it lives.
+/// The places an admitted RPC holds. Fields drop in declaration order, the
+/// reverse of how [`Admission::places`] takes them: the RPC permit first,
+/// then the peer's share.
+struct Places {
+    _rpc: OwnedSemaphorePermit,
+    _peer: Option<KeyedGuard<IpAddr>>,
+}
+
+/// Everything an admitted stream holds while it lives. Fields drop in
+/// declaration order, the reverse of how [`Admission::stream`] takes them:
+/// the demand and the watch go first, the stream leaves the counts, and its
+/// places are given back last.
 pub(crate) struct StreamTicket {
     pub generation: Arc<Generation>,
-    // Fields drop in order: the reverse of how they were taken.
     _demand: hpio::DemandHold,
     _watching: Watching,
-    _stream: Place,
-    _peer: Option<PeerPlace>,
-    _seen: SeenPeer,
-    _rpc: Place,
+    _counted: ActiveStream,
+    _places: Places,
 }
 
 /// What an admitted StreamHashpipeStatus holds while it lives: a place
 /// among the RPCs and among its peer's streams.
 pub(crate) struct StatusTicket {
-    _peer: Option<PeerPlace>,
-    _rpc: Place,
+    _places: Places,
 }
 
 /// What an admitted upload holds while it lives.
 pub(crate) struct UploadTicket {
     pub generation: Arc<Generation>,
-    _rpc: Place,
+    _rpc: OwnedSemaphorePermit,
 }
 
 impl Admission {
@@ -64,19 +69,20 @@ impl Admission {
         metrics: Arc<Metrics>,
     ) -> Self {
         Admission {
-            peers: Arc::new(Mutex::new(HashMap::new())),
-            metrics,
-            rpcs: Arc::new(AtomicUsize::new(0)),
-            streams: Arc::new(AtomicUsize::new(0)),
+            rpcs: Arc::new(Semaphore::new(
+                max_concurrent_rpcs.min(Semaphore::MAX_PERMITS),
+            )),
             max: max_concurrent_rpcs,
-            per_peer: Arc::new(Mutex::new(HashMap::new())),
+            per_peer: KeyedCounts::new(),
             max_per_peer: max_streams_per_peer,
+            peers: KeyedCounts::with_keys_gauge(metrics.active_peers.clone()),
+            metrics,
         }
     }
 
-    /// Streams open now.
+    /// Streams open now: the `active_streams` gauge, the one count of them.
     pub(crate) fn active_streams(&self) -> usize {
-        self.streams.load(Ordering::Acquire)
+        usize::try_from(self.metrics.active_streams.get()).unwrap_or(0)
     }
 
     /// Lets a stream in. The broadcast is watched before the tracker's
@@ -85,7 +91,7 @@ impl Admission {
     /// frames then refill the slots. The other order could empty fresh ones.
     /// `remote` is the caller's address (`None`: the unix socket);
     /// `limited` says whether the per-peer limit applies to it (TCP, not
-    /// loopback unless configured so).
+    /// loopback or a relay peer unless configured so).
     pub(crate) fn stream(
         &self,
         lifecycle: &Lifecycle,
@@ -93,23 +99,16 @@ impl Admission {
         limited: bool,
     ) -> Result<StreamTicket, Status> {
         let generation = lifecycle.current()?;
-        let peer = match remote {
-            Some(ip) if limited => Some(self.peer_place(ip)?),
-            _ => None,
-        };
-        let rpc = self.rpc_place()?;
-        let stream = Place::count(&self.streams);
-        let seen = SeenPeer::new(self, remote);
+        let places = self.places(remote, limited)?;
+        let counted = ActiveStream::new(self, remote);
         let watching = generation.broadcast.watch();
         let demand = generation.demand.hold();
         Ok(StreamTicket {
             generation,
             _demand: demand,
             _watching: watching,
-            _stream: stream,
-            _peer: peer,
-            _seen: seen,
-            _rpc: rpc,
+            _counted: counted,
+            _places: places,
         })
     }
 
@@ -119,14 +118,8 @@ impl Admission {
         remote: Option<IpAddr>,
         limited: bool,
     ) -> Result<StatusTicket, Status> {
-        let peer = match remote {
-            Some(ip) if limited => Some(self.peer_place(ip)?),
-            _ => None,
-        };
-        let rpc = self.rpc_place()?;
         Ok(StatusTicket {
-            _peer: peer,
-            _rpc: rpc,
+            _places: self.places(remote, limited)?,
         })
     }
 
@@ -140,25 +133,30 @@ impl Admission {
         })
     }
 
-    fn peer_place(&self, ip: IpAddr) -> Result<PeerPlace, Status> {
-        let mut counts = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= self.max_per_peer {
-            return Err(Status::resource_exhausted(format!(
-                "{ip} already holds {n} streams, this server's max_streams_per_peer; close one first",
-                n = *n
-            )));
-        }
-        *n += 1;
-        Ok(PeerPlace {
-            counts: self.per_peer.clone(),
-            ip,
+    /// The peer's share (when `limited`), then an RPC place.
+    fn places(&self, remote: Option<IpAddr>, limited: bool) -> Result<Places, Status> {
+        let peer = match remote {
+            Some(ip) if limited => Some(self.peer_place(ip)?),
+            _ => None,
+        };
+        let rpc = self.rpc_place()?;
+        Ok(Places {
+            _rpc: rpc,
+            _peer: peer,
         })
     }
 
-    fn rpc_place(&self) -> Result<Place, Status> {
+    fn peer_place(&self, ip: IpAddr) -> Result<KeyedGuard<IpAddr>, Status> {
+        self.per_peer.try_take(ip, self.max_per_peer).map_err(|n| {
+            Status::resource_exhausted(format!(
+                "{ip} already holds {n} streams, this server's max_streams_per_peer; close one first"
+            ))
+        })
+    }
+
+    fn rpc_place(&self) -> Result<OwnedSemaphorePermit, Status> {
         let max = self.max;
-        Place::take(&self.rpcs, max).ok_or_else(|| {
+        self.rpcs.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "this server already serves its maximum of {max} streams and uploads; try again later"
             ))
@@ -166,84 +164,26 @@ impl Admission {
     }
 }
 
-/// Holds one count of a counter; gives it back when dropped, which tonic
-/// does the moment a client goes away.
-struct Place(Arc<AtomicUsize>);
-
-impl Place {
-    /// Takes a place if fewer than `max` are taken.
-    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Place(count.clone()))
-    }
-
-    /// Counts one in, without a limit.
-    fn count(count: &Arc<AtomicUsize>) -> Place {
-        count.fetch_add(1, Ordering::AcqRel);
-        Place(count.clone())
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// One open stream in the active-streams and active-peers gauges.
-struct SeenPeer {
-    peers: Arc<Mutex<HashMap<Option<IpAddr>, usize>>>,
+/// One open stream in the active-streams gauge (InitHpIo's force check
+/// reads the same gauge) and in its peer's count for the active-peers gauge.
+struct ActiveStream {
     metrics: Arc<Metrics>,
-    remote: Option<IpAddr>,
+    _peer: KeyedGuard<Option<IpAddr>>,
 }
 
-impl SeenPeer {
-    fn new(admission: &Admission, remote: Option<IpAddr>) -> SeenPeer {
-        let mut peers = admission.peers.lock().unwrap_or_else(|e| e.into_inner());
-        *peers.entry(remote).or_insert(0) += 1;
-        admission.metrics.active_peers.set(peers.len() as i64);
+impl ActiveStream {
+    fn new(admission: &Admission, remote: Option<IpAddr>) -> ActiveStream {
         admission.metrics.active_streams.inc();
-        SeenPeer {
-            peers: admission.peers.clone(),
+        ActiveStream {
             metrics: admission.metrics.clone(),
-            remote,
+            _peer: admission.peers.take(remote),
         }
     }
 }
 
-impl Drop for SeenPeer {
+impl Drop for ActiveStream {
     fn drop(&mut self) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = peers.get_mut(&self.remote) {
-            *n -= 1;
-            if *n == 0 {
-                peers.remove(&self.remote);
-            }
-        }
-        self.metrics.active_peers.set(peers.len() as i64);
         self.metrics.active_streams.dec();
-    }
-}
-
-/// One stream of a limited peer; given back when dropped.
-struct PeerPlace {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl Drop for PeerPlace {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -252,16 +192,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn places_are_limited_and_given_back() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let a = Place::take(&count, 2);
-        let b = Place::take(&count, 2);
-        assert!(a.is_some() && b.is_some());
-        assert!(Place::take(&count, 2).is_none());
+    fn rpc_places_are_limited_and_given_back() {
+        let admission = Admission::new(2, 10, Metrics::new());
+        let a = admission.rpc_place();
+        let b = admission.rpc_place();
+        assert!(a.is_ok() && b.is_ok());
+        let refused = admission.rpc_place().err().map(|s| s.code());
+        assert_eq!(refused, Some(tonic::Code::ResourceExhausted));
         drop(a);
-        assert!(Place::take(&count, 2).is_some());
-        drop(b);
-        assert_eq!(count.load(Ordering::Acquire), 0);
+        assert!(admission.rpc_place().is_ok());
+    }
+
+    #[test]
+    fn a_status_stream_takes_its_peer_share_and_an_rpc_place() {
+        let admission = Admission::new(1, 1, Metrics::new());
+        let far: IpAddr = "192.0.2.1".parse().unwrap();
+        let held = admission.status_stream(Some(far), true).unwrap();
+        assert!(admission.rpc_place().is_err(), "the only RPC place is held");
+        assert!(
+            admission.peer_place(far).is_err(),
+            "the peer's share is held"
+        );
+        drop(held);
+        assert!(admission.rpc_place().is_ok() && admission.peer_place(far).is_ok());
+        // An unlimited peer (loopback, a relay peer) takes no share.
+        let _relayed = admission.status_stream(Some(far), false).unwrap();
+        assert!(admission.peer_place(far).is_ok());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! server's `daq_data_server_config.json`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use daqdata_net::Address;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -11,18 +13,24 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `HOST:PORT` or `unix:///abs/path.sock`.
-    pub listen: Vec<String>,
+    /// `HOST:PORT`, `tls://HOST:PORT` or `unix:///abs/path.sock`, checked
+    /// and parsed when the config is read.
+    #[serde(deserialize_with = "crate::listen::deserialize_addresses")]
+    pub listen: Vec<Address>,
     /// Streams and uploads at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent_rpcs: usize,
     /// Fastest hp_io update interval an InitHpIo may ask for.
-    pub min_hp_io_update_interval_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub min_hp_io_update_interval_seconds: Duration,
     /// Slowest update interval a stream (or InitHpIo) may ask for.
-    pub max_client_update_interval_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub max_client_update_interval_seconds: Duration,
     /// How long streams get to end on SIGINT/SIGTERM before the exit.
-    pub shutdown_grace_period_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub shutdown_grace_period_seconds: Duration,
     /// A run counts as active if its PFF files grew this recently.
-    pub active_run_idle_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub active_run_idle_seconds: Duration,
     /// InitHpIo may only track data directories under these (empty = any).
     pub allowed_data_roots: Vec<PathBuf>,
     /// An `hp_io_config.json` applied at start.
@@ -32,6 +40,14 @@ pub struct Config {
     /// Follow the PFF files under `data_dir` (the Python server's
     /// `filesystem_poll` / `filesystem_pipe`).
     pub track_files: bool,
+    /// Follow them by looking every interval only, never by file-system
+    /// notifications (for NFS); the binary sets it from `$HPIO_POLL_ONLY`.
+    #[serde(skip)]
+    pub poll_only: bool,
+    /// This host's name when the kernel's cannot be read; the binary sets
+    /// it from `$HOSTNAME`.
+    #[serde(skip)]
+    pub host_name: Option<String>,
     /// Hashpipe's socket feed (SPEC §7).
     pub hashpipe_sockets: crate::hashpipe_sockets::HashpipeSocketsConfig,
     /// Hashpipe's status buffer (SPEC §9).
@@ -98,16 +114,21 @@ pub enum SimulateMode {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec!["[::]:50051".into(), "unix:///tmp/daq_data.sock".into()],
+            listen: vec![
+                crate::listen::any_host(daqdata_net::DEFAULT_PORT),
+                Address::Unix("/tmp/daq_data.sock".into()),
+            ],
             max_concurrent_rpcs: 100,
-            min_hp_io_update_interval_seconds: 0.001,
-            max_client_update_interval_seconds: 60.0,
-            shutdown_grace_period_seconds: 5.0,
-            active_run_idle_seconds: 30.0,
+            min_hp_io_update_interval_seconds: Duration::from_millis(1),
+            max_client_update_interval_seconds: Duration::from_secs(60),
+            shutdown_grace_period_seconds: Duration::from_secs(5),
+            active_run_idle_seconds: Duration::from_secs(30),
             allowed_data_roots: Vec::new(),
             init_hp_io_config: None,
             simulate: SimulateConfig::default(),
             track_files: true,
+            poll_only: false,
+            host_name: None,
             hashpipe_sockets: Default::default(),
             hashpipe_status: Default::default(),
             max_streams_per_peer: 32,
@@ -185,19 +206,9 @@ impl Config {
             ("active_run_idle_seconds", self.active_run_idle_seconds),
         ];
         for (key, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return bail(format!(
-                    "{key} must be a positive number of seconds, got {v}"
-                ));
+            if v.is_zero() {
+                return bail(format!("{key} must be a positive number of seconds, got 0"));
             }
-        }
-        if !(self.shutdown_grace_period_seconds.is_finite()
-            && self.shutdown_grace_period_seconds >= 0.0)
-        {
-            return bail(format!(
-                "shutdown_grace_period_seconds must be >= 0, got {}",
-                self.shutdown_grace_period_seconds
-            ));
         }
         if self.min_hp_io_update_interval_seconds > self.max_client_update_interval_seconds {
             return bail(
@@ -215,12 +226,15 @@ impl Config {
                 "max_streams_per_peer and max_connections_per_peer must be at least 1".into(),
             );
         }
-        self.access.socket_mode()?;
         if let Some(gateway) = &self.gateway {
             gateway.validate()?;
         }
         if self.tls.is_none() {
-            if let Some(addr) = self.listen.iter().find(|a| a.starts_with("tls://")) {
+            if let Some(addr) = self
+                .listen
+                .iter()
+                .find(|a| matches!(a, Address::Tls { .. }))
+            {
                 return bail(format!(
                     "listen address {addr} serves TLS but the config has no [tls] section with cert_file and key_file"
                 ));
@@ -251,31 +265,37 @@ impl Config {
                     .as_f64()
                     .ok_or_else(|| format!("{key} must be a number"))
             };
+            let secs = || crate::seconds::from_secs(num()?).map_err(|e| format!("{key}: {e}"));
             match key.as_str() {
-                "unix_domain_socket" => match value.as_str() {
-                    Some(s) if !s.is_empty() => c.listen = vec!["[::]:50051".into(), s.to_string()],
-                    _ => c.listen = vec!["[::]:50051".into()],
-                },
-                "max_concurrent_rpcs" => c.max_concurrent_rpcs = num()? as usize,
-                "min_hp_io_update_interval_seconds" => c.min_hp_io_update_interval_seconds = num()?,
-                "max_client_update_interval_seconds" => {
-                    c.max_client_update_interval_seconds = num()?
+                "unix_domain_socket" => {
+                    c.listen = vec![crate::listen::any_host(daqdata_net::DEFAULT_PORT)];
+                    if let Some(s) = value.as_str().filter(|s| !s.is_empty()) {
+                        let unix = crate::listen::parse_address(s)
+                            .map_err(|e| format!("unix_domain_socket: {e}"))?;
+                        c.listen.push(unix);
+                    }
                 }
-                "shutdown_grace_period" => c.shutdown_grace_period_seconds = num()?,
+                "max_concurrent_rpcs" => c.max_concurrent_rpcs = whole(key, value)?,
+                "min_hp_io_update_interval_seconds" => {
+                    c.min_hp_io_update_interval_seconds = secs()?
+                }
+                "max_client_update_interval_seconds" => {
+                    c.max_client_update_interval_seconds = secs()?
+                }
+                "shutdown_grace_period" => c.shutdown_grace_period_seconds = secs()?,
                 "init_from_default" => init_from_default = value.as_bool().unwrap_or(false),
                 "default_hp_io_config_file" => default_file = value.as_str().map(PathBuf::from),
                 "simulate_daq_cfg" => {
                     if let Some(ids) = value.get("sim_module_ids").and_then(|v| v.as_array()) {
                         c.simulate.module_ids = ids
                             .iter()
-                            .filter_map(|v| v.as_u64())
-                            .filter_map(|v| u32::try_from(v).ok())
-                            .collect();
+                            .map(|id| whole("simulate_daq_cfg.sim_module_ids", id))
+                            .collect::<Result<_, _>>()?;
                     }
-                    let fpp = value
+                    c.simulate.frames_per_file = value
                         .pointer("/strategies/filesystem_poll/frames_per_pff")
-                        .and_then(|v| v.as_u64());
-                    c.simulate.frames_per_file = fpp;
+                        .map(|v| whole("frames_per_pff", v))
+                        .transpose()?;
                     if value.get("simulation_mode").and_then(|v| v.as_str()) == Some("uds") {
                         c.simulate.mode = SimulateMode::Sockets;
                     }
@@ -294,6 +314,15 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// A whole number that fits `T`, or an error naming `key` and the value:
+/// `1.7`, `-1` or a string is refused, never rounded or wrapped.
+fn whole<T: TryFrom<u64>>(key: &str, value: &serde_json::Value) -> Result<T, String> {
+    value
+        .as_u64()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("{key} must be a whole number in range, got {value}"))
 }
 
 /// The Python server's `acquisition_methods`: `uds` is Hashpipe's socket
@@ -321,9 +350,11 @@ fn map_acquisition_methods(value: &serde_json::Value, c: &mut Config) -> Result<
             sockets.path_template = t.to_string();
         }
         if let Some(t) = uds.get("read_timeout") {
-            sockets.read_timeout_seconds = t
+            let t = t
                 .as_f64()
                 .ok_or("acquisition_methods.uds.read_timeout must be a number")?;
+            sockets.read_timeout_seconds = crate::seconds::from_secs(t)
+                .map_err(|e| format!("acquisition_methods.uds.read_timeout: {e}"))?;
         }
     }
     Ok(())
@@ -336,7 +367,8 @@ mod tests {
     #[test]
     fn defaults_listen_where_the_python_server_does() {
         let c = Config::default();
-        assert_eq!(c.listen, ["[::]:50051", "unix:///tmp/daq_data.sock"]);
+        let listen: Vec<String> = c.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["[::]:50051", "unix:///tmp/daq_data.sock"]);
         assert_eq!(c.max_concurrent_rpcs, 100);
         c.validate().unwrap();
     }
@@ -347,7 +379,7 @@ mod tests {
             "listen = [\"127.0.0.1:6000\"]\nmax_concurrent_rpcs = 7\n[simulate]\nmodule_ids = [1, 2]\nframes_per_second = 50.0\n",
         )
         .unwrap();
-        assert_eq!(c.listen, ["127.0.0.1:6000"]);
+        assert_eq!(c.listen, ["127.0.0.1:6000".parse().unwrap()]);
         assert_eq!(c.max_concurrent_rpcs, 7);
         assert_eq!(c.simulate.module_ids, [1, 2]);
         assert!(toml::from_str::<Config>("max_concurent_rpcs = 7").is_err());
@@ -360,9 +392,10 @@ mod tests {
             "shutdown_grace_period": 2, "max_read_queue_size": 50,
             "simulate_daq_cfg": {"sim_module_ids": [224]}}"#;
         let c = Config::from_python_json(json).unwrap();
-        assert_eq!(c.listen, ["[::]:50051", "unix:///tmp/x.sock"]);
+        let listen: Vec<String> = c.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["[::]:50051", "unix:///tmp/x.sock"]);
         assert_eq!(c.max_concurrent_rpcs, 5);
-        assert_eq!(c.shutdown_grace_period_seconds, 2.0);
+        assert_eq!(c.shutdown_grace_period_seconds, Duration::from_secs(2));
         assert_eq!(c.init_hp_io_config, Some(PathBuf::from("hp.json")));
         assert_eq!(c.simulate.module_ids, [224]);
     }
@@ -379,7 +412,7 @@ mod tests {
         assert!(s.enabled);
         assert_eq!(s.data_products, ["img16", "ph256"]);
         assert_eq!(s.path_template, "/run/hp.{dp_name}.sock");
-        assert_eq!(s.read_timeout_seconds, 30.0);
+        assert_eq!(s.read_timeout_seconds, Duration::from_secs(30));
         let json = r#"{"acquisition_methods": {"filesystem_pipe": {"enabled": true}}}"#;
         let c = Config::from_python_json(json).unwrap();
         assert!(c.track_files && !c.hashpipe_sockets.enabled);
@@ -392,8 +425,100 @@ mod tests {
         )
         .unwrap();
         assert!(!c.track_files && c.hashpipe_sockets.enabled);
-        assert_eq!(c.hashpipe_sockets.read_timeout_seconds, 5.0);
+        assert_eq!(
+            c.hashpipe_sockets.read_timeout_seconds,
+            Duration::from_secs(5)
+        );
         assert_eq!(c.hashpipe_sockets.group.as_deref(), Some("panoseti"));
         assert_eq!(c.simulate.mode, SimulateMode::Sockets);
+    }
+
+    #[test]
+    fn every_seconds_key_is_a_duration_and_impossible_ones_are_named() {
+        let c: Config = toml::from_str(
+            "shutdown_grace_period_seconds = 0\nactive_run_idle_seconds = 2.5\n[gateway]\nmin_interval_seconds = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_grace_period_seconds, Duration::ZERO);
+        assert_eq!(c.active_run_idle_seconds, Duration::from_millis(2500));
+        assert_eq!(
+            c.gateway.map(|g| g.min_interval_seconds),
+            Some(Duration::from_secs(1))
+        );
+        for key in [
+            "min_hp_io_update_interval_seconds",
+            "max_client_update_interval_seconds",
+            "shutdown_grace_period_seconds",
+            "active_run_idle_seconds",
+            "hashpipe_sockets.read_timeout_seconds",
+            "hashpipe_status.poll_seconds",
+            "gateway.min_interval_seconds",
+        ] {
+            for bad in ["-1", "nan", "inf", "-inf", "1e300", "\"1\""] {
+                let err = toml::from_str::<Config>(&format!("{key} = {bad}"))
+                    .unwrap_err()
+                    .to_string();
+                let leaf = key.rsplit('.').next().unwrap_or(key);
+                assert!(err.contains(leaf), "{key} = {bad}: {err}");
+            }
+        }
+        let err = Config::from_python_json(r#"{"shutdown_grace_period": -2}"#).unwrap_err();
+        assert!(
+            err.contains("shutdown_grace_period") && err.contains("-2"),
+            "{err}"
+        );
+        let err =
+            Config::from_python_json(r#"{"acquisition_methods": {"uds": {"read_timeout": -1}}}"#)
+                .unwrap_err();
+        assert!(err.contains("read_timeout"), "{err}");
+    }
+
+    #[test]
+    fn listen_addresses_are_parsed_at_load_and_a_bad_one_is_named() {
+        let c: Config =
+            toml::from_str("listen = [\"tls://127.0.0.1:0\", \"unix:///run/d.sock\"]\n").unwrap();
+        assert!(matches!(c.listen[0], Address::Tls { port: 0, .. }));
+        assert_eq!(c.listen[1], Address::Unix("/run/d.sock".into()));
+        for bad in [
+            "50051",
+            "host:port",
+            "unix://rel.sock",
+            "",
+            "[::1",
+            "tls://h:99999",
+        ] {
+            let err = toml::from_str::<Config>(&format!("listen = [{bad:?}]"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("listen") && err.contains(bad), "{bad}: {err}");
+        }
+        assert!(toml::from_str::<Config>("listen = \"[::]:50051\"").is_err());
+        let err = Config::from_python_json(r#"{"unix_domain_socket": "unix://relative.sock"}"#)
+            .unwrap_err();
+        assert!(err.contains("unix_domain_socket"), "{err}");
+    }
+
+    #[test]
+    fn the_python_json_s_whole_numbers_are_never_rounded() {
+        for (json, key) in [
+            (r#"{"max_concurrent_rpcs": 1.7}"#, "max_concurrent_rpcs"),
+            (r#"{"max_concurrent_rpcs": -1}"#, "max_concurrent_rpcs"),
+            (r#"{"max_concurrent_rpcs": "5"}"#, "max_concurrent_rpcs"),
+            (
+                r#"{"simulate_daq_cfg": {"sim_module_ids": [1, 2.5]}}"#,
+                "sim_module_ids",
+            ),
+            (
+                r#"{"simulate_daq_cfg": {"sim_module_ids": [4294967296]}}"#,
+                "sim_module_ids",
+            ),
+            (
+                r#"{"simulate_daq_cfg": {"strategies": {"filesystem_poll": {"frames_per_pff": -3}}}}"#,
+                "frames_per_pff",
+            ),
+        ] {
+            let err = Config::from_python_json(json).unwrap_err();
+            assert!(err.contains(key), "{json}: {err}");
+        }
     }
 }

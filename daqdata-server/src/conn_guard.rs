@@ -7,22 +7,20 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::keyed_count::{KeyedCounts, KeyedGuard};
+
 /// How often a refused peer is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Counts open connections per remote address.
 #[derive(Clone)]
 pub(crate) struct ConnLimits {
-    inner: Arc<Mutex<Limits>>,
+    open: KeyedCounts<IpAddr>,
+    /// When each refused peer was last logged.
+    logged: Arc<Mutex<HashMap<IpAddr, Instant>>>,
     max: usize,
     /// Whether an address is counted at all (`AccessConfig::limits_apply_to`).
     counted: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
-}
-
-#[derive(Default)]
-struct Limits {
-    open: HashMap<IpAddr, usize>,
-    logged: HashMap<IpAddr, Instant>,
 }
 
 impl ConnLimits {
@@ -31,7 +29,8 @@ impl ConnLimits {
         counted: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
     ) -> Self {
         ConnLimits {
-            inner: Arc::new(Mutex::new(Limits::default())),
+            open: KeyedCounts::new(),
+            logged: Arc::new(Mutex::new(HashMap::new())),
             max: max_connections_per_peer,
             counted: Arc::new(counted),
         }
@@ -41,45 +40,39 @@ impl ConnLimits {
     /// minute per peer) when it holds its maximum.
     pub(crate) fn admit(&self, ip: IpAddr) -> Option<ConnPlace> {
         if !(self.counted)(ip) {
-            return Some(ConnPlace(None));
+            return Some(ConnPlace { _place: None });
         }
-        let mut limits = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let open = limits.open.get(&ip).copied().unwrap_or(0);
-        if open >= self.max {
-            let now = Instant::now();
-            let due = limits
-                .logged
-                .get(&ip)
-                .is_none_or(|last| now.duration_since(*last) >= LOG_EVERY);
-            if due {
-                limits.logged.insert(ip, now);
-                tracing::warn!(
-                    peer = %ip,
-                    "refusing connections from {ip}: it holds {open}, this server's max_connections_per_peer (logged once a minute)"
-                );
+        match self.open.try_take(ip, self.max) {
+            Ok(place) => Some(ConnPlace {
+                _place: Some(place),
+            }),
+            Err(open) => {
+                self.log_refusal(ip, open);
+                None
             }
-            return None;
         }
-        limits.open.insert(ip, open + 1);
-        Some(ConnPlace(Some((self.clone(), ip))))
+    }
+
+    fn log_refusal(&self, ip: IpAddr, open: usize) {
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let due = logged
+            .get(&ip)
+            .is_none_or(|last| now.duration_since(*last) >= LOG_EVERY);
+        if due {
+            logged.insert(ip, now);
+            tracing::warn!(
+                peer = %ip,
+                "refusing connections from {ip}: it holds {open}, this server's max_connections_per_peer (logged once a minute)"
+            );
+        }
     }
 }
 
-/// One connection of a counted peer; given back when the connection closes.
-pub(crate) struct ConnPlace(Option<(ConnLimits, IpAddr)>);
-
-impl Drop for ConnPlace {
-    fn drop(&mut self) {
-        if let Some((limits, ip)) = self.0.take() {
-            let mut l = limits.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = l.open.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    l.open.remove(&ip);
-                }
-            }
-        }
-    }
+/// One connection of a counted peer (`None`: an uncounted one); given back
+/// when the connection closes.
+pub(crate) struct ConnPlace {
+    _place: Option<KeyedGuard<IpAddr>>,
 }
 
 #[cfg(test)]

@@ -23,10 +23,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
-use crate::unix_socket::{SocketFile, SocketFileError};
+use crate::unix_socket::{SocketFile, SocketFileError, SocketMode};
 
 /// Hashpipe and the server may share a group (`group`), nobody else.
-const MODE: u32 = 0o660;
+const MODE: SocketMode = SocketMode::OWNER_AND_GROUP;
 
 /// The `[hashpipe_sockets]` table.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -41,7 +41,8 @@ pub struct HashpipeSocketsConfig {
     /// name. Hashpipe's `snapshot.c` connects to the default.
     pub path_template: String,
     /// A connection that sends nothing for this long is closed.
-    pub read_timeout_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub read_timeout_seconds: Duration,
     /// Group (name or number) given the socket files; unset: the server's.
     pub group: Option<String>,
 }
@@ -52,7 +53,7 @@ impl Default for HashpipeSocketsConfig {
             enabled: true,
             data_products: DataProduct::ALL.iter().map(|d| d.name().into()).collect(),
             path_template: pff::DEFAULT_SOCKET_TEMPLATE.into(),
-            read_timeout_seconds: 600.0,
+            read_timeout_seconds: Duration::from_secs(600),
             group: None,
         }
     }
@@ -69,11 +70,11 @@ impl HashpipeSocketsConfig {
                 pff::DP_NAME
             ));
         }
-        let t = self.read_timeout_seconds;
-        if !(t.is_finite() && t > 0.0) {
-            return Err(format!(
-                "[hashpipe_sockets] read_timeout_seconds must be a positive number of seconds, got {t}"
-            ));
+        if self.read_timeout_seconds.is_zero() {
+            return Err(
+                "[hashpipe_sockets] read_timeout_seconds must be a positive number of seconds, got 0"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -142,7 +143,7 @@ impl HashpipeSockets {
         let feed = Arc::new(Feed {
             broadcast,
             cancel: CancellationToken::new(),
-            read_timeout: Duration::from_secs_f64(config.read_timeout_seconds),
+            read_timeout: config.read_timeout_seconds,
             open,
             modules: modules.to_vec(),
             next_connection: AtomicU64::new(0),
@@ -340,7 +341,7 @@ mod tests {
             pff::socket_path(&c.path_template, DataProduct::Ph256),
             Path::new("/tmp/hashpipe_grpc.dp_ph256.sock")
         );
-        assert_eq!(c.read_timeout_seconds, 600.0);
+        assert_eq!(c.read_timeout_seconds, Duration::from_secs(600));
         c.validate().unwrap();
     }
 
@@ -353,6 +354,6 @@ mod tests {
         };
         assert!(bad(|c| c.data_products.push("img32".into())).contains("img32"));
         assert!(bad(|c| c.path_template = "/tmp/x.sock".into()).contains("{dp_name}"));
-        assert!(bad(|c| c.read_timeout_seconds = 0.0).contains("read_timeout_seconds"));
+        assert!(bad(|c| c.read_timeout_seconds = Duration::ZERO).contains("read_timeout_seconds"));
     }
 }

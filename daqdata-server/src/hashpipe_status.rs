@@ -43,8 +43,12 @@ pub struct HashpipeStatusConfig {
     /// `$HASHPIPE_KEYFILE`, else `$HOME` of the server's user.
     /// `$HASHPIPE_STATUS_KEY` and `$HASHPIPE_STATUS_SEMNAME` win when set.
     pub keyfile: Option<PathBuf>,
+    /// Those environment variables, as the binary read them.
+    #[serde(skip)]
+    pub env: hpio::status::HashpipeEnv,
     /// Seconds between reads; also the fastest a stream is sent.
-    pub poll_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub poll_seconds: Duration,
 }
 
 impl Default for HashpipeStatusConfig {
@@ -53,17 +57,18 @@ impl Default for HashpipeStatusConfig {
             enabled: true,
             instance: 0,
             keyfile: None,
-            poll_seconds: 1.0,
+            env: Default::default(),
+            poll_seconds: Duration::from_secs(1),
         }
     }
 }
 
 impl HashpipeStatusConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if !(self.poll_seconds.is_finite() && (0.01..=3600.0).contains(&self.poll_seconds)) {
+        if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&self.poll_seconds) {
             return Err(format!(
                 "[hashpipe_status] poll_seconds = {} must be between 0.01 and 3600",
-                self.poll_seconds
+                self.poll_seconds.as_secs_f64()
             ));
         }
         if self.instance > 63 {
@@ -77,7 +82,7 @@ impl HashpipeStatusConfig {
 
     /// The poll interval: on a gateway, the fastest relayed status is sent.
     pub(crate) fn poll(&self) -> Duration {
-        Duration::from_secs_f64(self.poll_seconds)
+        self.poll_seconds
     }
 }
 
@@ -270,7 +275,10 @@ pub(crate) fn admit(
     if state.shutdown.is_cancelled() {
         return Err(Status::unavailable("the DaqData server is shutting down"));
     }
-    let max = state.config.max_client_update_interval_seconds;
+    let max = state
+        .config
+        .max_client_update_interval_seconds
+        .as_secs_f64();
     let asked = crate::stream::client_interval(req.update_interval_seconds, max)?;
     let interval = asked.unwrap_or_default().max(floor);
     let remote = caller.ip();
@@ -458,8 +466,9 @@ impl Poller {
         publish: watch::Sender<Arc<Report>>,
         metrics: Arc<Metrics>,
     ) -> Poller {
-        let configured = StatusLocation::from_env(config.keyfile.as_deref(), config.instance)
-            .map_err(|e| e.to_string());
+        let configured =
+            StatusLocation::with_env(config.keyfile.as_deref(), config.instance, &config.env)
+                .map_err(|e| e.to_string());
         if let Err(why) = &configured {
             tracing::warn!(
                 "not reading Hashpipe's status buffer: {why} (set [hashpipe_status] keyfile)"
@@ -660,9 +669,14 @@ mod tests {
     #[test]
     fn the_config_table_has_the_spec_defaults_and_is_checked() {
         let c = HashpipeStatusConfig::default();
-        assert!(c.enabled && c.instance == 0 && c.keyfile.is_none() && c.poll_seconds == 1.0);
+        assert!(
+            c.enabled
+                && c.instance == 0
+                && c.keyfile.is_none()
+                && c.poll_seconds == Duration::from_secs(1)
+        );
         assert!(HashpipeStatusConfig {
-            poll_seconds: 0.0,
+            poll_seconds: Duration::ZERO,
             ..c.clone()
         }
         .validate()

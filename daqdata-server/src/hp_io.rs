@@ -78,7 +78,7 @@ struct Simulation {
     /// Its Hashpipe status buffer, keyed on the private directory.
     status: Option<daqsim::StatusSim>,
     /// Removed on drop, after the feeder stopped.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// How a simulation hands frames on (`[simulate] mode`).
@@ -110,87 +110,25 @@ impl HpIo {
         connections: Arc<AtomicUsize>,
         metrics: Arc<Metrics>,
     ) -> Result<HpIo, StartError> {
+        let sources = Sources::decide(settings, config)?;
         let broadcast = Arc::new(Broadcast::new(metrics.clone()));
-        let simulate = &config.simulate;
-        let by_sockets = settings.simulate && simulate.mode == SimulateMode::Sockets;
-        // SPEC §7: on real data, the sockets exist while hp_io runs; a
-        // socket-fed simulation makes its own in its private directory.
-        let mut sockets = None;
-        let mut simulation = None;
-        let data_dir = if settings.simulate {
-            let dir = tempfile::Builder::new()
-                .prefix("daqdata-sim-")
-                .tempdir()
-                .map_err(StartError::SimulationDir)?;
-            let path = dir.path().to_path_buf();
-            let feeder = if by_sockets {
-                let template = pff::socket_template_in(&path);
-                let all = HashpipeSocketsConfig {
-                    enabled: true,
-                    ..HashpipeSocketsConfig::default()
-                };
-                sockets = Some(HashpipeSockets::start(
-                    &all,
-                    &template,
-                    &settings.modules,
-                    broadcast.clone(),
-                    connections,
-                    true,
-                )?);
-                Feeder::Sockets(start_push(settings, simulate, fixtures, template)?)
-            } else {
-                Feeder::Files(start_replay(settings, simulate, fixtures, &path)?)
-            };
-            let status = start_status_sim(config, &path);
-            simulation = Some(Simulation {
-                feeder,
-                status,
-                _dir: dir,
-            });
-            path
-        } else {
-            let hashpipe = &config.hashpipe_sockets;
-            if hashpipe.enabled {
-                sockets = Some(HashpipeSockets::start(
-                    hashpipe,
-                    &hashpipe.path_template,
-                    &settings.modules,
-                    broadcast.clone(),
-                    connections,
-                    !config.track_files,
-                )?);
-            } else if !config.track_files {
-                return Err(StartError::NoSource);
+        let (data_dir, simulation, sockets) = match sources {
+            Sources::Live { sockets, .. } => {
+                let sockets = sockets
+                    .then(|| start_live_sockets(settings, config, &broadcast, connections))
+                    .transpose()?;
+                (settings.data_dir.clone(), None, sockets)
             }
-            settings.data_dir.clone()
+            Sources::Simulated(mode) => {
+                let (simulation, sockets) =
+                    Simulation::start(mode, settings, config, fixtures, &broadcast, connections)?;
+                (simulation.dir(), Some(simulation), sockets)
+            }
         };
-        let track = if settings.simulate {
-            !by_sockets
-        } else {
-            config.track_files
-        };
-        let tracker = if track {
-            let sink = broadcast.clone();
-            let tracker = hpio::Tracker::spawn(
-                hpio::TrackerConfig {
-                    interval: settings.interval,
-                    modules: settings.modules.clone(),
-                    // Nothing is read while no stream watches: idle tracking
-                    // costs Hashpipe's node nothing.
-                    on_demand: true,
-                    wakeups: metrics.tracker_wakeups.clone(),
-                    ..hpio::TrackerConfig::new(data_dir.clone())
-                },
-                move |event| sink.publish_tracked(event),
-            )
-            .map_err(|source| StartError::Tracker {
-                dir: data_dir.clone(),
-                source,
-            })?;
-            Some(tracker)
-        } else {
-            None
-        };
+        let tracker = sources
+            .tracks_files()
+            .then(|| start_tracker(settings, config, &data_dir, &broadcast, &metrics))
+            .transpose()?;
         let demand = match &tracker {
             Some(t) => t.demand(),
             None => hpio::Demand::detached().map_err(StartError::Demand)?,
@@ -239,6 +177,141 @@ impl HpIo {
             }
         }
     }
+}
+
+/// Where a configuration's frames come from, decided before anything
+/// starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sources {
+    /// `simulate_daq`: a simulated DAQ in a private directory, handing
+    /// frames on as `[simulate] mode` says.
+    Simulated(SimulateMode),
+    /// Real data: Hashpipe's sockets and/or the PFF files under `data_dir`
+    /// (at least one).
+    Live { sockets: bool, files: bool },
+}
+
+impl Sources {
+    fn decide(settings: &Settings, config: &Config) -> Result<Sources, StartError> {
+        if settings.simulate {
+            return Ok(Sources::Simulated(config.simulate.mode));
+        }
+        let sockets = config.hashpipe_sockets.enabled;
+        let files = config.track_files;
+        if !sockets && !files {
+            return Err(StartError::NoSource);
+        }
+        Ok(Sources::Live { sockets, files })
+    }
+
+    /// Whether a tracker follows PFF files.
+    fn tracks_files(self) -> bool {
+        matches!(
+            self,
+            Sources::Simulated(SimulateMode::Files) | Sources::Live { files: true, .. }
+        )
+    }
+}
+
+impl Simulation {
+    /// Starts a simulated DAQ in a new private directory: a replay into
+    /// PFF files, or (SPEC §7) Hashpipe's sockets made in that directory
+    /// and a push into them; and its status buffer.
+    fn start(
+        mode: SimulateMode,
+        settings: &Settings,
+        config: &Config,
+        fixtures: &daqsim::Fixtures,
+        broadcast: &Arc<Broadcast>,
+        connections: Arc<AtomicUsize>,
+    ) -> Result<(Simulation, Option<HashpipeSockets>), StartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("daqdata-sim-")
+            .tempdir()
+            .map_err(StartError::SimulationDir)?;
+        let path = dir.path();
+        let simulate = &config.simulate;
+        let (feeder, sockets) = match mode {
+            SimulateMode::Files => (
+                Feeder::Files(start_replay(settings, simulate, fixtures, path)?),
+                None,
+            ),
+            SimulateMode::Sockets => {
+                let template = pff::socket_template_in(path);
+                let all = HashpipeSocketsConfig {
+                    enabled: true,
+                    ..HashpipeSocketsConfig::default()
+                };
+                let sockets = HashpipeSockets::start(
+                    &all,
+                    &template,
+                    &settings.modules,
+                    broadcast.clone(),
+                    connections,
+                    true,
+                )?;
+                let push = start_push(settings, simulate, fixtures, template)?;
+                (Feeder::Sockets(push), Some(sockets))
+            }
+        };
+        let status = start_status_sim(config, path);
+        let simulation = Simulation {
+            feeder,
+            status,
+            dir,
+        };
+        Ok((simulation, sockets))
+    }
+
+    /// The private directory the simulated DAQ works in.
+    fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// Hashpipe's sockets on real data: they exist while hp_io runs (SPEC §7).
+fn start_live_sockets(
+    settings: &Settings,
+    config: &Config,
+    broadcast: &Arc<Broadcast>,
+    connections: Arc<AtomicUsize>,
+) -> Result<HashpipeSockets, StartError> {
+    let hashpipe = &config.hashpipe_sockets;
+    Ok(HashpipeSockets::start(
+        hashpipe,
+        &hashpipe.path_template,
+        &settings.modules,
+        broadcast.clone(),
+        connections,
+        !config.track_files,
+    )?)
+}
+
+/// The tracker on `data_dir`, reading only while a stream holds its
+/// demand: idle tracking costs Hashpipe's node nothing.
+fn start_tracker(
+    settings: &Settings,
+    config: &Config,
+    data_dir: &std::path::Path,
+    broadcast: &Arc<Broadcast>,
+    metrics: &Metrics,
+) -> Result<hpio::Tracker, StartError> {
+    let sink = broadcast.clone();
+    hpio::Tracker::spawn(
+        hpio::TrackerConfig {
+            interval: settings.interval,
+            modules: settings.modules.clone(),
+            on_demand: true,
+            poll_only: config.poll_only,
+            wakeups: metrics.tracker_wakeups.clone(),
+            ..hpio::TrackerConfig::new(data_dir)
+        },
+        move |event| sink.publish_tracked(event),
+    )
+    .map_err(|source| StartError::Tracker {
+        dir: data_dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Output modules of a simulation: the configured ones, else the ones

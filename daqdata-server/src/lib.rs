@@ -17,7 +17,10 @@
 //!
 //! Where each rule lives: `service` is the tonic adapter (one line per RPC
 //! start and end); `stream` checks a StreamImages request and paces it;
-//! `admission` lets streams and uploads in and holds what they take;
+//! `admission` lets streams and uploads in and holds what they take
+//! (tokio's `Semaphore` for the global limit, `keyed_count` for per-peer
+//! ones and `conn_guard`'s connections); `config` reads the file once into
+//! types (`seconds` the one reader of every `*_seconds` key);
 //! `lifecycle` is InitHpIo (validate, stop, start, restore); `hp_io` is one
 //! running configuration (tracker, simulation, broadcast); `broadcast` the
 //! newest frame per (module, data product), encoded once; `upload` is
@@ -34,7 +37,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
 //! let config = daqdata_server::Config {
-//!     listen: vec!["unix:///tmp/daq_data_example.sock".into()],
+//!     listen: vec![daqdata_server::parse_listen_address("unix:///tmp/daq_data_example.sock")?],
 //!     ..Default::default()
 //! };
 //! let server = daqdata_server::Server::start(config, Some(daqdata_server::InitOnStart::Simulate)).await?;
@@ -54,10 +57,12 @@ mod hashpipe_sockets;
 mod hashpipe_status;
 mod hp_io;
 mod ip_block;
+mod keyed_count;
 mod lifecycle;
 mod listen;
 mod message_limit;
 mod metrics;
+mod seconds;
 mod service;
 mod state;
 mod stream;
@@ -68,7 +73,6 @@ mod unix_socket;
 mod upload;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use daqdata_proto::daqdata::InitHpIoRequest;
 use daqdata_proto::HpIoConfig;
@@ -81,7 +85,8 @@ pub use gateway::GatewayConfig;
 pub use hashpipe_sockets::HashpipeSocketsConfig;
 pub use hashpipe_status::HashpipeStatusConfig;
 pub use ip_block::IpBlock;
-pub use listen::Listening;
+pub use listen::{parse_address as parse_listen_address, Listening};
+pub use unix_socket::SocketMode;
 
 use service::DaqDataService;
 use state::State;
@@ -109,13 +114,7 @@ impl Server {
     /// config's `init_hp_io_config`), and serves in the background.
     pub async fn start(config: Config, init: Option<InitOnStart>) -> Result<Server> {
         config.validate()?;
-        let fixtures = match &config.simulate.fixtures_dir {
-            Some(dir) => daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
-                dir: dir.clone(),
-                source,
-            })?,
-            None => daqsim::Fixtures::embedded(),
-        };
+        let fixtures = load_fixtures(&config.simulate)?;
         let init = match (init, &config.init_hp_io_config) {
             (Some(init), _) => Some(init),
             (None, Some(path)) => Some(InitOnStart::Config(HpIoConfig::load(path)?)),
@@ -125,57 +124,15 @@ impl Server {
         let access = access::Access::load(&config.access)?;
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let mut state = State::new(config, fixtures, access);
-        if let Some(gateway) = &state.config.gateway {
-            if init.is_some() {
-                return Err(Error::Invalid(
-                    "a gateway relays its upstreams and has no hp_io of its own: drop --init, --init-sim and init_hp_io_config, and initialize the DAQ nodes".into(),
-                ));
-            }
-            let gateway = gateway::Gateway::new(gateway, state.metrics.clone())?;
-            state.lifecycle.serve_relayed(gateway.generation());
-            gateway.spawn(state.shutdown.clone());
-            state.gateway = Some(gateway);
+        if state.config.gateway.is_some() {
+            start_gateway(&mut state, init.is_some())?;
         }
         let state = Arc::new(state);
         if let Some(init) = init {
             initialize(&state, init).await?;
         }
-
-        // Metrics are for watching, not for serving: a port another
-        // server on this host already took is said loudly, and the server
-        // serves on without them.
-        let metrics = match state.config.metrics_listen.as_str() {
-            "" => None,
-            addr => match metrics::serve(addr, state.metrics.clone(), state.shutdown.clone()).await
-            {
-                Ok(bound) => {
-                    tracing::info!("metrics on http://{bound}/metrics");
-                    Some(bound)
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "{e}; serving without metrics (set metrics_listen or --metrics-listen)"
-                    );
-                    None
-                }
-            },
-        };
-        let access = state.config.access.clone();
-        let limits =
-            conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
-                access.limits_apply_to(ip)
-            });
-        let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
-        let transport = transport::Transport::new(routes(state.clone()).await?, auth, limits);
-        let mut listening = Vec::new();
-        let mut tasks = JoinSet::new();
-        for addr in &state.config.listen {
-            let (bound, listener) = listen::bind(addr, &state.config.access, tls.as_ref()).await?;
-            tracing::info!("listening on {bound}");
-            warn_if_open(&state, &bound);
-            tasks.spawn(transport.clone().serve(listener, state.shutdown.clone()));
-            listening.push(bound);
-        }
+        let metrics = serve_metrics(&state).await;
+        let (listening, tasks) = serve_listeners(&state, tls.as_ref()).await?;
         Ok(Server {
             state,
             listening,
@@ -199,7 +156,7 @@ impl Server {
     /// connections to close, and stops hp_io.
     pub async fn shutdown(mut self) -> Result<()> {
         self.state.shutdown.cancel();
-        let grace = Duration::from_secs_f64(self.state.config.shutdown_grace_period_seconds);
+        let grace = self.state.config.shutdown_grace_period_seconds;
         let drained = tokio::time::timeout(grace, async {
             let mut first_error = Ok(());
             while let Some(joined) = self.tasks.join_next().await {
@@ -231,16 +188,88 @@ impl Server {
     }
 }
 
+/// The simulation's fixtures: the configured directory's, else the
+/// built-in ones.
+fn load_fixtures(simulate: &SimulateConfig) -> Result<daqsim::Fixtures> {
+    match &simulate.fixtures_dir {
+        Some(dir) => daqsim::Fixtures::load(dir).map_err(|source| Error::Fixtures {
+            dir: dir.clone(),
+            source,
+        }),
+        None => Ok(daqsim::Fixtures::embedded()),
+    }
+}
+
+/// Makes `state` a gateway's: relayed frames instead of an hp_io of its own.
+fn start_gateway(state: &mut State, init: bool) -> Result<()> {
+    let Some(config) = &state.config.gateway else {
+        return Ok(());
+    };
+    if init {
+        return Err(Error::Invalid(
+            "a gateway relays its upstreams and has no hp_io of its own: drop --init, --init-sim and init_hp_io_config, and initialize the DAQ nodes".into(),
+        ));
+    }
+    let gateway = gateway::Gateway::new(config, state.metrics.clone())?;
+    state.lifecycle.serve_relayed(gateway.generation());
+    gateway.spawn(state.shutdown.clone());
+    state.gateway = Some(gateway);
+    Ok(())
+}
+
+/// Serves `/metrics` where `metrics_listen` says. Metrics are for
+/// watching, not for serving: a port another server on this host already
+/// took is said loudly, and the server serves on without them.
+async fn serve_metrics(state: &Arc<State>) -> Option<std::net::SocketAddr> {
+    let addr = state.config.metrics_listen.as_str();
+    if addr.is_empty() {
+        return None;
+    }
+    match metrics::serve(addr, state.metrics.clone(), state.shutdown.clone()).await {
+        Ok(bound) => {
+            tracing::info!("metrics on http://{bound}/metrics");
+            Some(bound)
+        }
+        Err(e) => {
+            tracing::error!(
+                "{e}; serving without metrics (set metrics_listen or --metrics-listen)"
+            );
+            None
+        }
+    }
+}
+
+/// Binds every `listen` address and starts its accept loop.
+async fn serve_listeners(
+    state: &Arc<State>,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<(Vec<Listening>, JoinSet<()>)> {
+    let access = state.config.access.clone();
+    let limits = conn_guard::ConnLimits::new(state.config.max_connections_per_peer, move |ip| {
+        access.limits_apply_to(ip)
+    });
+    let auth = access::AuthLayer(state.access.clone(), state.metrics.clone());
+    let transport = transport::Transport::new(routes(state.clone()).await?, auth, limits);
+    let mut listening = Vec::new();
+    let mut tasks = JoinSet::new();
+    for addr in &state.config.listen {
+        let (bound, listener) = listen::bind(addr, &state.config.access, tls).await?;
+        tracing::info!("listening on {bound}");
+        warn_if_open(state, &bound);
+        tasks.spawn(transport.clone().serve(listener, state.shutdown.clone()));
+        listening.push(bound);
+    }
+    Ok((listening, tasks))
+}
+
 /// Checks a configuration file as [`Server::start`] would read it, without
 /// listening: the file itself, the `init_hp_io_config` and simulation
 /// fixtures it names, and the form of every listen address. Returns a
 /// one-line summary of what the server would do.
 pub fn check_config(path: &std::path::Path) -> Result<String> {
     let config = Config::load(path)?;
-    for addr in &config.listen {
-        listen::check_address(addr)?;
-    }
-    let mut summary = format!("listens on {}", config.listen.join(", "));
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    let mut summary = format!("listens on {}", listen.join(", "));
     if let Some(hp_io) = &config.init_hp_io_config {
         let c = HpIoConfig::load(hp_io)?;
         let what = if c.simulate_daq {
@@ -281,7 +310,8 @@ async fn initialize(state: &State, init: InitOnStart) -> Result<()> {
     let request = match init {
         InitOnStart::Simulate => InitHpIoRequest {
             simulate_daq: true,
-            update_interval_seconds: 0.1f64.max(state.config.min_hp_io_update_interval_seconds),
+            update_interval_seconds: 0.1f64
+                .max(state.config.min_hp_io_update_interval_seconds.as_secs_f64()),
             force: true,
             ..Default::default()
         },

@@ -269,7 +269,7 @@ impl Lifecycle {
     /// SPEC §3: the active-run check, on a blocking thread (it may walk a
     /// large tree).
     async fn active_run(&self, data_dir: &Path) -> Result<bool, Status> {
-        let idle = Duration::from_secs_f64(self.config.active_run_idle_seconds);
+        let idle = self.config.active_run_idle_seconds;
         find_active_run(data_dir, idle, &self.hashpipe_connections)
             .await
             .map(|found| found.is_some())
@@ -279,7 +279,7 @@ impl Lifecycle {
         format!(
             "no active run under {}: no hashpipe process, no live daq_hashpipe_pid, no Hashpipe socket connection and no PFF file grew in the last {} s; start the DAQ first",
             data_dir.display(),
-            self.config.active_run_idle_seconds
+            self.config.active_run_idle_seconds.as_secs_f64()
         )
     }
 
@@ -297,7 +297,7 @@ impl Lifecycle {
         let replaced = started.generation.reconfigured.clone();
         let described = self.described.clone();
         let connections = self.hashpipe_connections.clone();
-        let idle = Duration::from_secs_f64(self.config.active_run_idle_seconds);
+        let idle = self.config.active_run_idle_seconds;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -319,8 +319,8 @@ impl Lifecycle {
     }
 
     fn validate(&self, req: &InitHpIoRequest) -> Result<Settings, Status> {
-        let min = self.config.min_hp_io_update_interval_seconds;
-        let max = self.config.max_client_update_interval_seconds;
+        let min = self.config.min_hp_io_update_interval_seconds.as_secs_f64();
+        let max = self.config.max_client_update_interval_seconds.as_secs_f64();
         let interval = req.update_interval_seconds;
         if !(interval.is_finite() && interval >= min && interval <= max) {
             return Err(Status::invalid_argument(format!(

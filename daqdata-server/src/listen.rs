@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use daqdata_net::Address;
+
 use crate::access::AccessConfig;
 use crate::error::{Error, Result};
 use crate::transport::Listener;
@@ -33,8 +35,37 @@ impl fmt::Display for Listening {
     }
 }
 
+/// `[::]:port`: every address of this host.
+pub(crate) fn any_host(port: u16) -> Address {
+    Address::Tcp {
+        host: "::".into(),
+        port,
+    }
+}
+
+/// A `listen` entry: its form checked (a port is required, a unix path is
+/// absolute), then parsed.
+pub fn parse_address(addr: &str) -> Result<Address> {
+    check_address(addr)?;
+    addr.parse().map_err(|e: daqdata_net::Error| Error::Listen {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// `#[serde(deserialize_with)]` for `listen`: every entry parsed at load.
+pub(crate) fn deserialize_addresses<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Address>, D::Error> {
+    let texts = <Vec<String> as serde::Deserialize>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|text| parse_address(text).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// Checks the form of a `listen` entry without binding it.
-pub(crate) fn check_address(addr: &str) -> Result<()> {
+fn check_address(addr: &str) -> Result<()> {
     let fail = |reason: &str| {
         Err(Error::Listen {
             addr: addr.to_string(),
@@ -58,7 +89,7 @@ pub(crate) fn check_address(addr: &str) -> Result<()> {
 
 /// Binds one `listen` entry.
 pub(crate) async fn bind(
-    addr: &str,
+    addr: &Address,
     access: &AccessConfig,
     tls_config: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<(Listening, Listener)> {
@@ -66,50 +97,16 @@ pub(crate) async fn bind(
         addr: addr.to_string(),
         reason,
     };
-    if let Some(path) = addr.strip_prefix("unix://") {
-        let path = PathBuf::from(path);
-        if !path.is_absolute() {
-            return Err(fail(
-                "a unix socket needs an absolute path: unix:///abs/path.sock".into(),
-            ));
-        }
-        // SPEC §6: the socket's permissions guard its operator role.
-        let mode = access.socket_mode()?;
-        let group = access.unix_socket_group.as_deref();
-        let (listener, file) =
-            SocketFile::bind(&path, mode, group).map_err(|e| fail(e.to_string()))?;
-        return Ok((
-            Listening::Unix(path),
-            Listener::Unix {
-                listener,
-                _file: file,
-            },
-        ));
-    }
-    let (tls, addr) = match addr.strip_prefix("tls://") {
-        Some(rest) => (true, rest),
-        None => (false, addr),
+    let (tls, host, port) = match addr {
+        Address::Unix(path) => return bind_unix(path.clone(), access).map_err(fail),
+        Address::Tcp { host, port } => (false, host, *port),
+        Address::Tls { host, port } => (true, host, *port),
     };
-    let listener = match TcpListener::bind(addr).await {
-        Ok(l) => l,
-        // A host without IPv6 cannot bind [::]; all IPv4 addresses are
-        // what the user meant.
-        Err(e) if addr.starts_with("[::]:") => {
-            let v4 = addr.replacen("[::]", "0.0.0.0", 1);
-            tracing::warn!("binding {addr}: {e}; trying {v4}");
-            TcpListener::bind(&v4)
-                .await
-                .map_err(|e| fail(format!("binding {v4}: {e}")))?
-        }
-        Err(e) => {
-            return Err(fail(format!(
-                "binding: {e} (expected HOST:PORT or unix:///abs/path.sock)"
-            )))
-        }
+    let tcp_addr = Address::Tcp {
+        host: host.clone(),
+        port,
     };
-    let local = listener
-        .local_addr()
-        .map_err(|e| fail(format!("reading the bound address: {e}")))?;
+    let (local, listener) = bind_tcp(&tcp_addr.to_string()).await.map_err(fail)?;
     if !tls {
         return Ok((Listening::Tcp(local), Listener::Tcp(listener)));
     }
@@ -120,6 +117,52 @@ pub(crate) async fn bind(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
     Ok((Listening::Tls(local), Listener::Tls(listener, acceptor)))
+}
+
+/// A unix socket file with the `[access]` mode and group: SPEC §6, its
+/// permissions guard its operator role.
+fn bind_unix(
+    path: PathBuf,
+    access: &AccessConfig,
+) -> std::result::Result<(Listening, Listener), String> {
+    if !path.is_absolute() {
+        return Err("a unix socket needs an absolute path: unix:///abs/path.sock".into());
+    }
+    let group = access.unix_socket_group.as_deref();
+    let (listener, file) =
+        SocketFile::bind(&path, access.unix_socket_mode, group).map_err(|e| e.to_string())?;
+    Ok((
+        Listening::Unix(path),
+        Listener::Unix {
+            listener,
+            _file: file,
+        },
+    ))
+}
+
+/// A TCP listener on `HOST:PORT`, and the address it got.
+async fn bind_tcp(addr: &str) -> std::result::Result<(SocketAddr, TcpListener), String> {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        // A host without IPv6 cannot bind [::]; all IPv4 addresses are
+        // what the user meant.
+        Err(e) if addr.starts_with("[::]:") => {
+            let v4 = addr.replacen("[::]", "0.0.0.0", 1);
+            tracing::warn!("binding {addr}: {e}; trying {v4}");
+            TcpListener::bind(&v4)
+                .await
+                .map_err(|e| format!("binding {v4}: {e}"))?
+        }
+        Err(e) => {
+            return Err(format!(
+                "binding: {e} (expected HOST:PORT or unix:///abs/path.sock)"
+            ))
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("reading the bound address: {e}"))?;
+    Ok((local, listener))
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ struct Args {
     config: Option<PathBuf>,
     /// Address to listen on, HOST:PORT or unix:///abs/path.sock; repeat for
     /// several. Replaces the configured list.
-    #[arg(long, value_name = "ADDR")]
-    listen: Vec<String>,
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    listen: Vec<daqdata_net::Address>,
     /// Where to serve Prometheus metrics (GET /metrics), HOST:PORT; an
     /// empty value turns them off. Replaces the config's metrics_listen
     /// (default 127.0.0.1:9108).
@@ -56,6 +56,36 @@ struct Args {
     /// before restarting a running server.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "init_sim", "init"])]
     check_config: Option<PathBuf>,
+    /// Follow PFF files by polling only, never by file-system notifications
+    /// (for NFS, whose notifications miss other machines' writes).
+    #[arg(long, env = "HPIO_POLL_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    poll_only: bool,
+    #[command(flatten)]
+    env: FromEnvironment,
+}
+
+/// What the server takes from its environment (no option: environment
+/// variables only), as Hashpipe and the shell set them.
+#[derive(clap::Args, Debug)]
+struct FromEnvironment {
+    /// Hashpipe's status key (SPEC §9).
+    #[arg(long, env = "HASHPIPE_STATUS_KEY", hide = true)]
+    hashpipe_status_key: Option<String>,
+    /// Hashpipe's status semaphore name.
+    #[arg(long, env = "HASHPIPE_STATUS_SEMNAME", hide = true)]
+    hashpipe_status_semname: Option<String>,
+    /// Hashpipe's keyfile, before $HOME.
+    #[arg(long, env = "HASHPIPE_KEYFILE", hide = true)]
+    hashpipe_keyfile: Option<PathBuf>,
+    #[arg(long, env = "HOME", hide = true)]
+    home: Option<PathBuf>,
+    #[arg(long, env = "HOSTNAME", hide = true)]
+    hostname: Option<String>,
+}
+
+/// A --listen address, as the config's `listen` takes it.
+fn parse_listen(text: &str) -> Result<daqdata_net::Address, String> {
+    daqdata_server::parse_listen_address(text).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -97,6 +127,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = &args.metrics_listen {
         config.metrics_listen = addr.clone();
     }
+    config.poll_only = args.poll_only;
+    config.host_name = args.env.hostname.clone();
+    config.hashpipe_status.env = hpio::status::HashpipeEnv {
+        status_key: args.env.hashpipe_status_key.clone(),
+        status_semname: args.env.hashpipe_status_semname.clone(),
+        keyfile: args.env.hashpipe_keyfile.clone(),
+        home: args.env.home.clone(),
+    };
     let init = if args.init_sim {
         Some(InitOnStart::Simulate)
     } else if let Some(path) = &args.init {

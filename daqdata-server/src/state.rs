@@ -39,7 +39,7 @@ impl State {
         let lifecycle = Lifecycle::new(config.clone(), fixtures, metrics.clone());
         lifecycle.report_simulated_status_to(hashpipe.simulated_source());
         State {
-            host: host_name(),
+            host: host_name(config.host_name.as_deref()),
             hashpipe,
             lifecycle,
             admission: Admission::new(
@@ -56,11 +56,12 @@ impl State {
     }
 }
 
-fn host_name() -> String {
+/// The kernel's host name, else `fallback` (`$HOSTNAME`), else `localhost`.
+fn host_name(fallback: Option<&str>) -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| fallback.map(String::from))
         .unwrap_or_else(|| "localhost".into())
 }

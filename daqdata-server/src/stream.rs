@@ -98,7 +98,10 @@ impl PacedStream {
                 "At least one stream flag must be True: set stream_movie_data and/or stream_pulse_height_data",
             ));
         }
-        let max = state.config.max_client_update_interval_seconds;
+        let max = state
+            .config
+            .max_client_update_interval_seconds
+            .as_secs_f64();
         let asked = client_interval(req.update_interval_seconds, max)?;
         let remote = caller.ip();
         let limited = remote.is_some_and(|ip| state.access.config().limits_apply_to(ip));

@@ -32,6 +32,54 @@ pub(crate) enum SocketFileError {
     GroupLookup { group: String, source: nix::Error },
 }
 
+/// A socket file's permission bits, parsed once from octal text
+/// (`"0660"`, `"660"`, `"0o660"`) where the configuration is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketMode(u32);
+
+impl SocketMode {
+    /// Owner and group may connect: the default of the gRPC unix socket
+    /// and of Hashpipe's sockets.
+    pub const OWNER_AND_GROUP: SocketMode = SocketMode(0o660);
+
+    /// The permission bits.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for SocketMode {
+    fn default() -> Self {
+        SocketMode::OWNER_AND_GROUP
+    }
+}
+
+impl std::str::FromStr for SocketMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        u32::from_str_radix(digits, 8)
+            .ok()
+            .filter(|m| *m <= 0o777 && !digits.starts_with('+'))
+            .map(SocketMode)
+            .ok_or_else(|| format!("{text:?} is not an octal file mode such as \"0660\""))
+    }
+}
+
+impl std::fmt::Display for SocketMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SocketMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A bound socket file; removed when dropped, if still ours.
 #[derive(Debug)]
 pub(crate) struct SocketFile {
@@ -47,7 +95,7 @@ impl SocketFile {
     /// `group` (a name or a number). Call within a tokio runtime.
     pub(crate) fn bind(
         path: &Path,
-        mode: u32,
+        mode: SocketMode,
         group: Option<&str>,
     ) -> Result<(UnixListener, SocketFile), SocketFileError> {
         let io = |what| {
@@ -64,7 +112,7 @@ impl SocketFile {
             path: path.to_path_buf(),
             id: (meta.dev(), meta.ino()),
         };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode.bits()))
             .map_err(io("setting its mode"))?;
         if let Some(gid) = gid {
             nix::unistd::chown(path, None, Some(gid))
@@ -173,12 +221,13 @@ mod tests {
         groups.extend(name);
         for (i, group) in groups.iter().enumerate() {
             let path = dir.path().join(format!("g{i}.sock"));
-            let (_l, _f) = SocketFile::bind(&path, 0o640, Some(group)).unwrap();
+            let (_l, _f) = SocketFile::bind(&path, SocketMode(0o640), Some(group)).unwrap();
             assert_eq!(mode_of(&path), 0o640);
             assert_eq!(std::fs::metadata(&path).unwrap().gid(), gid.as_raw());
         }
         let path = dir.path().join("x.sock");
-        let err = SocketFile::bind(&path, 0o660, Some("no-such-group-here")).unwrap_err();
+        let err =
+            SocketFile::bind(&path, SocketMode(0o660), Some("no-such-group-here")).unwrap_err();
         assert!(err.to_string().contains("no-such-group-here"), "{err}");
         assert!(!path.exists(), "nothing is made for an unknown group");
     }
@@ -188,9 +237,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let (live, _file) = SocketFile::bind(&path, 0o600, None).unwrap();
+        let (live, _file) = SocketFile::bind(&path, SocketMode(0o600), None).unwrap();
         assert_eq!(mode_of(&path), 0o600);
-        let err = SocketFile::bind(&path, 0o600, None).unwrap_err();
+        let err = SocketFile::bind(&path, SocketMode(0o600), None).unwrap_err();
         assert!(matches!(err, SocketFileError::InUse { .. }), "{err}");
         assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
         drop(live);
@@ -204,7 +253,9 @@ mod tests {
         let sub = dir.path().join("sub.sock");
         std::fs::create_dir(&sub).unwrap();
         for path in [&file, &sub] {
-            let err = SocketFile::bind(path, 0o660, None).unwrap_err().to_string();
+            let err = SocketFile::bind(path, SocketMode(0o660), None)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains(&*path.to_string_lossy()) && err.contains("in the way"),
                 "{err}"
@@ -218,16 +269,16 @@ mod tests {
     async fn the_file_is_removed_on_drop_unless_replaced_since() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
-        let (listener, file) = SocketFile::bind(&path, 0o660, None).unwrap();
+        let (listener, file) = SocketFile::bind(&path, SocketMode(0o660), None).unwrap();
         assert_eq!(file.path(), path);
         drop((listener, file));
         assert!(!path.exists(), "ours: removed");
 
-        let (_old_listener, old) = SocketFile::bind(&path, 0o660, None).unwrap();
+        let (_old_listener, old) = SocketFile::bind(&path, SocketMode(0o660), None).unwrap();
         // Another server's socket is moved over it (made first, so the
         // two cannot share an inode number)...
         let other = dir.path().join("other.sock");
-        let (_new_listener, new) = SocketFile::bind(&other, 0o660, None).unwrap();
+        let (_new_listener, new) = SocketFile::bind(&other, SocketMode(0o660), None).unwrap();
         std::fs::rename(&other, &path).unwrap();
         // ...and the old owner's drop leaves it alone.
         drop(old);

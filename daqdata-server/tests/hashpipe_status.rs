@@ -51,7 +51,7 @@ async fn server_on(keyfile: &Path, init: Option<InitOnStart>) -> TestServer {
     TestServer::start(init, move |c: &mut Config| {
         c.hashpipe_status = HashpipeStatusConfig {
             keyfile: Some(keyfile),
-            poll_seconds: 0.02,
+            poll_seconds: std::time::Duration::from_millis(20),
             ..HashpipeStatusConfig::default()
         };
         c.metrics_listen = "127.0.0.1:0".into();

@@ -46,7 +46,7 @@ async fn a_stream_asking_for_neither_type_is_invalid() {
 #[tokio::test]
 async fn stream_intervals_that_are_not_sane_are_invalid() {
     let server = TestServer::start(Some(InitOnStart::Simulate), |c| {
-        c.max_client_update_interval_seconds = 10.0
+        c.max_client_update_interval_seconds = std::time::Duration::from_secs(10)
     })
     .await;
     let mut c = server.client().await;
@@ -82,7 +82,7 @@ async fn init_hp_io_refuses_bad_directories_and_intervals() {
     let root = allowed.path().to_path_buf();
     let server = TestServer::start(None, |c| {
         c.allowed_data_roots = vec![root];
-        c.max_client_update_interval_seconds = 10.0;
+        c.max_client_update_interval_seconds = std::time::Duration::from_secs(10);
     })
     .await;
     let mut c = server.client().await;
@@ -698,7 +698,7 @@ async fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
     let sock = dir.path().join("s.sock");
     // A socket file no one listens on, as a crashed server leaves it.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let listen = vec![format!("unix://{}", sock.display())];
+    let listen = vec![daqdata_net::Address::Unix(sock.clone())];
     let config = daqdata_server::Config {
         listen: listen.clone(),
         ..Default::default()

@@ -38,8 +38,7 @@ pub struct TrackerConfig {
     pub modules: Vec<u32>,
     /// Never use file-system notifications, only the interval: for file
     /// systems that do not deliver them (NFS), and to compare both modes.
-    /// [`TrackerConfig::new`] sets it when the environment variable
-    /// `HPIO_POLL_ONLY` is set to anything but `0` or empty.
+    /// Binaries set it from the environment variable `HPIO_POLL_ONLY`.
     pub poll_only: bool,
     /// Read frames only while someone holds the tracker's [`Demand`]
     /// ([`Tracker::demand`]); between holds, nothing is read or emitted.
@@ -54,12 +53,11 @@ impl TrackerConfig {
     /// Follows every module of `data_dir`, checking every 100 ms and on
     /// each notified write.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        let poll_only = std::env::var("HPIO_POLL_ONLY").is_ok_and(|v| !v.is_empty() && v != "0");
         TrackerConfig {
             data_dir: data_dir.into(),
             interval: Duration::from_millis(100),
             modules: Vec::new(),
-            poll_only,
+            poll_only: false,
             on_demand: false,
             wakeups: Arc::default(),
         }

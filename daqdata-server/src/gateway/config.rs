@@ -1,6 +1,7 @@
 //! `[gateway]` (SPEC §8): the upstreams and what the gateway shows them.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use daqdata_net::{Address, Credentials};
 use serde::Deserialize;
@@ -28,7 +29,8 @@ pub struct GatewayConfig {
     /// Its key.
     pub tls_key_file: Option<PathBuf>,
     /// The fastest any local stream is served relayed frames.
-    pub min_interval_seconds: f64,
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
+    pub min_interval_seconds: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -41,7 +43,7 @@ impl Default for GatewayConfig {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
-            min_interval_seconds: 0.01,
+            min_interval_seconds: Duration::from_millis(10),
         }
     }
 }
@@ -131,11 +133,10 @@ impl GatewayConfig {
 
     /// Checks values a typo could make absurd.
     pub(crate) fn validate(&self) -> Result<()> {
-        let v = self.min_interval_seconds;
-        if !(v.is_finite() && v > 0.0) {
-            return Err(Error::Invalid(format!(
-                "[gateway] min_interval_seconds must be a positive number of seconds, got {v}"
-            )));
+        if self.min_interval_seconds.is_zero() {
+            return Err(Error::Invalid(
+                "[gateway] min_interval_seconds must be a positive number of seconds, got 0".into(),
+            ));
         }
         Ok(())
     }

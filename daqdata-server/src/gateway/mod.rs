@@ -72,7 +72,7 @@ impl Gateway {
         let generation = Arc::new(Generation {
             broadcast: Arc::new(Broadcast::new(metrics.clone())),
             demand,
-            interval: Duration::from_secs_f64(config.min_interval_seconds),
+            interval: config.min_interval_seconds,
             reconfigured: CancellationToken::new(),
         });
         let upstreams = addresses

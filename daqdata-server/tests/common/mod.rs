@@ -30,8 +30,8 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("daq_data.sock");
         let mut config = Config {
-            listen: vec![format!("unix://{}", sock.display())],
-            shutdown_grace_period_seconds: 2.0,
+            listen: vec![daqdata_net::Address::Unix(sock.clone())],
+            shutdown_grace_period_seconds: std::time::Duration::from_secs(2),
             // Metrics off: a test that scrapes them sets port 0.
             metrics_listen: String::new(),
             // Hashpipe's sockets in the test's own directory: tests run

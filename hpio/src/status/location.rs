@@ -1,6 +1,7 @@
 //! Where a Hashpipe instance's status buffer is: its System V key and the
-//! name of its semaphore (SPEC §9), from explicit settings; the
-//! environment is read only by [`StatusLocation::from_env`].
+//! name of its semaphore (SPEC §9), from explicit settings and the values
+//! of Hashpipe's environment variables, which the binary reads and passes
+//! in a [`HashpipeEnv`] (a library reads no environment).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,20 @@ use super::{sys, StatusError};
 /// glibc keeps a semaphore as `/dev/shm/sem.NAME`, and that file name
 /// must fit NAME_MAX (255): at most 251 bytes after the leading `/`.
 const MAX_SEMAPHORE_NAME: usize = 251;
+
+/// The environment variables Hashpipe finds its status buffer by, as the
+/// binary read them (`None`: unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HashpipeEnv {
+    /// `$HASHPIPE_STATUS_KEY`: the key, a number in any C base.
+    pub status_key: Option<String>,
+    /// `$HASHPIPE_STATUS_SEMNAME`: the semaphore's name.
+    pub status_semname: Option<String>,
+    /// `$HASHPIPE_KEYFILE`.
+    pub keyfile: Option<PathBuf>,
+    /// `$HOME`.
+    pub home: Option<PathBuf>,
+}
 
 /// A status buffer's key and semaphore name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,22 +58,26 @@ impl StatusLocation {
         })
     }
 
-    /// As Hashpipe finds it in its environment: `$HASHPIPE_STATUS_KEY` (a
-    /// number in any C base) and `$HASHPIPE_STATUS_SEMNAME` when set; else
-    /// derived from `keyfile`, or when that is `None` from
-    /// `$HASHPIPE_KEYFILE`, else `$HOME`, else `/tmp`.
-    pub fn from_env(keyfile: Option<&Path>, instance: u32) -> Result<StatusLocation, StatusError> {
-        let keyfile = keyfile.map_or_else(default_keyfile, Path::to_path_buf);
-        let env_key = std::env::var("HASHPIPE_STATUS_KEY").ok();
-        let env_sem = std::env::var("HASHPIPE_STATUS_SEMNAME").ok();
-        let key = match &env_key {
+    /// As Hashpipe finds it in its environment `env`: `$HASHPIPE_STATUS_KEY`
+    /// and `$HASHPIPE_STATUS_SEMNAME` when set; else derived from `keyfile`,
+    /// or when that is `None` from [`default_keyfile`].
+    pub fn with_env(
+        keyfile: Option<&Path>,
+        instance: u32,
+        env: &HashpipeEnv,
+    ) -> Result<StatusLocation, StatusError> {
+        let keyfile = keyfile.map_or_else(
+            || default_keyfile(env.keyfile.as_deref(), env.home.as_deref()),
+            Path::to_path_buf,
+        );
+        let key = match &env.status_key {
             Some(text) => {
                 parse_c_number(text).ok_or_else(|| StatusError::BadKey { text: text.clone() })?
             }
             None => keyfile_key(&keyfile, instance)?,
         };
-        let semaphore = match env_sem {
-            Some(name) => check_semaphore_name(name, &keyfile)?,
+        let semaphore = match &env.status_semname {
+            Some(name) => check_semaphore_name(name.clone(), &keyfile)?,
             None => semaphore_name(&keyfile, instance)?,
         };
         Ok(StatusLocation {
@@ -70,11 +89,12 @@ impl StatusLocation {
     }
 }
 
-/// `$HASHPIPE_KEYFILE`, else `$HOME`, else `/tmp`: Hashpipe's keyfile.
-pub fn default_keyfile() -> PathBuf {
-    std::env::var_os("HASHPIPE_KEYFILE")
-        .or_else(|| std::env::var_os("HOME"))
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+/// Hashpipe's keyfile (SPEC §9): `$HASHPIPE_KEYFILE` (`hashpipe_keyfile`),
+/// else `$HOME` (`home`), else `/tmp`.
+pub fn default_keyfile(hashpipe_keyfile: Option<&Path>, home: Option<&Path>) -> PathBuf {
+    hashpipe_keyfile
+        .or(home)
+        .map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf)
 }
 
 fn keyfile_key(keyfile: &Path, instance: u32) -> Result<i32, StatusError> {
@@ -184,5 +204,42 @@ mod tests {
             error.to_string().contains(&long.display().to_string()),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_keyfile_is_hashpipe_keyfile_else_home_else_tmp() {
+        let (k, h) = (Path::new("/opt/hp"), Path::new("/home/panosetigraph"));
+        assert_eq!(default_keyfile(Some(k), Some(h)), k);
+        assert_eq!(default_keyfile(None, Some(h)), h);
+        assert_eq!(default_keyfile(None, None), Path::new("/tmp"));
+    }
+
+    #[test]
+    fn the_environment_s_key_and_semaphore_win_over_the_keyfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = HashpipeEnv {
+            status_key: Some("0x1234".into()),
+            status_semname: Some("/my_sem".into()),
+            keyfile: Some(PathBuf::from("/nonexistent/keyfile")),
+            home: None,
+        };
+        let loc = StatusLocation::with_env(None, 3, &env).unwrap();
+        assert_eq!((loc.key, loc.semaphore.as_str()), (0x1234, "/my_sem"));
+        assert_eq!(
+            loc.keyfile.as_deref(),
+            Some(Path::new("/nonexistent/keyfile"))
+        );
+        // No overrides: derived from the keyfile ($HOME here), as `new` does.
+        let home = HashpipeEnv {
+            home: Some(dir.path().to_path_buf()),
+            ..HashpipeEnv::default()
+        };
+        let derived = StatusLocation::with_env(None, 3, &home).unwrap();
+        assert_eq!(derived, StatusLocation::new(dir.path(), 3).unwrap());
+        let bad = HashpipeEnv {
+            status_key: Some("twelve".into()),
+            ..home
+        };
+        assert!(StatusLocation::with_env(None, 3, &bad).is_err());
     }
 }

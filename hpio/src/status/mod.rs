@@ -28,7 +28,7 @@ pub use cards::{
     check_parse, parse_cards, CardValue, Cards, ImageFull, ParseError, StatusImage, CARD_LEN,
     SEGMENT_LEN,
 };
-pub use location::{default_keyfile, StatusLocation};
+pub use location::{default_keyfile, HashpipeEnv, StatusLocation};
 pub use panoseti::{hashpipe_running, PanosetiStatus, Rates, Staleness, THREAD_STATES};
 pub use reader::{ReadError, ReaderStats, Snapshot, StatusReader, LOCK_TIMEOUT};
 pub use writer::{LockHold, StatusWriter};
