@@ -135,22 +135,21 @@ impl Image {
     }
 }
 
-/// The timing quabo of a header: `quabo_0` (movie, ph1024) or the flat
-/// fields of a ph256 event.
+/// The timing quabo of a header ([`pff::timing_quabo_of`]).
 pub(crate) fn stamp_of(header: &Value) -> Option<Quabo> {
-    match header.get("quabo_0") {
-        Some(q) => serde_json::from_value(q.clone()).ok(),
-        None => serde_json::from_value(header.clone()).ok(),
-    }
+    let q = pff::timing_quabo_of(header, |h, key| h.get(key));
+    serde_json::from_value(q.clone()).ok()
 }
 
 /// `(tv_sec, tv_usec)` straight from a header `Struct`, without converting
 /// the whole header: the load generator does this 20 000 times a second.
 pub(crate) fn node_stamp_of_struct(header: &Struct) -> Option<(i64, u32)> {
-    let fields = match header.fields.get("quabo_0").and_then(|v| v.kind.as_ref()) {
-        Some(Kind::StructValue(q)) => &q.fields,
-        _ => &header.fields,
-    };
+    let fields = pff::timing_quabo_of(&header.fields, |h, key| {
+        match h.get(key).and_then(|v| v.kind.as_ref()) {
+            Some(Kind::StructValue(q)) => Some(&q.fields),
+            _ => None,
+        }
+    });
     let num = |k: &str| match fields.get(k).and_then(|v| v.kind.as_ref()) {
         Some(Kind::NumberValue(n)) => Some(*n),
         _ => None,

@@ -364,7 +364,7 @@ mod tests {
                 let back = pff::Frame::try_from(&wire).unwrap();
                 assert_eq!(back.pixels, original.pixels, "{dp} frame {index}");
                 assert_eq!(back.header.to_json(), original.header.to_json());
-                assert_eq!(back.header.first_quabo(), original.header.first_quabo());
+                assert_eq!(back.header.timing_quabo(), original.header.timing_quabo());
                 assert_eq!(wire.header_json(), original.header.to_json());
 
                 let again = PanoImage::from_pixels(dp, original.header.to_json(), &original.pixels);

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use daqdata_proto::daqdata::PanoImage;
@@ -65,7 +65,7 @@ pub(crate) struct SharedFrame {
     /// Pushed through Hashpipe's socket rather than read from a file.
     pushed: bool,
     /// The header's stamp, once someone needed it (see [`SharedFrame::stamp`]).
-    stamp: OnceLock<Option<(i64, u32)>>,
+    stamp: OnceLock<Option<pff::Quabo>>,
     encoded: OnceLock<Option<Bytes>>,
     /// Its place in its slot: 1 for the first frame published there.
     seq: u64,
@@ -138,13 +138,13 @@ impl SharedFrame {
     /// The header's node time stamp (`tv_sec`, `tv_usec` of its first
     /// quabo), if it has one; parsed only where files and sockets feed one
     /// slot.
-    fn stamp(&self) -> Option<(i64, u32)> {
+    fn stamp(&self) -> Option<pff::Quabo> {
         *self.stamp.get_or_init(|| {
             let Source::Tracked { frame, .. } = &self.source else {
                 return None;
             };
             let header = pff::Header::parse(frame.header_text().ok()?).ok()?;
-            header.first_quabo().map(|q| (q.tv_sec, q.tv_usec))
+            header.timing_quabo().copied()
         })
     }
 
@@ -155,7 +155,9 @@ impl SharedFrame {
         if !(self.pushed || current.pushed) {
             return false;
         }
-        matches!((self.stamp(), current.stamp()), (Some(new), Some(now)) if new < now)
+        let node_time = |q: pff::Quabo| (q.tv_sec, q.tv_usec);
+        matches!((self.stamp().map(node_time), current.stamp().map(node_time)),
+            (Some(new), Some(now)) if new < now)
     }
 }
 
@@ -247,9 +249,7 @@ impl Broadcast {
     ) {
         let key = ModuleProduct::new(module, frame.data_product());
         let frame = SharedFrame::new(module, Source::Tracked { frame, file, index }, true);
-        let _ = frame
-            .stamp
-            .set(header.first_quabo().map(|q| (q.tv_sec, q.tv_usec)));
+        let _ = frame.stamp.set(header.timing_quabo().copied());
         self.count_tracked(key, &frame);
         self.publish(SlotKey::local(key), frame);
     }
@@ -304,12 +304,8 @@ impl Broadcast {
         if self.tracked.fetch_add(1, Ordering::Relaxed) % 8 != 0 {
             return;
         }
-        if let Some((sec, usec)) = frame.stamp() {
-            let stamped = sec as f64 + f64::from(usec) * 1e-6;
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            self.metrics.frame_age.observe((now - stamped).max(0.0));
+        if let Some(quabo) = frame.stamp() {
+            self.metrics.frame_age.observe(quabo.age());
         }
     }
 

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use daqdata_proto::daqdata::StreamImagesRequest;
 use daqdata_proto::SharedStreamImagesResponse;
@@ -254,7 +254,7 @@ impl PacedStream {
                 .map_or_else(|| self.host.clone(), |n| n.to_string());
             return Some(SharedStreamImagesResponse {
                 name,
-                timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
+                timestamp: Some(prost_types::Timestamp::from(pff::time::now())),
                 message: String::new(),
                 pano_image: Some(image.clone()),
             });

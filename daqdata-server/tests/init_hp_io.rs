@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
 use daqdata_server::InitOnStart;
@@ -153,7 +153,7 @@ async fn streams_opened_while_init_hp_io_runs_are_told_to_retry() {
 fn make_the_active_run_check_slow(data_dir: &std::path::Path, runs: u32, files: u32) {
     let stale = data_dir.join("stale_files");
     std::fs::create_dir(&stale).unwrap();
-    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let hour_ago = pff::time::now() - Duration::from_secs(3600);
     for i in 0..files {
         let f = std::fs::File::create(stale.join(format!("stale_{i}.pff"))).unwrap();
         f.set_modified(hour_ago).unwrap();

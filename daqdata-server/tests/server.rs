@@ -603,16 +603,8 @@ async fn a_stream_moves_to_a_new_run() {
     let old = pff_names(tree.path());
     // Run names are stamped to the second: the next run starts in a later
     // one.
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        == started
-    {
+    let started = pff::time::node_now().0;
+    while pff::time::node_now().0 == started {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _second = rotating_replay(tree.path(), None);

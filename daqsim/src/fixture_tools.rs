@@ -71,7 +71,7 @@ pub fn synth(
                 let (row, col) = DataProduct::module_pixel(q as u8, i / QUABO_SIDE, i % QUABO_SIDE);
                 pixels[row * DataProduct::Ph1024.shape()[1] + col] = *v;
             }
-            quabos[q] = frame.header.first_quabo().copied().unwrap_or_default();
+            quabos[q] = frame.header.timing_quabo().copied().unwrap_or_default();
         }
         ph1024.extend(
             Frame {

@@ -263,7 +263,7 @@ fn parse_frames(source: &Source, dp: DataProduct) -> Result<Stream, Error> {
 fn mean_cadence(headers: &[Header]) -> Option<f64> {
     let times: Vec<f64> = headers
         .iter()
-        .filter_map(|h| h.first_quabo().map(|q| q.node_time()))
+        .filter_map(|h| h.timing_quabo().map(|q| q.node_time()))
         .collect();
     let first = times.iter().copied().reduce(f64::min)?;
     let last = times.iter().copied().reduce(f64::max)?;

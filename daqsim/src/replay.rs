@@ -1,13 +1,15 @@
 //! Writing fixtures into a DAQ tree on a schedule, the way Hashpipe would.
 
+use std::collections::hash_map::RandomState;
 use std::fs::File;
+use std::hash::BuildHasher as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use pff::daq_tree::{module_dir_name, HASHPIPE_PID_FILE, RECORDING_ENDED, RUN_NAME_FILE};
 use pff::{ModuleId, ModuleProduct, PffName, Quabo, RunName, StartTime};
@@ -51,12 +53,11 @@ impl Default for ReplayConfig {
     /// A fresh directory under the temp dir (not removed afterwards), at
     /// fixture cadence, restamped, looping forever.
     fn default() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        // A fresh hasher key per call: a name no earlier process left behind.
+        let salt = RandomState::new().hash_one(0u8) as u32;
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
-        let name = format!("daqsim-{}-{nanos}-{serial}", std::process::id());
+        let name = format!("daqsim-{}-{salt:08x}-{serial}", std::process::id());
         ReplayConfig {
             out: std::env::temp_dir().join(name),
             rate: None,
@@ -136,7 +137,7 @@ impl Replay {
         let plan = plan(&fixtures, &config)?;
         let out = config.out.clone();
         mkdir(&out)?;
-        let now = unix_now();
+        let now = pff::time::node_now();
         let run = RunName::new("SIM", StartTime::from_unix(now.0), "sim");
         let run_name = run.to_string();
         let start = StartTime::from_unix(now.0);
@@ -535,7 +536,7 @@ impl Writer {
         for output in &mut self.outputs {
             output.file = None;
         }
-        let ended = format!("{}\n", StartTime::from_unix(unix_now().0));
+        let ended = format!("{}\n", StartTime::from_unix(pff::time::node_now().0));
         let mut result = Ok(());
         let mut dirs: Vec<&PathBuf> = self.outputs.iter().map(|o| &o.run_dir).collect();
         dirs.sort();
@@ -558,21 +559,7 @@ impl Writer {
 /// `header` with every quabo stamped now, as Hashpipe would have: node
 /// time, and a White Rabbit time that agrees with it.
 pub(crate) fn stamped_now(header: &pff::Header) -> pff::Header {
-    let (tv_sec, tv_usec) = unix_now();
-    header.map_quabos(|q| Quabo {
-        tv_sec,
-        tv_usec,
-        pkt_tai: pff::time::pkt_tai(tv_sec),
-        pkt_nsec: tv_usec * 1000,
-        ..q
-    })
-}
-
-fn unix_now() -> (i64, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as i64, d.subsec_micros())
+    header.map_quabos(Quabo::stamped_now)
 }
 
 fn mkdir(dir: &Path) -> Result<(), Error> {

@@ -2,7 +2,7 @@
 //! `pff` reads it back as the fixture, restamped.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use daqsim::{Error, Fixtures, Replay, ReplayConfig};
 use pff::{DataProduct, PffFile, PffName};
@@ -25,10 +25,7 @@ fn config(out: &Path) -> ReplayConfig {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    pff::time::node_now().0
 }
 
 /// The one run directory of a module, and its PFF files by (dp, seqno).

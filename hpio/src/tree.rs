@@ -69,7 +69,7 @@ impl Stamp {
         let stale = forced || !self.settled || self.mtime != Some(mtime);
         if stale {
             self.mtime = Some(mtime);
-            self.settled = SystemTime::now()
+            self.settled = pff::time::now()
                 .duration_since(mtime)
                 .is_ok_and(|age| age > SETTLE);
         }
@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn a_directory_is_listed_again_only_when_it_changed() {
         let dir = tempfile::tempdir().unwrap();
-        let old = SystemTime::now() - Duration::from_secs(10);
+        let old = pff::time::now() - Duration::from_secs(10);
         fs::File::open(dir.path())
             .unwrap()
             .set_modified(old)

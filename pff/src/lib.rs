@@ -81,8 +81,8 @@ pub mod time;
 pub use error::{Error, Result};
 pub use file::{Frames, Layout, PffFile};
 pub use frame::{
-    append_frame, frame_bytes, header_len, Frame, Header, Pixels, Quabo, RawFrame, HEADER_END,
-    MAX_HEADER_BYTES,
+    append_frame, frame_bytes, header_len, timing_quabo_of, Frame, Header, Pixels, Quabo, RawFrame,
+    HEADER_END, MAX_HEADER_BYTES, TIMING_QUABO,
 };
 pub use module::{ModuleId, ModuleProduct};
 pub use names::{PffName, RunName, StartTime};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -111,12 +111,6 @@ struct ClientResult {
     images: u64,
     ages_ms: Vec<f32>,
     error: Option<String>,
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -340,7 +334,7 @@ async fn stream_client(
             .and_then(|bytes| decode_pano_image_header(bytes).ok())
             .flatten();
         if let Some((sec, usec)) = header.as_ref().and_then(node_stamp_of_header) {
-            let age = unix_now() - (sec as f64 + f64::from(usec) * 1e-6);
+            let age = pff::time::age(pff::time::node_unix_time(sec, usec));
             out.ages_ms.push((age * 1e3) as f32);
         }
     }
@@ -391,15 +385,11 @@ async fn upload_client(
 }
 
 fn synthetic_event(module: u32, client: u32) -> daqdata_proto::daqdata::PanoImage {
-    let now = unix_now();
-    let tv_sec = now as i64;
     let quabo = pff::Quabo {
         pkt_num: client,
-        pkt_tai: pff::time::pkt_tai(tv_sec),
-        pkt_nsec: 0,
-        tv_sec,
-        tv_usec: ((now.fract()) * 1e6) as u32,
-    };
+        ..pff::Quabo::default()
+    }
+    .stamped_now();
     let pixels = pff::Pixels::I16((0..256).map(|i| (i % 37) as i16 * 10).collect());
     let frame = pff::Frame {
         header: pff::Header::new_quabo(0, quabo),

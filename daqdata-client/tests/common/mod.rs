@@ -165,7 +165,7 @@ impl DaqData for FakeServer {
         tokio::spawn(async move {
             let (mut packets, mut lost) = (0.0, 0.0);
             loop {
-                let now = std::time::SystemTime::now()
+                let now = pff::time::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap();
                 let script = script.lock().unwrap().clone();

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use pff::time::unix_now;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use daqdata_client::view::rules::{
@@ -288,12 +290,6 @@ impl Kind {
     }
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Starts the hub on `stream` (every host's images) and `hosts` (their
 /// states). The receiver always holds the newest [`Snapshot`].
 pub fn start(
@@ -489,7 +485,6 @@ impl Hub {
     fn encode_hosts(&mut self, now: Instant, slow: bool) -> Encoded {
         let statuses = self.hosts.snapshot();
         let since = now.saturating_duration_since(self.start).as_secs_f64();
-        let wall = unix_now();
         let hosts: Vec<HostMsg> = statuses
             .iter()
             .zip(self.host_rates.iter_mut())
@@ -514,7 +509,7 @@ impl Hub {
                     attempt,
                     why,
                     images_per_s: round2(*rate),
-                    age_s: status.newest_frame_time.map(|t| round3(wall - t)),
+                    age_s: status.newest_frame_time.map(|t| round3(pff::time::age(t))),
                 }
             })
             .collect();
