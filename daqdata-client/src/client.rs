@@ -7,6 +7,7 @@ use std::time::Duration;
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{InitHpIoRequest, PanoImage, StreamImagesRequest, UploadImageRequest};
 use futures::{Stream, StreamExt};
+use pff::ModuleId;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -33,7 +34,7 @@ pub struct StreamSpec {
     /// server's tracker updates.
     pub update_interval_seconds: f64,
     /// Only these modules; empty = all.
-    pub module_ids: Vec<u32>,
+    pub module_ids: Vec<ModuleId>,
 }
 
 impl StreamSpec {
@@ -42,7 +43,7 @@ impl StreamSpec {
             stream_movie_data: self.movie,
             stream_pulse_height_data: self.pulse_height,
             update_interval_seconds: self.update_interval_seconds,
-            module_ids: self.module_ids.clone(),
+            module_ids: self.module_ids.iter().map(|m| m.get()).collect(),
         }
     }
 }

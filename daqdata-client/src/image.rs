@@ -1,7 +1,7 @@
 //! A received image, decoded from its `PanoImage`.
 
 use daqdata_proto::daqdata::{pano_image, PanoImage};
-use pff::{DataProduct, ImageKind, Pixels, Quabo};
+use pff::{DataProduct, ImageKind, ModuleId, Pixels, Quabo};
 use prost_types::{value::Kind, Struct};
 use serde_json::Value;
 
@@ -15,7 +15,7 @@ pub struct Image {
     /// Which of the four data products this is.
     pub data_product: DataProduct,
     /// The module that recorded it.
-    pub module_id: u32,
+    pub module_id: ModuleId,
     /// The PFF file name it was read from.
     pub file: String,
     /// 0-based index of the frame in that file.
@@ -44,7 +44,7 @@ impl Image {
         Ok(Image {
             server: server.to_string(),
             data_product,
-            module_id: p.module_id,
+            module_id: p.module(),
             file: p.file.clone(),
             frame_number: p.frame_number,
             header: p.header_json(),
@@ -56,7 +56,7 @@ impl Image {
     pub fn from_frame(
         data_product: DataProduct,
         frame: &pff::Frame,
-        module_id: u32,
+        module_id: ModuleId,
         file: &str,
         frame_number: u32,
     ) -> Self {
@@ -76,7 +76,7 @@ impl Image {
         let mut p = PanoImage::from_pixels(self.data_product, self.header.clone(), &self.pixels);
         p.file = self.file.clone();
         p.frame_number = self.frame_number;
-        p.module_id = self.module_id;
+        p.module_id = self.module_id.get();
         p
     }
 
@@ -123,7 +123,7 @@ impl Image {
             "server": self.server,
             "type": pano_image::Type::from(self.kind()).as_str_name(),
             "data_product": self.data_product.name(),
-            "module_id": self.module_id,
+            "module_id": self.module_id.get(),
             "file": self.file,
             "frame_number": self.frame_number,
             "shape": self.shape(),
@@ -181,7 +181,7 @@ mod tests {
             header,
             pixels: Pixels::I16(values.clone()),
         };
-        let image = Image::from_frame(DataProduct::Ph256, &frame, 3, "f.pff", 9);
+        let image = Image::from_frame(DataProduct::Ph256, &frame, ModuleId::new(3), "f.pff", 9);
         let wire = image.to_pano_image();
         assert_eq!(
             wire.image_array[0], 65533,
@@ -211,7 +211,8 @@ mod tests {
             header: pff::Header::new_module([q, later, later, later]),
             pixels: Pixels::U16(vec![5; 1024]),
         };
-        let wire = Image::from_frame(DataProduct::Img16, &frame, 1, "m.pff", 0).to_pano_image();
+        let wire = Image::from_frame(DataProduct::Img16, &frame, ModuleId::new(1), "m.pff", 0)
+            .to_pano_image();
         let back = Image::from_pano_image("daq1", &wire).unwrap();
         assert_eq!(back.node_time(), Some(1_721_882_090.25));
         assert_eq!(

@@ -87,7 +87,7 @@ struct Targets {
     hosts: Vec<String>,
     /// Stream only these modules (e.g. --module-ids 1 3); none = all.
     #[arg(long, num_args = 0.., value_name = "ID")]
-    module_ids: Vec<u32>,
+    module_ids: Vec<pff::ModuleId>,
 }
 
 /// The Python demo client's options, as its users type them.

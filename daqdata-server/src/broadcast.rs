@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use daqdata_proto::daqdata::PanoImage;
-use pff::{DataProduct, ModuleProduct, RawFrame};
+use pff::{DataProduct, ModuleId, ModuleProduct, RawFrame};
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, SlotLabels};
@@ -60,7 +60,7 @@ pub(crate) const REMEMBERED: usize = 8;
 
 /// One frame, as every stream will send it.
 pub(crate) struct SharedFrame {
-    module: u32,
+    module: ModuleId,
     source: Source,
     /// Pushed through Hashpipe's socket rather than read from a file.
     pushed: bool,
@@ -75,7 +75,7 @@ pub(crate) struct SharedFrame {
 }
 
 impl SharedFrame {
-    fn new(module: u32, source: Source, pushed: bool) -> Self {
+    fn new(module: ModuleId, source: Source, pushed: bool) -> Self {
         SharedFrame {
             module,
             source,
@@ -224,7 +224,7 @@ impl Broadcast {
     pub(crate) fn publish_tracked(&self, event: hpio::FrameEvent) {
         let key = event.module_product();
         let frame = SharedFrame::new(
-            event.module.get(),
+            event.module,
             Source::Tracked {
                 frame: event.frame,
                 file: event.file,
@@ -241,7 +241,7 @@ impl Broadcast {
     /// the frame's, already parsed by the socket's decoder.
     pub(crate) fn publish_pushed(
         &self,
-        module: u32,
+        module: ModuleId,
         frame: RawFrame,
         header: &pff::Header,
         file: Arc<str>,
@@ -256,7 +256,7 @@ impl Broadcast {
 
     /// An uploaded image of product `dp`.
     pub(crate) fn publish_uploaded(&self, dp: DataProduct, image: PanoImage) {
-        let module = image.module_id;
+        let module = image.module();
         let frame = SharedFrame::new(module, Source::Uploaded(image), false);
         self.publish(SlotKey::local(ModuleProduct::new(module, dp)), frame);
     }
@@ -270,7 +270,7 @@ impl Broadcast {
         name: Arc<str>,
         encoded: Bytes,
     ) {
-        let frame = SharedFrame::new(product.module.get(), Source::Relayed { name }, false);
+        let frame = SharedFrame::new(product.module, Source::Relayed { name }, false);
         let _ = frame.encoded.set(Some(encoded));
         self.publish(SlotKey { origin, product }, frame);
     }

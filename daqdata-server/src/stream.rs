@@ -15,7 +15,7 @@ use std::time::Duration;
 use daqdata_proto::daqdata::StreamImagesRequest;
 use daqdata_proto::SharedStreamImagesResponse;
 use futures::future::{pending, select_all};
-use pff::{ImageKind, ModuleProduct};
+use pff::{ImageKind, ModuleId, ModuleProduct};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ pub(crate) struct Filter {
     pub movie: bool,
     pub pulse_height: bool,
     /// Empty: every module.
-    pub modules: Vec<u32>,
+    pub modules: Vec<ModuleId>,
 }
 
 impl Filter {
@@ -42,7 +42,7 @@ impl Filter {
             ImageKind::Movie => self.movie,
             ImageKind::PulseHeight => self.pulse_height,
         };
-        kind_ok && (self.modules.is_empty() || self.modules.contains(&module.get()))
+        kind_ok && (self.modules.is_empty() || self.modules.contains(module))
     }
 }
 
@@ -117,7 +117,7 @@ impl PacedStream {
             filter: Filter {
                 movie: req.stream_movie_data,
                 pulse_height: req.stream_pulse_height_data,
-                modules: req.module_ids,
+                modules: req.module_ids.into_iter().map(ModuleId::new).collect(),
             },
             pace: Pace::new(interval),
             broadcast,

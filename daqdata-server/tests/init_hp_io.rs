@@ -221,7 +221,7 @@ async fn init_hp_io_module_ids_limit_what_every_stream_gets() {
     let names = pff_names(tree.path());
     let modules: BTreeSet<u32> = names
         .iter()
-        .map(|n| pff::PffName::parse(n).unwrap().module)
+        .map(|n| pff::PffName::parse(n).unwrap().module.get())
         .collect();
     assert!(modules.len() >= 2 && modules.contains(&2), "{modules:?}");
 
@@ -394,7 +394,7 @@ async fn a_start_up_config_waits_for_the_run_that(feed: Feed) {
                 daqsim::SocketPushConfig {
                     template: private_hashpipe_sockets(server.dir.path()),
                     rate: Some(50.0),
-                    modules: RENAMED.to_vec(),
+                    modules: RENAMED.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
                     reconnect: Duration::from_millis(100),
                     ..daqsim::SocketPushConfig::default()
                 },

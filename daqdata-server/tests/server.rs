@@ -567,7 +567,7 @@ async fn a_stream_follows_each_file_rotation() {
     while seqnos.values().all(|v| v.len() < 3) {
         let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
         let name = pff::PffName::parse(&image.file).unwrap();
-        let seen = seqnos.entry((name.module, name.dp)).or_default();
+        let seen = seqnos.entry((name.module.get(), name.dp)).or_default();
         match seen.last() {
             Some(&last) if name.seqno < last => {
                 panic!(

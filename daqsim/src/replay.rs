@@ -34,7 +34,7 @@ pub struct ReplayConfig {
     /// (fixture module, output module) pairs; a fixture module may feed
     /// several outputs, and fixture modules not named are not replayed.
     /// Empty: every fixture module under its own id.
-    pub modules: Vec<(u32, u32)>,
+    pub modules: Vec<(ModuleId, ModuleId)>,
     /// Close a file and open the next seqno after this many frames
     /// (Hashpipe does so at a size limit). `None`: one file per stream.
     pub frames_per_file: Option<u64>,
@@ -150,7 +150,7 @@ impl Replay {
         {
             let dp = fixture.dp;
             let stream = fixtures
-                .stream(fixture.module.get(), dp)
+                .stream(fixture.module, dp)
                 .ok_or_else(|| Error::Config(format!("no fixture for {fixture}")))?
                 .clone();
             let run_dir = out.join(module_dir_name(module)).join(&run_name);
@@ -159,7 +159,7 @@ impl Replay {
             outputs.push(Output {
                 stream,
                 run_dir,
-                name: PffName::new(start.clone(), dp, module.get(), 0),
+                name: PffName::new(start.clone(), dp, module, 0),
                 file: None,
                 in_file: 0,
                 next: 0,
@@ -312,9 +312,9 @@ fn plan(fixtures: &Fixtures, config: &ReplayConfig) -> Result<Vec<Planned>, Erro
     if streams.is_empty() {
         return Err(Error::Config("the fixtures hold no frames".into()));
     }
-    let mut held: Vec<u32> = streams.iter().map(|(m, _)| *m).collect();
+    let mut held: Vec<ModuleId> = streams.iter().map(|(m, _)| *m).collect();
     held.dedup();
-    let mapping: Vec<(u32, u32)> = if config.modules.is_empty() {
+    let mapping: Vec<(ModuleId, ModuleId)> = if config.modules.is_empty() {
         held.iter().map(|&m| (m, m)).collect()
     } else {
         for (from, _) in &config.modules {
@@ -328,7 +328,6 @@ fn plan(fixtures: &Fixtures, config: &ReplayConfig) -> Result<Vec<Planned>, Erro
     };
     let mut plan: Vec<Planned> = Vec::new();
     for &(from, to) in &mapping {
-        let to = ModuleId::from(to);
         for &(module, dp) in streams.iter().filter(|(m, _)| *m == from) {
             if plan.iter().any(|p| (p.fixture.dp, p.module) == (dp, to)) {
                 return Err(Error::Config(format!(

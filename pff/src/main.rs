@@ -227,7 +227,7 @@ fn in_file<T>(result: pff::Result<T>, path: &Path) -> anyhow::Result<T> {
 fn open(path: &Path, dp: Option<DataProduct>) -> anyhow::Result<(PffFile, Option<u32>)> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let parsed = PffName::parse(name);
-    let module = parsed.as_ref().ok().map(|n| n.module);
+    let module = parsed.as_ref().ok().map(|n| n.module.get());
     let file = match (dp, parsed) {
         (Some(dp), _) => in_file(PffFile::open_as(path, dp), path)?,
         (None, Ok(name)) => in_file(PffFile::open_as(path, name.dp), path)?,

@@ -16,7 +16,7 @@ fn every_sample_has_the_frames_and_tail_that_its_readme_lists() {
     for s in testdata::samples() {
         let dp = dp_of(&s);
         let name = PffName::parse(s.file_name()).unwrap();
-        assert_eq!((name.dp, name.module), (dp, s.module), "{s}");
+        assert_eq!((name.dp, name.module.get()), (dp, s.module), "{s}");
         let file = PffFile::open(&s.path).unwrap();
         assert_eq!(file.data_product(), dp, "{s}");
         let layout = file.layout().unwrap();

@@ -398,7 +398,7 @@ fn synthetic_event(module: u32, client: u32) -> daqdata_proto::daqdata::PanoImag
     Image::from_frame(
         pff::DataProduct::Ph256,
         &frame,
-        module,
+        module.into(),
         "bench_upload.pff",
         0,
     )

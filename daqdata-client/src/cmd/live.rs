@@ -29,7 +29,7 @@ pub struct Live {
     pub plot_speed: bool,
     pub json: bool,
     pub refresh_period: f64,
-    pub module_ids: Vec<u32>,
+    pub module_ids: Vec<pff::ModuleId>,
     pub snapshot: Option<PathBuf>,
     pub snapshot_frames: u64,
     pub snapshot_timeout: f64,

@@ -528,7 +528,7 @@ mod tests {
         frames
             .iter()
             .enumerate()
-            .map(|(n, f)| Image::from_frame(dp, f, module, sample.file_name(), n as u32))
+            .map(|(n, f)| Image::from_frame(dp, f, module.into(), sample.file_name(), n as u32))
             .collect()
     }
 

@@ -38,7 +38,7 @@ pub fn frames() -> Vec<PanoImage> {
                 Image::from_frame(
                     file.data_product(),
                     &frame,
-                    sample.module,
+                    sample.module.into(),
                     sample.file_name(),
                     n as u32,
                 )

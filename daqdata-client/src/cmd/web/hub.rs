@@ -409,7 +409,7 @@ impl Hub {
                 Some(e) if e.seq == p.seq => e.clone(),
                 _ => {
                     let e = Encoded {
-                        key: format!("img/{}/{}/{}", panel.node, panel.module, kind.name()),
+                        key: format!("img/{}/{}/{}", panel.node, panel.module.get(), kind.name()),
                         seq: p.seq,
                         body: Body::Binary(encode_image(
                             panel,
@@ -455,7 +455,7 @@ impl Hub {
                 let msg = PhDistMsg {
                     t: "phdist",
                     node: &panel.node,
-                    module: panel.module,
+                    module: panel.module.get(),
                     label: panel.to_string(),
                     lo,
                     hi,
@@ -472,7 +472,7 @@ impl Hub {
                     windows,
                 };
                 Encoded {
-                    key: format!("phdist/{}/{}", panel.node, panel.module),
+                    key: format!("phdist/{}/{}", panel.node, panel.module.get()),
                     seq,
                     body: Body::Text(to_text(&msg)),
                 }
@@ -632,7 +632,7 @@ fn encode_image(
     let msg = ImageMsg {
         t: "image",
         node: &panel.node,
-        module: panel.module,
+        module: panel.module.get(),
         label: panel.to_string(),
         kind: kind.name(),
         data_product: image.data_product.to_string(),
