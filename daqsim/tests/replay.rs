@@ -99,11 +99,11 @@ fn replayed_frames_read_back_restamped_with_the_fixture_pixels() {
             "{}",
             path.display()
         );
-        let count = fixtures.frame_count(module.into(), dp);
+        let count = fixtures.frame_count(module, dp);
         for n in 0..frames {
             let got = file.read_frame(n).unwrap();
             let want = fixtures
-                .frame(module.into(), dp, n as usize % count)
+                .frame(module, dp, n as usize % count)
                 .unwrap()
                 .parse()
                 .unwrap();
