@@ -115,9 +115,8 @@ impl DaqClient {
     }
 
     fn stub_or_err(&self, host: &Host) -> Result<DaqDataClient<Connection>, Error> {
-        self.stub(host).ok_or_else(|| Error::Host {
+        self.stub(host).ok_or_else(|| Error::NotAHost {
             host: host.to_string(),
-            reason: "not one of this client's hosts".into(),
         })
     }
 
@@ -190,14 +189,13 @@ impl DaqClient {
 
     /// The services `host` offers, by gRPC server reflection.
     pub async fn reflect_services(&self, host: &Host) -> Result<crate::ServiceListing, Error> {
-        let (_, ch) = self
-            .nodes
-            .iter()
-            .find(|(h, _)| h == host)
-            .ok_or_else(|| Error::Host {
-                host: host.to_string(),
-                reason: "not one of this client's hosts".into(),
-            })?;
+        let (_, ch) =
+            self.nodes
+                .iter()
+                .find(|(h, _)| h == host)
+                .ok_or_else(|| Error::NotAHost {
+                    host: host.to_string(),
+                })?;
         crate::reflect::list(host, ch.clone()).await
     }
 
