@@ -119,6 +119,23 @@ struct Shared {
     finished: AtomicBool,
 }
 
+impl Shared {
+    /// Nothing written yet by `streams` streams, starting now.
+    fn new(streams: usize) -> Self {
+        Shared {
+            frames: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            worst_lag_nanos: AtomicU64::new(0),
+            late_frames: AtomicU64::new(0),
+            streams,
+            started: Instant::now(),
+            ended: Mutex::new(None),
+            ended_signal: Condvar::new(),
+            finished: AtomicBool::new(false),
+        }
+    }
+}
+
 /// A running replay: one writer thread for all its streams, no global
 /// state, so several may run in one process. Dropping it stops it.
 pub struct Replay {
@@ -137,36 +154,9 @@ impl Replay {
         let plan = plan(&fixtures, &config)?;
         let out = config.out.clone();
         mkdir(&out)?;
-        let now = pff::time::node_now();
-        let run = RunName::new("SIM", StartTime::from_unix(now.0), "sim");
-        let run_name = run.to_string();
-        let start = StartTime::from_unix(now.0);
-        let mut outputs = Vec::with_capacity(plan.len());
-        for Planned {
-            fixture,
-            module,
-            rate,
-        } in plan
-        {
-            let dp = fixture.dp;
-            let stream = fixtures
-                .stream(fixture.module, dp)
-                .ok_or_else(|| Error::Config(format!("no fixture for {fixture}")))?
-                .clone();
-            let run_dir = out.join(module_dir_name(module)).join(&run_name);
-            tracing::info!("fixture {fixture} -> module {module} at {rate:.2} frames/s");
-            mkdir(&run_dir)?;
-            outputs.push(Output {
-                stream,
-                run_dir,
-                name: PffName::new(start.clone(), dp, module, 0),
-                file: None,
-                in_file: 0,
-                next: 0,
-                written: 0,
-                rate,
-            });
-        }
+        let start = StartTime::from_unix(pff::time::node_now().0);
+        let run_name = RunName::new("SIM", start.clone(), "sim").to_string();
+        let mut outputs = outputs(&fixtures, plan, &out, &run_name, &start)?;
         // Open the first files before announcing the run, so a bad
         // directory fails here (not in the writer) and leaves no pid file.
         for output in &mut outputs {
@@ -177,17 +167,7 @@ impl Replay {
             &out.join(HASHPIPE_PID_FILE),
             format!("{}\n", std::process::id()).as_bytes(),
         )?;
-        let shared = Arc::new(Shared {
-            frames: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            worst_lag_nanos: AtomicU64::new(0),
-            late_frames: AtomicU64::new(0),
-            streams: outputs.len(),
-            started: Instant::now(),
-            ended: Mutex::new(None),
-            ended_signal: Condvar::new(),
-            finished: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(outputs.len()));
         tracing::info!(
             "replaying {} streams into run {run_name} of the module directories in {}",
             outputs.len(),
@@ -346,6 +326,44 @@ fn plan(fixtures: &Fixtures, config: &ReplayConfig) -> Result<Vec<Planned>, Erro
         }
     }
     Ok(plan)
+}
+
+/// One output per planned stream, its run directory `run_name` made
+/// under its module's directory in `out`, its first file not yet open.
+fn outputs(
+    fixtures: &Fixtures,
+    plan: Vec<Planned>,
+    out: &Path,
+    run_name: &str,
+    start: &StartTime,
+) -> Result<Vec<Output>, Error> {
+    let mut outputs = Vec::with_capacity(plan.len());
+    for Planned {
+        fixture,
+        module,
+        rate,
+    } in plan
+    {
+        let dp = fixture.dp;
+        let stream = fixtures
+            .stream(fixture.module, dp)
+            .ok_or_else(|| Error::Config(format!("no fixture for {fixture}")))?
+            .clone();
+        let run_dir = out.join(module_dir_name(module)).join(run_name);
+        tracing::info!("fixture {fixture} -> module {module} at {rate:.2} frames/s");
+        mkdir(&run_dir)?;
+        outputs.push(Output {
+            stream,
+            run_dir,
+            name: PffName::new(start.clone(), dp, module, 0),
+            file: None,
+            in_file: 0,
+            next: 0,
+            written: 0,
+            rate,
+        });
+    }
+    Ok(outputs)
 }
 
 /// One output stream: a fixture stream written as one module's files.
