@@ -26,7 +26,7 @@ fn frames(dp: &str, module: u32, step: usize) -> anyhow::Result<Vec<Image>> {
         out.push(Image::from_frame(
             file.data_product(),
             &frame?,
-            module,
+            module.into(),
             name,
             n as u32,
         ));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{InitHpIoRequest, PanoImage, StreamImagesRequest, UploadImageRequest};
 use futures::{Stream, StreamExt};
+use pff::ModuleId;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -33,7 +34,7 @@ pub struct StreamSpec {
     /// server's tracker updates.
     pub update_interval_seconds: f64,
     /// Only these modules; empty = all.
-    pub module_ids: Vec<u32>,
+    pub module_ids: Vec<ModuleId>,
 }
 
 impl StreamSpec {
@@ -42,7 +43,7 @@ impl StreamSpec {
             stream_movie_data: self.movie,
             stream_pulse_height_data: self.pulse_height,
             update_interval_seconds: self.update_interval_seconds,
-            module_ids: self.module_ids.clone(),
+            module_ids: self.module_ids.iter().map(|m| m.get()).collect(),
         }
     }
 }
@@ -114,9 +115,8 @@ impl DaqClient {
     }
 
     fn stub_or_err(&self, host: &Host) -> Result<DaqDataClient<Connection>, Error> {
-        self.stub(host).ok_or_else(|| Error::Host {
+        self.stub(host).ok_or_else(|| Error::NotAHost {
             host: host.to_string(),
-            reason: "not one of this client's hosts".into(),
         })
     }
 
@@ -189,14 +189,13 @@ impl DaqClient {
 
     /// The services `host` offers, by gRPC server reflection.
     pub async fn reflect_services(&self, host: &Host) -> Result<crate::ServiceListing, Error> {
-        let (_, ch) = self
-            .nodes
-            .iter()
-            .find(|(h, _)| h == host)
-            .ok_or_else(|| Error::Host {
-                host: host.to_string(),
-                reason: "not one of this client's hosts".into(),
-            })?;
+        let (_, ch) =
+            self.nodes
+                .iter()
+                .find(|(h, _)| h == host)
+                .ok_or_else(|| Error::NotAHost {
+                    host: host.to_string(),
+                })?;
         crate::reflect::list(host, ch.clone()).await
     }
 

@@ -9,29 +9,23 @@ use tonic::Code;
 /// it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A configuration file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
+    /// A configuration file, a credential or a host as typed cannot be
+    /// used (daqdata-net says which, and why).
+    #[error(transparent)]
+    Net(#[from] daqdata_net::Error),
+    /// A call named a host this client was not made with.
+    #[error("{host} is not one of this client's hosts")]
+    NotAHost {
+        /// The host.
+        host: String,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
         /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
-    },
-    /// A configuration file was read but does not say what it should.
-    #[error("{path}: {reason}")]
-    Config {
-        /// The file (or files).
-        path: String,
-        /// What is wrong in it.
-        reason: String,
-    },
-    /// A host as typed on the command line or in a config cannot be used.
-    #[error("invalid host {host:?}: {reason} (expected HOST, HOST:PORT, tls://HOST:PORT or unix:///path.sock)")]
-    Host {
-        /// The text given.
-        host: String,
-        /// What is wrong with it.
-        reason: String,
     },
     /// The server could not be reached at all.
     #[error("{host}: cannot connect (or lost the connection): {reason}; is a DaqData server running there (daqdata-server), and is the address right?")]
@@ -74,19 +68,6 @@ pub enum Error {
     NoValidHosts(String),
 }
 
-impl From<daqdata_net::Error> for Error {
-    fn from(e: daqdata_net::Error) -> Self {
-        match e {
-            daqdata_net::Error::Io { path, source } => Error::Io { path, source },
-            daqdata_net::Error::Config { path, reason } => Error::Config { path, reason },
-            daqdata_net::Error::Address { address, reason } => Error::Host {
-                host: address,
-                reason,
-            },
-        }
-    }
-}
-
 impl Error {
     /// The error of an RPC to `host`, from its status.
     pub(crate) fn rpc(host: &crate::Host, rpc: &'static str, status: tonic::Status) -> Self {
@@ -114,7 +95,8 @@ impl Error {
     /// The host an error concerns, when it concerns one.
     pub fn host(&self) -> Option<String> {
         match self {
-            Error::Host { host, .. }
+            Error::Net(daqdata_net::Error::Address { address, .. }) => Some(address.clone()),
+            Error::NotAHost { host }
             | Error::Unreachable { host, .. }
             | Error::Rpc { host, .. }
             | Error::InitRefused { host, .. }
@@ -188,6 +170,16 @@ mod tests {
     fn said(code: Code, message: &str) -> String {
         let host: crate::Host = "daq1".parse().unwrap();
         Error::rpc(&host, "StreamImages", tonic::Status::new(code, message)).to_string()
+    }
+
+    #[test]
+    fn a_bad_address_reads_as_daqdata_net_says_it_and_names_the_host() {
+        let net = "daq1:notaport".parse::<daqdata_net::Address>().unwrap_err();
+        let said = net.to_string();
+        let e = Error::from(net);
+        assert_eq!(e.to_string(), said);
+        assert!(said.contains("daq1:notaport"), "{said}");
+        assert_eq!(e.host().as_deref(), Some("daq1:notaport"));
     }
 
     #[test]

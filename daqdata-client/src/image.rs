@@ -1,7 +1,7 @@
 //! A received image, decoded from its `PanoImage`.
 
 use daqdata_proto::daqdata::{pano_image, PanoImage};
-use pff::{DataProduct, ImageKind, Pixels, Quabo};
+use pff::{DataProduct, ImageKind, ModuleId, Pixels, Quabo};
 use prost_types::{value::Kind, Struct};
 use serde_json::Value;
 
@@ -15,7 +15,7 @@ pub struct Image {
     /// Which of the four data products this is.
     pub data_product: DataProduct,
     /// The module that recorded it.
-    pub module_id: u32,
+    pub module_id: ModuleId,
     /// The PFF file name it was read from.
     pub file: String,
     /// 0-based index of the frame in that file.
@@ -44,7 +44,7 @@ impl Image {
         Ok(Image {
             server: server.to_string(),
             data_product,
-            module_id: p.module_id,
+            module_id: p.module(),
             file: p.file.clone(),
             frame_number: p.frame_number,
             header: p.header_json(),
@@ -56,7 +56,7 @@ impl Image {
     pub fn from_frame(
         data_product: DataProduct,
         frame: &pff::Frame,
-        module_id: u32,
+        module_id: ModuleId,
         file: &str,
         frame_number: u32,
     ) -> Self {
@@ -76,7 +76,7 @@ impl Image {
         let mut p = PanoImage::from_pixels(self.data_product, self.header.clone(), &self.pixels);
         p.file = self.file.clone();
         p.frame_number = self.frame_number;
-        p.module_id = self.module_id;
+        p.module_id = self.module_id.get();
         p
     }
 
@@ -123,7 +123,7 @@ impl Image {
             "server": self.server,
             "type": pano_image::Type::from(self.kind()).as_str_name(),
             "data_product": self.data_product.name(),
-            "module_id": self.module_id,
+            "module_id": self.module_id.get(),
             "file": self.file,
             "frame_number": self.frame_number,
             "shape": self.shape(),
@@ -135,22 +135,21 @@ impl Image {
     }
 }
 
-/// The timing quabo of a header: `quabo_0` (movie, ph1024) or the flat
-/// fields of a ph256 event.
+/// The timing quabo of a header ([`pff::timing_quabo_of`]).
 pub(crate) fn stamp_of(header: &Value) -> Option<Quabo> {
-    match header.get("quabo_0") {
-        Some(q) => serde_json::from_value(q.clone()).ok(),
-        None => serde_json::from_value(header.clone()).ok(),
-    }
+    let q = pff::timing_quabo_of(header, |h, key| h.get(key));
+    serde_json::from_value(q.clone()).ok()
 }
 
 /// `(tv_sec, tv_usec)` straight from a header `Struct`, without converting
 /// the whole header: the load generator does this 20 000 times a second.
 pub(crate) fn node_stamp_of_struct(header: &Struct) -> Option<(i64, u32)> {
-    let fields = match header.fields.get("quabo_0").and_then(|v| v.kind.as_ref()) {
-        Some(Kind::StructValue(q)) => &q.fields,
-        _ => &header.fields,
-    };
+    let fields = pff::timing_quabo_of(&header.fields, |h, key| {
+        match h.get(key).and_then(|v| v.kind.as_ref()) {
+            Some(Kind::StructValue(q)) => Some(&q.fields),
+            _ => None,
+        }
+    });
     let num = |k: &str| match fields.get(k).and_then(|v| v.kind.as_ref()) {
         Some(Kind::NumberValue(n)) => Some(*n),
         _ => None,
@@ -182,7 +181,7 @@ mod tests {
             header,
             pixels: Pixels::I16(values.clone()),
         };
-        let image = Image::from_frame(DataProduct::Ph256, &frame, 3, "f.pff", 9);
+        let image = Image::from_frame(DataProduct::Ph256, &frame, ModuleId::new(3), "f.pff", 9);
         let wire = image.to_pano_image();
         assert_eq!(
             wire.image_array[0], 65533,
@@ -212,7 +211,8 @@ mod tests {
             header: pff::Header::new_module([q, later, later, later]),
             pixels: Pixels::U16(vec![5; 1024]),
         };
-        let wire = Image::from_frame(DataProduct::Img16, &frame, 1, "m.pff", 0).to_pano_image();
+        let wire = Image::from_frame(DataProduct::Img16, &frame, ModuleId::new(1), "m.pff", 0)
+            .to_pano_image();
         let back = Image::from_pano_image("daq1", &wire).unwrap();
         assert_eq!(back.node_time(), Some(1_721_882_090.25));
         assert_eq!(

@@ -87,7 +87,7 @@ struct Targets {
     hosts: Vec<String>,
     /// Stream only these modules (e.g. --module-ids 1 3); none = all.
     #[arg(long, num_args = 0.., value_name = "ID")]
-    module_ids: Vec<u32>,
+    module_ids: Vec<pff::ModuleId>,
 }
 
 /// The Python demo client's options, as its users type them.
@@ -278,9 +278,53 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
     let (hosts, named) = args.targets.hosts()?;
     let credentials = args.credentials.load()?;
     let all = DaqClient::with_credentials(hosts.clone(), &credentials)?;
+    let (did_something, mut failures) = ask_every_host(&args, &all).await;
+    if args.hashpipe_status && args.streams() {
+        bail!("--hashpipe-status is a view of its own: the live views show Hashpipe's state in their host bar");
+    }
+    let needs_live_hosts = args.reflect_services
+        || args.init.is_some()
+        || args.init_sim
+        || args.streams()
+        || args.hashpipe_status;
+    if !needs_live_hosts {
+        return done_without_live_hosts(&hosts, did_something, failures);
+    }
+
+    // The Python client works with the nodes that answer and names the
+    // others; hosts the user typed must all answer.
+    let targets = if named {
+        hosts
+    } else {
+        // Those that do not answer are logged (with why) and skipped.
+        all.valid_hosts().await?
+    };
+    let client = all.only(&targets);
+    if args.reflect_services {
+        failures += reflect_services(&client).await;
+    }
+    init_hp_io(&args, &client).await?;
+    if args.hashpipe_status {
+        // Every node, reachable or not: the table says which is which.
+        cmd::hashpipe::run(&all, args.refresh_period, args.json).await?;
+    }
+    if args.streams() {
+        live_view(&args)
+            .run(&client, logs)
+            .await
+            .context("streaming images")?;
+    }
+    if failures > 0 {
+        bail!("{failures} request(s) failed");
+    }
+    Ok(())
+}
+
+/// `--ping`, `--list-hosts` and `--status`, to every host (answering or
+/// not): whether any was asked for, and how many hosts failed.
+async fn ask_every_host(args: &DemoArgs, all: &DaqClient) -> (bool, usize) {
     let mut did_something = false;
     let mut failures = 0usize;
-
     if args.ping {
         did_something = true;
         for (host, status) in all.host_status().await {
@@ -309,102 +353,89 @@ async fn run_demo(args: DemoArgs, logs: &cmd::logs::LogLines) -> anyhow::Result<
             println!("{}", status_line(&host, &status, args.json));
         }
     }
-    if args.hashpipe_status && args.streams() {
-        bail!("--hashpipe-status is a view of its own: the live views show Hashpipe's state in their host bar");
-    }
-    let needs_live_hosts = args.reflect_services
-        || args.init.is_some()
-        || args.init_sim
-        || args.streams()
-        || args.hashpipe_status;
-    if !needs_live_hosts {
-        if !did_something {
-            println!(
-                "Nothing to do. Hosts: {}",
-                hosts
-                    .iter()
-                    .map(Host::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            println!("Try --ping, --init-sim, --plot-view or --help.");
-        }
-        return if failures > 0 {
-            bail!("{failures} host(s) did not answer")
-        } else {
-            Ok(())
-        };
-    }
+    (did_something, failures)
+}
 
-    // The Python client works with the nodes that answer and names the
-    // others; hosts the user typed must all answer.
-    let targets = if named {
-        hosts
-    } else {
-        // Those that do not answer are logged (with why) and skipped.
-        all.valid_hosts().await?
-    };
-    let client = all.only(&targets);
-
-    if args.reflect_services {
-        for host in client.hosts() {
-            match client.reflect_services(host).await {
-                Ok(listing) => print!("{listing}"),
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("Error reflecting services: {e}");
-                }
-            }
-        }
-    }
-
-    let init = match (&args.init, args.init_sim) {
-        (Some(path), _) => Some(HpIoConfig::load(path)?),
-        (None, true) => Some(HpIoConfig::simulate()),
-        (None, false) => None,
-    };
-    if let Some(config) = init {
+/// The end of a run that needed no answering host: a hint when nothing
+/// was asked for, an error when a host failed.
+fn done_without_live_hosts(
+    hosts: &[Host],
+    did_something: bool,
+    failures: usize,
+) -> anyhow::Result<()> {
+    if !did_something {
         println!(
-            "Initializing hp_io with config: {}",
-            serde_json::to_string(&config)?
+            "Nothing to do. Hosts: {}",
+            hosts
+                .iter()
+                .map(Host::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let mut ok = 0;
-        for (host, result) in client.init_hp_io(&config).await {
-            match result {
-                Ok(()) => {
-                    ok += 1;
-                    println!("InitHpIo {host}: success");
-                }
-                Err(e) => eprintln!("InitHpIo {host}: {e}"),
-            }
-        }
-        if ok == 0 {
-            bail!("InitHpIo failed on every host");
-        }
-    }
-
-    if args.hashpipe_status {
-        // Every node, reachable or not: the table says which is which.
-        cmd::hashpipe::run(&all, args.refresh_period, args.json).await?;
-    }
-    if args.streams() {
-        let live = cmd::live::Live {
-            plot_view: args.plot_view,
-            plot_phdist: args.plot_phdist,
-            plot_speed: args.plot_speed,
-            json: args.json,
-            refresh_period: args.refresh_period,
-            module_ids: args.targets.module_ids.clone(),
-            snapshot: args.snapshot.clone(),
-            snapshot_frames: args.snapshot_frames,
-            snapshot_timeout: args.snapshot_timeout,
-        };
-        live.run(&client, logs).await.context("streaming images")?;
+        println!("Try --ping, --init-sim, --plot-view or --help.");
     }
     if failures > 0 {
-        bail!("{failures} request(s) failed");
+        bail!("{failures} host(s) did not answer")
     }
     Ok(())
+}
+
+/// Prints each host's services; how many could not be listed.
+async fn reflect_services(client: &DaqClient) -> usize {
+    let mut failures = 0;
+    for host in client.hosts() {
+        match client.reflect_services(host).await {
+            Ok(listing) => print!("{listing}"),
+            Err(e) => {
+                failures += 1;
+                eprintln!("Error reflecting services: {e}");
+            }
+        }
+    }
+    failures
+}
+
+/// `--init CFG_PATH` or `--init-sim`, when given: an error only when no
+/// host took it.
+async fn init_hp_io(args: &DemoArgs, client: &DaqClient) -> anyhow::Result<()> {
+    let config = match (&args.init, args.init_sim) {
+        (Some(path), _) => HpIoConfig::load(path)?,
+        (None, true) => HpIoConfig::simulate(),
+        (None, false) => return Ok(()),
+    };
+    println!(
+        "Initializing hp_io with config: {}",
+        serde_json::to_string(&config)?
+    );
+    let mut ok = 0;
+    for (host, result) in client.init_hp_io(&config).await {
+        match result {
+            Ok(()) => {
+                ok += 1;
+                println!("InitHpIo {host}: success");
+            }
+            Err(e) => eprintln!("InitHpIo {host}: {e}"),
+        }
+    }
+    if ok == 0 {
+        bail!("InitHpIo failed on every host");
+    }
+    Ok(())
+}
+
+/// The live views the flags ask for.
+fn live_view(args: &DemoArgs) -> cmd::live::Live {
+    cmd::live::Live {
+        plot_view: args.plot_view,
+        plot_phdist: args.plot_phdist,
+        plot_speed: args.plot_speed,
+        json: args.json,
+        refresh_period: args.refresh_period,
+        module_ids: args.targets.module_ids.clone(),
+        snapshot: args.snapshot.clone(),
+        snapshot_frames: args.snapshot_frames,
+        snapshot_timeout: args.snapshot_timeout,
+    }
 }
 
 /// One host's answer to `--status`, as a line for people or a JSON object.

@@ -211,7 +211,7 @@ async fn dropping_the_stream_cancels_its_rpc_on_the_server() {
         movie: true,
         pulse_height: true,
         update_interval_seconds: 0.0,
-        module_ids: vec![3],
+        module_ids: vec![pff::ModuleId::new(3)],
     };
     let mut stream = client.stream_images(&spec);
     let image = within("an image", stream.next()).await.unwrap().unwrap();

@@ -2,7 +2,9 @@
 //! back-off, so that many callers of one server do not all call at once,
 //! and a count that starts afresh after a stream that went well.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher as _;
+use std::time::{Duration, Instant};
 
 /// How long to wait before each new attempt.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,16 +49,10 @@ fn jitter(attempt: u32) -> f64 {
 }
 
 /// A number that differs from call to call and process to process (not
-/// for secrets): the clock's nanoseconds, the process id and `salt`, mixed.
+/// for secrets): `salt` hashed under a fresh [`RandomState`], whose keys are
+/// random per process and stepped for every new state.
 pub fn random_u64(salt: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mut x = u64::from(nanos) ^ (u64::from(std::process::id()) << 32) ^ salt;
-    // splitmix64's finalizer: spreads the bits of a weak seed.
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    RandomState::new().hash_one(salt)
 }
 
 /// Counts attempts, starting afresh after a stream that went well.

@@ -11,7 +11,7 @@
 //!   `bytes_per_pixel` and pixel count match one, and every pixel fits
 //!   in that many bytes.
 
-use pff::{DataProduct, ImageKind, Pixels, RawFrame};
+use pff::{DataProduct, ImageKind, ModuleId, Pixels, RawFrame};
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value as PbValue};
 use serde_json::{Map, Number, Value};
@@ -110,7 +110,7 @@ impl PanoImage {
     /// Frame `index` of PFF file `file` (a name, no directory), recorded by
     /// `module`, as the Python server sends it.
     pub fn from_frame(
-        module: u32,
+        module: ModuleId,
         frame: &RawFrame,
         file: &str,
         index: u64,
@@ -136,8 +136,13 @@ impl PanoImage {
         p.header = Some(json_to_struct(header).unwrap_or_default());
         p.file = file.to_string();
         p.frame_number = u32::try_from(index).unwrap_or(u32::MAX);
-        p.module_id = module;
+        p.module_id = module.get();
         Ok(p)
+    }
+
+    /// The module that recorded it (every `u32` is a module id).
+    pub fn module(&self) -> ModuleId {
+        ModuleId::new(self.module_id)
     }
 
     /// An image of `dp` with these pixels, its header a JSON object (any
@@ -352,7 +357,7 @@ mod tests {
             let n = file.layout().unwrap().frames;
             for index in [0, n / 2, n - 1] {
                 let raw = file.read_raw(index).unwrap();
-                let wire = PanoImage::from_frame(module, &raw, &name, index).unwrap();
+                let wire = PanoImage::from_frame(module.into(), &raw, &name, index).unwrap();
                 assert_eq!(wire.r#type(), dp.kind().into(), "{dp}");
                 assert_eq!(wire.shape, dp.shape().map(|s| s as u32), "{dp}");
                 assert_eq!(wire.bytes_per_pixel as usize, dp.bytes_per_pixel());
@@ -364,7 +369,7 @@ mod tests {
                 let back = pff::Frame::try_from(&wire).unwrap();
                 assert_eq!(back.pixels, original.pixels, "{dp} frame {index}");
                 assert_eq!(back.header.to_json(), original.header.to_json());
-                assert_eq!(back.header.first_quabo(), original.header.first_quabo());
+                assert_eq!(back.header.timing_quabo(), original.header.timing_quabo());
                 assert_eq!(wire.header_json(), original.header.to_json());
 
                 let again = PanoImage::from_pixels(dp, original.header.to_json(), &original.pixels);
@@ -389,7 +394,7 @@ mod tests {
                 }
             })
             .expect("the ph256 fixture has a negative pulse height");
-        let wire = PanoImage::from_frame(module, &raw, "f.pff", index).unwrap();
+        let wire = PanoImage::from_frame(module.into(), &raw, "f.pff", index).unwrap();
         for (&sent, &value) in wire.image_array.iter().zip(&values) {
             assert_eq!(sent, u32::from(value as u16));
         }

@@ -132,10 +132,10 @@ struct PanoImageIdentity {
 /// decoding its header or pixels: what a relay needs to put it in a slot.
 pub fn decode_pano_image_product(
     encoded: &[u8],
-) -> Result<(u32, pff::DataProduct), crate::MappingError> {
+) -> Result<pff::ModuleProduct, crate::MappingError> {
     let id = PanoImageIdentity::decode(encoded).map_err(crate::MappingError::Decode)?;
     let dp = crate::mapping::product_of(id.r#type, &id.shape, id.bytes_per_pixel)?;
-    Ok((id.module_id, dp))
+    Ok(pff::ModuleProduct::new(id.module_id, dp))
 }
 
 /// The codec of a StreamImages call whose responses keep their image as
@@ -248,7 +248,7 @@ mod tests {
         };
         assert_eq!(
             decode_pano_image_product(&encode_pano_image(&image)),
-            Ok((254, pff::DataProduct::Img16))
+            Ok(pff::ModuleProduct::new(254, pff::DataProduct::Img16))
         );
         let odd = PanoImage {
             shape: vec![5],

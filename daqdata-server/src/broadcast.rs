@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use daqdata_proto::daqdata::PanoImage;
-use pff::{DataProduct, ModuleProduct, RawFrame};
+use pff::{DataProduct, ModuleId, ModuleProduct, RawFrame};
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, SlotLabels};
@@ -60,12 +60,12 @@ pub(crate) const REMEMBERED: usize = 8;
 
 /// One frame, as every stream will send it.
 pub(crate) struct SharedFrame {
-    module: u32,
+    module: ModuleId,
     source: Source,
     /// Pushed through Hashpipe's socket rather than read from a file.
     pushed: bool,
     /// The header's stamp, once someone needed it (see [`SharedFrame::stamp`]).
-    stamp: OnceLock<Option<(i64, u32)>>,
+    stamp: OnceLock<Option<pff::Quabo>>,
     encoded: OnceLock<Option<Bytes>>,
     /// Its place in its slot: 1 for the first frame published there.
     seq: u64,
@@ -75,7 +75,7 @@ pub(crate) struct SharedFrame {
 }
 
 impl SharedFrame {
-    fn new(module: u32, source: Source, pushed: bool) -> Self {
+    fn new(module: ModuleId, source: Source, pushed: bool) -> Self {
         SharedFrame {
             module,
             source,
@@ -138,13 +138,13 @@ impl SharedFrame {
     /// The header's node time stamp (`tv_sec`, `tv_usec` of its first
     /// quabo), if it has one; parsed only where files and sockets feed one
     /// slot.
-    fn stamp(&self) -> Option<(i64, u32)> {
+    fn stamp(&self) -> Option<pff::Quabo> {
         *self.stamp.get_or_init(|| {
             let Source::Tracked { frame, .. } = &self.source else {
                 return None;
             };
             let header = pff::Header::parse(frame.header_text().ok()?).ok()?;
-            header.first_quabo().map(|q| (q.tv_sec, q.tv_usec))
+            header.timing_quabo().copied()
         })
     }
 
@@ -155,7 +155,9 @@ impl SharedFrame {
         if !(self.pushed || current.pushed) {
             return false;
         }
-        matches!((self.stamp(), current.stamp()), (Some(new), Some(now)) if new < now)
+        let node_time = |q: pff::Quabo| (q.tv_sec, q.tv_usec);
+        matches!((self.stamp().map(node_time), current.stamp().map(node_time)),
+            (Some(new), Some(now)) if new < now)
     }
 }
 
@@ -222,7 +224,7 @@ impl Broadcast {
     pub(crate) fn publish_tracked(&self, event: hpio::FrameEvent) {
         let key = event.module_product();
         let frame = SharedFrame::new(
-            event.module.get(),
+            event.module,
             Source::Tracked {
                 frame: event.frame,
                 file: event.file,
@@ -239,7 +241,7 @@ impl Broadcast {
     /// the frame's, already parsed by the socket's decoder.
     pub(crate) fn publish_pushed(
         &self,
-        module: u32,
+        module: ModuleId,
         frame: RawFrame,
         header: &pff::Header,
         file: Arc<str>,
@@ -247,16 +249,14 @@ impl Broadcast {
     ) {
         let key = ModuleProduct::new(module, frame.data_product());
         let frame = SharedFrame::new(module, Source::Tracked { frame, file, index }, true);
-        let _ = frame
-            .stamp
-            .set(header.first_quabo().map(|q| (q.tv_sec, q.tv_usec)));
+        let _ = frame.stamp.set(header.timing_quabo().copied());
         self.count_tracked(key, &frame);
         self.publish(SlotKey::local(key), frame);
     }
 
     /// An uploaded image of product `dp`.
     pub(crate) fn publish_uploaded(&self, dp: DataProduct, image: PanoImage) {
-        let module = image.module_id;
+        let module = image.module();
         let frame = SharedFrame::new(module, Source::Uploaded(image), false);
         self.publish(SlotKey::local(ModuleProduct::new(module, dp)), frame);
     }
@@ -270,7 +270,7 @@ impl Broadcast {
         name: Arc<str>,
         encoded: Bytes,
     ) {
-        let frame = SharedFrame::new(product.module.get(), Source::Relayed { name }, false);
+        let frame = SharedFrame::new(product.module, Source::Relayed { name }, false);
         let _ = frame.encoded.set(Some(encoded));
         self.publish(SlotKey { origin, product }, frame);
     }
@@ -304,12 +304,8 @@ impl Broadcast {
         if self.tracked.fetch_add(1, Ordering::Relaxed) % 8 != 0 {
             return;
         }
-        if let Some((sec, usec)) = frame.stamp() {
-            let stamped = sec as f64 + f64::from(usec) * 1e-6;
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            self.metrics.frame_age.observe((now - stamped).max(0.0));
+        if let Some(quabo) = frame.stamp() {
+            self.metrics.frame_age.observe(quabo.age());
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pff::{DataProduct, SocketDecoder};
+use pff::{DataProduct, ModuleId, SocketDecoder};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
@@ -115,7 +115,7 @@ struct Feed {
     open: Arc<AtomicUsize>,
     /// InitHpIo's `module_ids`: frames of other modules are dropped, as the
     /// tracker skips their files. Empty: every module.
-    modules: Vec<u32>,
+    modules: Vec<ModuleId>,
     /// Numbers connections in logs.
     next_connection: AtomicU64,
 }
@@ -134,7 +134,7 @@ impl HashpipeSockets {
     pub(crate) fn start(
         config: &HashpipeSocketsConfig,
         template: &str,
-        modules: &[u32],
+        modules: &[ModuleId],
         broadcast: Arc<Broadcast>,
         open: Arc<AtomicUsize>,
         sole_source: bool,
@@ -269,7 +269,7 @@ async fn read_connection(
                     // Python server's frame_number does.
                     let index = frames;
                     frames += 1;
-                    let module = u32::from(message.module);
+                    let module = message.module;
                     if !(feed.modules.is_empty() || feed.modules.contains(&module)) {
                         continue;
                     }

@@ -107,7 +107,7 @@ pub(crate) struct Report {
 impl Report {
     fn unavailable(message: String, summary: String) -> Report {
         Report {
-            read_at: Some(SystemTime::now()),
+            read_at: Some(pff::time::now()),
             cards: None,
             stale: false,
             message,

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pff::ModuleId;
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
@@ -19,7 +20,7 @@ pub(crate) struct Settings {
     /// The directory to track (ignored when simulating).
     pub data_dir: PathBuf,
     pub interval: Duration,
-    pub modules: Vec<u32>,
+    pub modules: Vec<ModuleId>,
     pub simulate: bool,
 }
 
@@ -320,9 +321,14 @@ fn simulated_modules(
     settings: &Settings,
     simulate: &SimulateConfig,
     fixtures: &daqsim::Fixtures,
-) -> Result<Vec<(u32, u32)>, StartError> {
+) -> Result<Vec<(ModuleId, ModuleId)>, StartError> {
     let outputs = if !simulate.module_ids.is_empty() {
-        simulate.module_ids.clone()
+        simulate
+            .module_ids
+            .iter()
+            .copied()
+            .map(ModuleId::new)
+            .collect()
     } else {
         settings.modules.clone()
     };
@@ -393,9 +399,9 @@ fn start_replay(
     .map_err(StartError::Replay)
 }
 
-fn primary_module(fixtures: &daqsim::Fixtures) -> Option<u32> {
+fn primary_module(fixtures: &daqsim::Fixtures) -> Option<ModuleId> {
     let streams = fixtures.streams();
-    let mut modules: Vec<u32> = streams.iter().map(|(m, _)| *m).collect();
+    let mut modules: Vec<ModuleId> = streams.iter().map(|(m, _)| *m).collect();
     modules.sort_unstable();
     modules.dedup();
     modules.into_iter().max_by_key(|m| {

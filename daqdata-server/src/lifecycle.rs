@@ -13,6 +13,8 @@ use std::time::Duration;
 use daqdata_proto::daqdata::{InitHpIoRequest, InitHpIoResponse};
 use tonic::Status;
 
+use pff::ModuleId;
+
 use crate::config::Config;
 use crate::hashpipe_status::SimulatedSource;
 use crate::hp_io::{Generation, HpIo, Settings, StartError};
@@ -345,7 +347,7 @@ impl Lifecycle {
         Ok(Settings {
             data_dir,
             interval: Duration::from_secs_f64(interval),
-            modules: req.module_ids.clone(),
+            modules: req.module_ids.iter().copied().map(ModuleId::new).collect(),
             simulate: req.simulate_daq,
         })
     }

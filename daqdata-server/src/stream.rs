@@ -10,12 +10,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use daqdata_proto::daqdata::StreamImagesRequest;
 use daqdata_proto::SharedStreamImagesResponse;
 use futures::future::{pending, select_all};
-use pff::{ImageKind, ModuleProduct};
+use pff::{ImageKind, ModuleId, ModuleProduct};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ pub(crate) struct Filter {
     pub movie: bool,
     pub pulse_height: bool,
     /// Empty: every module.
-    pub modules: Vec<u32>,
+    pub modules: Vec<ModuleId>,
 }
 
 impl Filter {
@@ -42,7 +42,7 @@ impl Filter {
             ImageKind::Movie => self.movie,
             ImageKind::PulseHeight => self.pulse_height,
         };
-        kind_ok && (self.modules.is_empty() || self.modules.contains(&module.get()))
+        kind_ok && (self.modules.is_empty() || self.modules.contains(module))
     }
 }
 
@@ -120,7 +120,7 @@ impl PacedStream {
             filter: Filter {
                 movie: req.stream_movie_data,
                 pulse_height: req.stream_pulse_height_data,
-                modules: req.module_ids,
+                modules: req.module_ids.into_iter().map(ModuleId::new).collect(),
             },
             pace: Pace::new(interval),
             broadcast,
@@ -257,7 +257,7 @@ impl PacedStream {
                 .map_or_else(|| self.host.clone(), |n| n.to_string());
             return Some(SharedStreamImagesResponse {
                 name,
-                timestamp: Some(prost_types::Timestamp::from(SystemTime::now())),
+                timestamp: Some(prost_types::Timestamp::from(pff::time::now())),
                 message: String::new(),
                 pano_image: Some(image.clone()),
             });

@@ -74,7 +74,10 @@ fn socket(template: &str, dp: DataProduct) -> PathBuf {
 /// Fixture modules 1 (img16, ph256) and 2 (img8, ph1024) as `outputs`,
 /// so each output module gets all four data products.
 fn push(template: &str, outputs: &[u32], rate: f64, restamp: bool) -> SocketPush {
-    let modules = outputs.iter().flat_map(|&m| [(1, m), (2, m)]).collect();
+    let modules = outputs
+        .iter()
+        .flat_map(|&m| [(1.into(), m.into()), (2.into(), m.into())])
+        .collect();
     SocketPush::start(
         Fixtures::embedded(),
         SocketPushConfig {
@@ -440,7 +443,7 @@ async fn files_and_sockets_feeding_one_module_never_go_back_in_time() {
         SocketPushConfig {
             template: template.clone(),
             rate: Some(300.0),
-            modules: vec![(1, 1), (2, 2)],
+            modules: vec![(1.into(), 1.into()), (2.into(), 2.into())],
             restamp: false,
             reconnect: Duration::from_millis(100),
             ..SocketPushConfig::default()
@@ -510,7 +513,7 @@ async fn a_torn_push_with_hostile_connections_keeps_streaming() {
         SocketPushConfig {
             template: template.clone(),
             rate: Some(200.0),
-            modules: vec![(1, 5)],
+            modules: vec![(1.into(), 5.into())],
             torn: true,
             reconnect: Duration::from_millis(100),
             ..SocketPushConfig::default()

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
 use daqdata_server::InitOnStart;
@@ -153,7 +153,7 @@ async fn streams_opened_while_init_hp_io_runs_are_told_to_retry() {
 fn make_the_active_run_check_slow(data_dir: &std::path::Path, runs: u32, files: u32) {
     let stale = data_dir.join("stale_files");
     std::fs::create_dir(&stale).unwrap();
-    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let hour_ago = pff::time::now() - Duration::from_secs(3600);
     for i in 0..files {
         let f = std::fs::File::create(stale.join(format!("stale_{i}.pff"))).unwrap();
         f.set_modified(hour_ago).unwrap();
@@ -221,7 +221,7 @@ async fn init_hp_io_module_ids_limit_what_every_stream_gets() {
     let names = pff_names(tree.path());
     let modules: BTreeSet<u32> = names
         .iter()
-        .map(|n| pff::PffName::parse(n).unwrap().module)
+        .map(|n| pff::PffName::parse(n).unwrap().module.get())
         .collect();
     assert!(modules.len() >= 2 && modules.contains(&2), "{modules:?}");
 
@@ -394,7 +394,7 @@ async fn a_start_up_config_waits_for_the_run_that(feed: Feed) {
                 daqsim::SocketPushConfig {
                     template: private_hashpipe_sockets(server.dir.path()),
                     rate: Some(50.0),
-                    modules: RENAMED.to_vec(),
+                    modules: RENAMED.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
                     reconnect: Duration::from_millis(100),
                     ..daqsim::SocketPushConfig::default()
                 },

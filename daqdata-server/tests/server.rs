@@ -567,7 +567,7 @@ async fn a_stream_follows_each_file_rotation() {
     while seqnos.values().all(|v| v.len() < 3) {
         let image = take(&mut s, 1).await.remove(0).pano_image.unwrap();
         let name = pff::PffName::parse(&image.file).unwrap();
-        let seen = seqnos.entry((name.module, name.dp)).or_default();
+        let seen = seqnos.entry((name.module.get(), name.dp)).or_default();
         match seen.last() {
             Some(&last) if name.seqno < last => {
                 panic!(
@@ -603,16 +603,8 @@ async fn a_stream_moves_to_a_new_run() {
     let old = pff_names(tree.path());
     // Run names are stamped to the second: the next run starts in a later
     // one.
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        == started
-    {
+    let started = pff::time::node_now().0;
+    while pff::time::node_now().0 == started {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _second = rotating_replay(tree.path(), None);

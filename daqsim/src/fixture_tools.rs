@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use pff::{DataProduct, Frame, Header, PffFile, PffName, Pixels, Quabo, QUABO_SIDE};
+use pff::{DataProduct, Frame, Header, ModuleId, PffFile, PffName, Pixels, Quabo, QUABO_SIDE};
 
 /// Copies `frames` whole frames after `skip` of a recorded file into `out`;
 /// returns the file written.
@@ -35,7 +35,7 @@ pub fn synth(
     img16: &Path,
     ph256: &Path,
     frames: usize,
-    module: u32,
+    module: ModuleId,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let movie = read_frames(img16, DataProduct::Img16, frames)?;
@@ -71,7 +71,7 @@ pub fn synth(
                 let (row, col) = DataProduct::module_pixel(q as u8, i / QUABO_SIDE, i % QUABO_SIDE);
                 pixels[row * DataProduct::Ph1024.shape()[1] + col] = *v;
             }
-            quabos[q] = frame.header.first_quabo().copied().unwrap_or_default();
+            quabos[q] = frame.header.timing_quabo().copied().unwrap_or_default();
         }
         ph1024.extend(
             Frame {

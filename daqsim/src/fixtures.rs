@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use pff::{DataProduct, Frame, Header, ImageKind, PffName, RawFrame};
+use pff::{DataProduct, Frame, Header, ImageKind, ModuleId, PffName, RawFrame};
 
 use crate::Error;
 
@@ -54,7 +54,7 @@ impl Stream {
 /// may use the same fixtures at once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fixtures {
-    streams: Arc<BTreeMap<(u32, DataProduct), Arc<Stream>>>,
+    streams: Arc<BTreeMap<(ModuleId, DataProduct), Arc<Stream>>>,
 }
 
 /// One fixture file's bytes, wherever they came from.
@@ -130,17 +130,17 @@ impl Fixtures {
     }
 
     /// The (fixture module, data product) pairs held, in order.
-    pub fn streams(&self) -> Vec<(u32, DataProduct)> {
+    pub fn streams(&self) -> Vec<(ModuleId, DataProduct)> {
         self.streams.keys().copied().collect()
     }
 
     /// How many frames one stream holds (0 if absent); a replay loops them.
-    pub fn frame_count(&self, module: u32, dp: DataProduct) -> usize {
+    pub fn frame_count(&self, module: ModuleId, dp: DataProduct) -> usize {
         self.stream(module, dp).map_or(0, |s| s.len())
     }
 
     /// Frame `n` of a stream as recorded, to compare a replay against.
-    pub fn frame(&self, module: u32, dp: DataProduct, n: usize) -> Option<RawFrame> {
+    pub fn frame(&self, module: ModuleId, dp: DataProduct, n: usize) -> Option<RawFrame> {
         let s = self.stream(module, dp)?;
         if n >= s.len() {
             return None;
@@ -151,11 +151,11 @@ impl Fixtures {
     /// Frames per second as recorded, where the fixture says: from
     /// `data_config.json` for movies, else from the average spacing of the
     /// frames' node times.
-    pub fn cadence(&self, module: u32, dp: DataProduct) -> Option<f64> {
+    pub fn cadence(&self, module: ModuleId, dp: DataProduct) -> Option<f64> {
         self.stream(module, dp)?.cadence
     }
 
-    pub(crate) fn stream(&self, module: u32, dp: DataProduct) -> Option<&Arc<Stream>> {
+    pub(crate) fn stream(&self, module: ModuleId, dp: DataProduct) -> Option<&Arc<Stream>> {
         self.streams.get(&(module, dp))
     }
 
@@ -173,7 +173,7 @@ impl Fixtures {
         named.sort_by(|(a, _), (b, _)| {
             (a.module, a.dp, &a.start, a.seqno).cmp(&(b.module, b.dp, &b.start, b.seqno))
         });
-        let mut streams: BTreeMap<(u32, DataProduct), Stream> = BTreeMap::new();
+        let mut streams: BTreeMap<(ModuleId, DataProduct), Stream> = BTreeMap::new();
         for (name, source) in named {
             let part = parse_frames(&source, name.dp)?;
             match streams.get_mut(&(name.module, name.dp)) {
@@ -263,7 +263,7 @@ fn parse_frames(source: &Source, dp: DataProduct) -> Result<Stream, Error> {
 fn mean_cadence(headers: &[Header]) -> Option<f64> {
     let times: Vec<f64> = headers
         .iter()
-        .filter_map(|h| h.first_quabo().map(|q| q.node_time()))
+        .filter_map(|h| h.timing_quabo().map(|q| q.node_time()))
         .collect();
     let first = times.iter().copied().reduce(f64::min)?;
     let last = times.iter().copied().reduce(f64::max)?;

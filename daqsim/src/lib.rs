@@ -31,7 +31,7 @@
 //! let replay = Replay::start(
 //!     Fixtures::embedded(),
 //!     ReplayConfig {
-//!         modules: vec![(1, 200), (1, 201)], // fixture module 1 as modules 200 and 201
+//!         modules: vec![(1.into(), 200.into()), (1.into(), 201.into())], // fixture module 1 as modules 200 and 201
 //!         frames: Some(1000),
 //!         ..ReplayConfig::default()
 //!     },

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use daqsim::{Fixtures, Replay, ReplayConfig};
+use pff::ModuleId;
 
 mod fixture_tools;
 
@@ -55,7 +56,7 @@ struct ReplayArgs {
     /// (1:200,1:201,3:202). A fixture module may feed several outputs; unnamed fixture
     /// modules are not replayed. Default: every fixture module under its own id.
     #[arg(long, value_name = "FROM:TO,...", value_delimiter = ',', value_parser = parse_module_pair)]
-    modules: Vec<(u32, u32)>,
+    modules: Vec<(ModuleId, ModuleId)>,
     /// Close each file after this many frames and open the next seqno. Default: never.
     #[arg(long, value_name = "N")]
     frames_per_file: Option<u64>,
@@ -130,21 +131,21 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         frames: usize,
         /// Module id of the synthetic files.
-        #[arg(long, default_value_t = 2)]
-        module: u32,
+        #[arg(long, default_value_t = ModuleId::new(2))]
+        module: ModuleId,
         /// Directory to write into.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
 }
 
-fn parse_module_pair(pair: &str) -> Result<(u32, u32), String> {
+fn parse_module_pair(pair: &str) -> Result<(ModuleId, ModuleId), String> {
     let (from, to) = pair
         .split_once(':')
         .ok_or_else(|| format!("{pair:?} is not FROM:TO (e.g. 1:200)"))?;
     let id = |v: &str| {
         v.trim()
-            .parse::<u32>()
+            .parse::<ModuleId>()
             .map_err(|e| format!("{v:?} in {pair:?} is not a module id: {e}"))
     };
     Ok((id(from)?, id(to)?))

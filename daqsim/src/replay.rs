@@ -1,13 +1,15 @@
 //! Writing fixtures into a DAQ tree on a schedule, the way Hashpipe would.
 
+use std::collections::hash_map::RandomState;
 use std::fs::File;
+use std::hash::BuildHasher as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use pff::daq_tree::{module_dir_name, HASHPIPE_PID_FILE, RECORDING_ENDED, RUN_NAME_FILE};
 use pff::{ModuleId, ModuleProduct, PffName, Quabo, RunName, StartTime};
@@ -32,7 +34,7 @@ pub struct ReplayConfig {
     /// (fixture module, output module) pairs; a fixture module may feed
     /// several outputs, and fixture modules not named are not replayed.
     /// Empty: every fixture module under its own id.
-    pub modules: Vec<(u32, u32)>,
+    pub modules: Vec<(ModuleId, ModuleId)>,
     /// Close a file and open the next seqno after this many frames
     /// (Hashpipe does so at a size limit). `None`: one file per stream.
     pub frames_per_file: Option<u64>,
@@ -51,12 +53,11 @@ impl Default for ReplayConfig {
     /// A fresh directory under the temp dir (not removed afterwards), at
     /// fixture cadence, restamped, looping forever.
     fn default() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        // A fresh hasher key per call: a name no earlier process left behind.
+        let salt = RandomState::new().hash_one(0u8) as u32;
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
-        let name = format!("daqsim-{}-{nanos}-{serial}", std::process::id());
+        let name = format!("daqsim-{}-{salt:08x}-{serial}", std::process::id());
         ReplayConfig {
             out: std::env::temp_dir().join(name),
             rate: None,
@@ -118,6 +119,23 @@ struct Shared {
     finished: AtomicBool,
 }
 
+impl Shared {
+    /// Nothing written yet by `streams` streams, starting now.
+    fn new(streams: usize) -> Self {
+        Shared {
+            frames: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            worst_lag_nanos: AtomicU64::new(0),
+            late_frames: AtomicU64::new(0),
+            streams,
+            started: Instant::now(),
+            ended: Mutex::new(None),
+            ended_signal: Condvar::new(),
+            finished: AtomicBool::new(false),
+        }
+    }
+}
+
 /// A running replay: one writer thread for all its streams, no global
 /// state, so several may run in one process. Dropping it stops it.
 pub struct Replay {
@@ -136,36 +154,9 @@ impl Replay {
         let plan = plan(&fixtures, &config)?;
         let out = config.out.clone();
         mkdir(&out)?;
-        let now = unix_now();
-        let run = RunName::new("SIM", StartTime::from_unix(now.0), "sim");
-        let run_name = run.to_string();
-        let start = StartTime::from_unix(now.0);
-        let mut outputs = Vec::with_capacity(plan.len());
-        for Planned {
-            fixture,
-            module,
-            rate,
-        } in plan
-        {
-            let dp = fixture.dp;
-            let stream = fixtures
-                .stream(fixture.module.get(), dp)
-                .ok_or_else(|| Error::Config(format!("no fixture for {fixture}")))?
-                .clone();
-            let run_dir = out.join(module_dir_name(module)).join(&run_name);
-            tracing::info!("fixture {fixture} -> module {module} at {rate:.2} frames/s");
-            mkdir(&run_dir)?;
-            outputs.push(Output {
-                stream,
-                run_dir,
-                name: PffName::new(start.clone(), dp, module.get(), 0),
-                file: None,
-                in_file: 0,
-                next: 0,
-                written: 0,
-                rate,
-            });
-        }
+        let start = StartTime::from_unix(pff::time::node_now().0);
+        let run_name = RunName::new("SIM", start.clone(), "sim").to_string();
+        let mut outputs = outputs(&fixtures, plan, &out, &run_name, &start)?;
         // Open the first files before announcing the run, so a bad
         // directory fails here (not in the writer) and leaves no pid file.
         for output in &mut outputs {
@@ -176,17 +167,7 @@ impl Replay {
             &out.join(HASHPIPE_PID_FILE),
             format!("{}\n", std::process::id()).as_bytes(),
         )?;
-        let shared = Arc::new(Shared {
-            frames: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            worst_lag_nanos: AtomicU64::new(0),
-            late_frames: AtomicU64::new(0),
-            streams: outputs.len(),
-            started: Instant::now(),
-            ended: Mutex::new(None),
-            ended_signal: Condvar::new(),
-            finished: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(outputs.len()));
         tracing::info!(
             "replaying {} streams into run {run_name} of the module directories in {}",
             outputs.len(),
@@ -311,9 +292,9 @@ fn plan(fixtures: &Fixtures, config: &ReplayConfig) -> Result<Vec<Planned>, Erro
     if streams.is_empty() {
         return Err(Error::Config("the fixtures hold no frames".into()));
     }
-    let mut held: Vec<u32> = streams.iter().map(|(m, _)| *m).collect();
+    let mut held: Vec<ModuleId> = streams.iter().map(|(m, _)| *m).collect();
     held.dedup();
-    let mapping: Vec<(u32, u32)> = if config.modules.is_empty() {
+    let mapping: Vec<(ModuleId, ModuleId)> = if config.modules.is_empty() {
         held.iter().map(|&m| (m, m)).collect()
     } else {
         for (from, _) in &config.modules {
@@ -327,7 +308,6 @@ fn plan(fixtures: &Fixtures, config: &ReplayConfig) -> Result<Vec<Planned>, Erro
     };
     let mut plan: Vec<Planned> = Vec::new();
     for &(from, to) in &mapping {
-        let to = ModuleId::from(to);
         for &(module, dp) in streams.iter().filter(|(m, _)| *m == from) {
             if plan.iter().any(|p| (p.fixture.dp, p.module) == (dp, to)) {
                 return Err(Error::Config(format!(
@@ -346,6 +326,44 @@ fn plan(fixtures: &Fixtures, config: &ReplayConfig) -> Result<Vec<Planned>, Erro
         }
     }
     Ok(plan)
+}
+
+/// One output per planned stream, its run directory `run_name` made
+/// under its module's directory in `out`, its first file not yet open.
+fn outputs(
+    fixtures: &Fixtures,
+    plan: Vec<Planned>,
+    out: &Path,
+    run_name: &str,
+    start: &StartTime,
+) -> Result<Vec<Output>, Error> {
+    let mut outputs = Vec::with_capacity(plan.len());
+    for Planned {
+        fixture,
+        module,
+        rate,
+    } in plan
+    {
+        let dp = fixture.dp;
+        let stream = fixtures
+            .stream(fixture.module, dp)
+            .ok_or_else(|| Error::Config(format!("no fixture for {fixture}")))?
+            .clone();
+        let run_dir = out.join(module_dir_name(module)).join(run_name);
+        tracing::info!("fixture {fixture} -> module {module} at {rate:.2} frames/s");
+        mkdir(&run_dir)?;
+        outputs.push(Output {
+            stream,
+            run_dir,
+            name: PffName::new(start.clone(), dp, module, 0),
+            file: None,
+            in_file: 0,
+            next: 0,
+            written: 0,
+            rate,
+        });
+    }
+    Ok(outputs)
 }
 
 /// One output stream: a fixture stream written as one module's files.
@@ -535,7 +553,7 @@ impl Writer {
         for output in &mut self.outputs {
             output.file = None;
         }
-        let ended = format!("{}\n", StartTime::from_unix(unix_now().0));
+        let ended = format!("{}\n", StartTime::from_unix(pff::time::node_now().0));
         let mut result = Ok(());
         let mut dirs: Vec<&PathBuf> = self.outputs.iter().map(|o| &o.run_dir).collect();
         dirs.sort();
@@ -558,21 +576,7 @@ impl Writer {
 /// `header` with every quabo stamped now, as Hashpipe would have: node
 /// time, and a White Rabbit time that agrees with it.
 pub(crate) fn stamped_now(header: &pff::Header) -> pff::Header {
-    let (tv_sec, tv_usec) = unix_now();
-    header.map_quabos(|q| Quabo {
-        tv_sec,
-        tv_usec,
-        pkt_tai: pff::time::pkt_tai(tv_sec),
-        pkt_nsec: tv_usec * 1000,
-        ..q
-    })
-}
-
-fn unix_now() -> (i64, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as i64, d.subsec_micros())
+    header.map_quabos(Quabo::stamped_now)
 }
 
 fn mkdir(dir: &Path) -> Result<(), Error> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pff::DataProduct;
+use pff::{DataProduct, ModuleId};
 
 use crate::fixtures::Stream;
 use crate::{Error, Fixtures};
@@ -41,7 +41,7 @@ pub struct SocketPushConfig {
     pub rate: Option<f64>,
     /// (fixture module, output module) pairs, as for a replay. Empty:
     /// every fixture module under its own id.
-    pub modules: Vec<(u32, u32)>,
+    pub modules: Vec<(ModuleId, ModuleId)>,
     /// Stamp each frame with the time of sending, as a live Hashpipe does.
     pub restamp: bool,
     /// Write each message in two parts with a pause between, and now and
@@ -190,8 +190,8 @@ fn plan(fixtures: &Fixtures, config: &SocketPushConfig) -> Result<Plan, Error> {
         }
     }
     let streams = fixtures.streams();
-    let mapping: Vec<(u32, u32)> = if config.modules.is_empty() {
-        let mut held: Vec<u32> = streams.iter().map(|(m, _)| *m).collect();
+    let mapping: Vec<(ModuleId, ModuleId)> = if config.modules.is_empty() {
+        let mut held: Vec<ModuleId> = streams.iter().map(|(m, _)| *m).collect();
         held.dedup();
         held.iter().map(|&m| (m, m)).collect()
     } else {
@@ -199,7 +199,7 @@ fn plan(fixtures: &Fixtures, config: &SocketPushConfig) -> Result<Plan, Error> {
     };
     let mut plan = Plan::new();
     for (from, to) in mapping {
-        let module = u16::try_from(to).map_err(|_| {
+        let module = u16::try_from(to.get()).map_err(|_| {
             Error::Config(format!(
                 "module {to} does not fit the socket message's 2-byte module id"
             ))
@@ -390,7 +390,7 @@ mod tests {
             SocketPushConfig {
                 template,
                 rate: Some(500.0),
-                modules: vec![(3, 300)],
+                modules: vec![(ModuleId::new(3), ModuleId::new(300))],
                 ..SocketPushConfig::default()
             },
         )
@@ -409,7 +409,9 @@ mod tests {
         }
         for (n, m) in got.iter().enumerate() {
             assert_eq!(m.module, 300);
-            let fixture = fixtures.frame(3, DataProduct::Ph256, n).unwrap();
+            let fixture = fixtures
+                .frame(ModuleId::new(3), DataProduct::Ph256, n)
+                .unwrap();
             assert_eq!(m.frame.image(), fixture.image(), "frame {n}");
         }
         let stats = push.stop().unwrap();

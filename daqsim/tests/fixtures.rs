@@ -2,14 +2,17 @@
 //! That the commands in fixtures/README.md regenerate them is `cli.rs`.
 
 use daqsim::Fixtures;
-use pff::DataProduct;
+use pff::{DataProduct, ModuleId};
 use testdata::fixtures_dir;
 
 #[test]
 fn the_fixtures_cover_all_four_data_products() {
     let f = Fixtures::load(&fixtures_dir()).unwrap();
     assert_eq!(
-        f.streams(),
+        f.streams()
+            .into_iter()
+            .map(|(m, dp)| (m.get(), dp))
+            .collect::<Vec<_>>(),
         [
             (1, DataProduct::Img16),
             (1, DataProduct::Ph256),
@@ -19,8 +22,11 @@ fn the_fixtures_cover_all_four_data_products() {
         ]
     );
     // data_config.json: integration_time_usec 1000.
-    assert_eq!(f.cadence(1, DataProduct::Img16), Some(1000.0));
-    let ph = f.cadence(3, DataProduct::Ph256).unwrap();
+    assert_eq!(
+        f.cadence(ModuleId::new(1), DataProduct::Img16),
+        Some(1000.0)
+    );
+    let ph = f.cadence(ModuleId::new(3), DataProduct::Ph256).unwrap();
     assert!(ph > 1.0 && ph < 100.0, "recorded pulse-height rate {ph}");
 }
 
@@ -51,17 +57,22 @@ fn loading_a_lick_run_directory_keeps_only_whole_frames() {
                 .find(|s| s.path.parent() == Some(dir.as_path()))
                 .unwrap();
             assert_eq!(
-                f.frame_count(module, dp),
+                f.frame_count(module.into(), dp),
                 sample.frames as usize,
                 "{sample}"
             );
-            let last = f.frame(module, dp, sample.frames as usize - 1).unwrap();
+            let last = f
+                .frame(module.into(), dp, sample.frames as usize - 1)
+                .unwrap();
             let on_disk = pff::PffFile::open(&sample.path)
                 .unwrap()
                 .read_raw(sample.frames - 1)
                 .unwrap();
             assert_eq!(last.as_bytes(), on_disk.as_bytes(), "{sample}");
         }
-        assert_eq!(f.cadence(1, DataProduct::Img16), Some(1000.0));
+        assert_eq!(
+            f.cadence(ModuleId::new(1), DataProduct::Img16),
+            Some(1000.0)
+        );
     }
 }

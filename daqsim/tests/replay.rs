@@ -2,10 +2,10 @@
 //! `pff` reads it back as the fixture, restamped.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use daqsim::{Error, Fixtures, Replay, ReplayConfig};
-use pff::{DataProduct, PffFile, PffName};
+use pff::{DataProduct, ModuleId, PffFile, PffName};
 use testdata::fixtures_dir;
 
 /// Generous: tests wait for behaviour, never measure it; this only turns
@@ -25,10 +25,7 @@ fn config(out: &Path) -> ReplayConfig {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    pff::time::node_now().0
 }
 
 /// The one run directory of a module, and its PFF files by (dp, seqno).
@@ -74,7 +71,7 @@ fn replayed_frames_read_back_restamped_with_the_fixture_pixels() {
     let dir = tempfile::tempdir().unwrap();
     let before = unix_now();
     // More frames than the img16 fixture holds, so it must loop.
-    let frames = fixtures.frame_count(1, DataProduct::Img16) as u64 + 20;
+    let frames = fixtures.frame_count(ModuleId::new(1), DataProduct::Img16) as u64 + 20;
     let replay = Replay::start(
         fixtures.clone(),
         ReplayConfig {
@@ -91,7 +88,7 @@ fn replayed_frames_read_back_restamped_with_the_fixture_pixels() {
     assert_eq!(stats.frames, frames * streams.len() as u64);
 
     for (module, dp) in streams {
-        let (_, files) = run_files(dir.path(), module);
+        let (_, files) = run_files(dir.path(), module.get());
         let (name, path) = files.iter().find(|(n, _)| n.dp == dp).unwrap();
         assert_eq!((name.module, name.seqno), (module, 0));
         let file = PffFile::open(path).unwrap();
@@ -129,13 +126,13 @@ fn replayed_frames_read_back_restamped_with_the_fixture_pixels() {
 fn without_restamp_the_files_are_the_fixture_bytes() {
     let fixtures = fixtures();
     let dir = tempfile::tempdir().unwrap();
-    let frames = fixtures.frame_count(3, DataProduct::Ph256) as u64;
+    let frames = fixtures.frame_count(ModuleId::new(3), DataProduct::Ph256) as u64;
     let replay = Replay::start(
         fixtures.clone(),
         ReplayConfig {
             frames: Some(frames),
             restamp: false,
-            modules: vec![(3, 3)],
+            modules: vec![(ModuleId::new(3), ModuleId::new(3))],
             ..config(dir.path())
         },
     )
@@ -159,7 +156,7 @@ fn files_rotate_to_the_next_seqno_after_frames_per_file() {
         ReplayConfig {
             frames: Some(25),
             frames_per_file: Some(10),
-            modules: vec![(1, 1)],
+            modules: vec![(ModuleId::new(1), ModuleId::new(1))],
             ..config(dir.path())
         },
     )
@@ -188,7 +185,9 @@ fn modules_map_onto_the_output_ids_asked_for() {
         fixtures(),
         ReplayConfig {
             frames: Some(5),
-            modules: vec![(1, 200), (1, 201), (3, 202)],
+            modules: [(1, 200), (1, 201), (3, 202)]
+                .map(|(a, b)| (ModuleId::new(a), ModuleId::new(b)))
+                .to_vec(),
             ..config(dir.path())
         },
     )
@@ -205,7 +204,8 @@ fn modules_map_onto_the_output_ids_asked_for() {
         (202, vec![DataProduct::Ph256]),
     ] {
         let (_, files) = run_files(dir.path(), module);
-        let got: Vec<(DataProduct, u32)> = files.iter().map(|(n, _)| (n.dp, n.module)).collect();
+        let got: Vec<(DataProduct, u32)> =
+            files.iter().map(|(n, _)| (n.dp, n.module.get())).collect();
         let want: Vec<(DataProduct, u32)> = dps.into_iter().map(|dp| (dp, module)).collect();
         assert_eq!(got, want);
     }
@@ -283,7 +283,7 @@ fn torn_writes_still_end_in_whole_frames() {
         ReplayConfig {
             frames: Some(20),
             torn: true,
-            modules: vec![(2, 2)],
+            modules: vec![(ModuleId::new(2), ModuleId::new(2))],
             ..config(dir.path())
         },
     )
@@ -307,7 +307,7 @@ fn in_torn_mode_a_reader_meets_half_written_frames() {
             rate: Some(100.0),
             frames: Some(100),
             torn: true,
-            modules: vec![(3, 3)],
+            modules: vec![(ModuleId::new(3), ModuleId::new(3))],
             ..config(dir.path())
         },
     )
@@ -344,7 +344,7 @@ fn two_replays_in_one_process_do_not_interfere() {
         fixtures.clone(),
         ReplayConfig {
             frames: Some(30),
-            modules: vec![(1, 10)],
+            modules: vec![(ModuleId::new(1), ModuleId::new(10))],
             ..config(a.path())
         },
     )
@@ -353,7 +353,7 @@ fn two_replays_in_one_process_do_not_interfere() {
         fixtures,
         ReplayConfig {
             frames: Some(40),
-            modules: vec![(3, 20)],
+            modules: vec![(ModuleId::new(3), ModuleId::new(20))],
             ..config(b.path())
         },
     )
@@ -375,7 +375,7 @@ fn impossible_settings_are_refused_before_writing() {
     let out = dir.path().join("never");
     for bad in [
         ReplayConfig {
-            modules: vec![(7, 1)],
+            modules: vec![(ModuleId::new(7), ModuleId::new(1))],
             ..config(&out)
         },
         ReplayConfig {

@@ -120,7 +120,7 @@ fn run(args: &Args, poll_only: bool, interval: Duration, mode: &str) -> TextResu
             files.push((
                 m,
                 dp,
-                run.join(PffName::new(StartTime::from_unix(START), dp, m, 0).to_string()),
+                run.join(PffName::new(StartTime::from_unix(START), dp, m.into(), 0).to_string()),
             ));
         }
     }
@@ -311,7 +311,7 @@ fn make_old_runs(data_dir: &Path, runs: u32, modules: u32) -> TextResult {
             .join(RunName::new("BENCH", start.clone(), "bench").to_string());
         fs::create_dir_all(&run).map_err(|e| e.to_string())?;
         for s in 0..10 {
-            let name = PffName::new(start.clone(), DataProduct::Ph256, m, s).to_string();
+            let name = PffName::new(start.clone(), DataProduct::Ph256, m.into(), s).to_string();
             fs::write(run.join(name), &frame).map_err(|e| e.to_string())?;
         }
         fs::write(run.join(RECORDING_ENDED), "").map_err(|e| e.to_string())?;

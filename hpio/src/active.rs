@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use pff::daq_tree::{self, HASHPIPE_PID_FILE as PID_FILE};
 
@@ -26,7 +26,7 @@ pub fn active_run(data_dir: &Path, idle: Duration) -> Result<Option<String>, Err
     if let Some(pid) = live_hashpipe(data_dir) {
         return Ok(Some(format!("{PID_FILE} names running process {pid}")));
     }
-    let now = SystemTime::now();
+    let now = pff::time::now();
     for run in run_dirs(data_dir) {
         let Ok(entries) = fs::read_dir(&run) else {
             continue;

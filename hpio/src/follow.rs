@@ -75,6 +75,25 @@ impl Followed {
     /// The newest complete frame, if the file grew past the last one handed
     /// on. One `fstat`, and one read of one frame when there is news.
     pub(crate) fn check(&mut self, warnings: &mut Warnings) -> Option<Read> {
+        let meta = self.stat(warnings)?;
+        let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
+        self.notice_replaced(dev, ino, len);
+        if self.still_bad(dev, ino, len, warnings) {
+            return None;
+        }
+        if self.open.is_none() {
+            match open_file(&self.entry, dev, ino, len, warnings) {
+                Opened::Open(open) => self.open = Some(open),
+                Opened::NotYet => {}
+                Opened::Bad => self.bad = Some(Bad { dev, ino, len }),
+            }
+        }
+        self.read_newest(len, warnings)
+    }
+
+    /// The file's metadata, by the open handle when it can answer; `None`
+    /// (and the handle dropped) when neither handle nor path can.
+    fn stat(&mut self, warnings: &mut Warnings) -> Option<fs::Metadata> {
         let path = &self.entry.path;
         // The open handle answers for growth at a third of the cost of a
         // stat by path; the path is looked up again only when the file may
@@ -84,8 +103,8 @@ impl Followed {
             _ => None,
         };
         self.recheck = false;
-        let meta = match by_handle.map_or_else(|| fs::metadata(path), Ok) {
-            Ok(meta) => meta,
+        match by_handle.map_or_else(|| fs::metadata(path), Ok) {
+            Ok(meta) => Some(meta),
             Err(e) => {
                 let cause = if e.kind() == io::ErrorKind::NotFound {
                     Cause::Vanished
@@ -94,33 +113,41 @@ impl Followed {
                 };
                 warnings.once(path, cause, format_args!("cannot stat PFF file: {e}"));
                 self.open = None;
-                return None;
-            }
-        };
-        let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
-        if let Some(open) = &self.open {
-            if (open.dev, open.ino) != (dev, ino) {
-                tracing::warn!(path = %path.display(), "PFF file was replaced; following the new one from its newest frame");
-                (self.open, self.last_index) = (None, None);
-            } else if len < open.len {
-                tracing::warn!(path = %path.display(), "PFF file shrank from {} to {len} bytes; following it from its newest frame", open.len);
-                (self.open, self.last_index) = (None, None);
+                None
             }
         }
-        if let Some(bad) = &self.bad {
-            if (bad.dev, bad.ino) == (dev, ino) && len >= bad.len {
-                return None;
-            }
-            self.bad = None;
-            warnings.recovered(path, Cause::NotPff);
+    }
+
+    /// A file replaced or truncated under its name is followed afresh,
+    /// from its newest frame.
+    fn notice_replaced(&mut self, dev: u64, ino: u64, len: u64) {
+        let Some(open) = &self.open else { return };
+        let path = &self.entry.path;
+        if (open.dev, open.ino) != (dev, ino) {
+            tracing::warn!(path = %path.display(), "PFF file was replaced; following the new one from its newest frame");
+            (self.open, self.last_index) = (None, None);
+        } else if len < open.len {
+            tracing::warn!(path = %path.display(), "PFF file shrank from {} to {len} bytes; following it from its newest frame", open.len);
+            (self.open, self.last_index) = (None, None);
         }
-        if self.open.is_none() {
-            match open_file(&self.entry, dev, ino, len, warnings) {
-                Opened::Open(open) => self.open = Some(open),
-                Opened::NotYet => {}
-                Opened::Bad => self.bad = Some(Bad { dev, ino, len }),
-            }
+    }
+
+    /// Whether this is still the file found not to be PFF (the same file,
+    /// not shorter); forgets it, and says it recovered, otherwise.
+    fn still_bad(&mut self, dev: u64, ino: u64, len: u64, warnings: &mut Warnings) -> bool {
+        let Some(bad) = &self.bad else { return false };
+        if (bad.dev, bad.ino) == (dev, ino) && len >= bad.len {
+            return true;
         }
+        self.bad = None;
+        warnings.recovered(&self.entry.path, Cause::NotPff);
+        false
+    }
+
+    /// The newest whole frame of the open file, now `len` bytes long, when
+    /// it was not handed on before.
+    fn read_newest(&mut self, len: u64, warnings: &mut Warnings) -> Option<Read> {
+        let path = &self.entry.path;
         let open = self.open.as_mut()?;
         open.len = len;
         let frames = len / open.frame_size;

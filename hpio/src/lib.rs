@@ -38,7 +38,7 @@
 //!
 //! let config = hpio::TrackerConfig {
 //!     interval: Duration::from_millis(10),
-//!     modules: vec![1, 3],
+//!     modules: vec![pff::ModuleId::new(1), pff::ModuleId::new(3)],
 //!     ..hpio::TrackerConfig::new("/mnt/panoseti/data")
 //! };
 //! let tracker = hpio::Tracker::spawn(config, |event| {

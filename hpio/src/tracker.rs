@@ -35,7 +35,7 @@ pub struct TrackerConfig {
     /// a notification; down to 1 ms. Polling mode sees writes only then.
     pub interval: Duration,
     /// Modules to follow (by the module in the file name); empty = all.
-    pub modules: Vec<u32>,
+    pub modules: Vec<ModuleId>,
     /// Never use file-system notifications, only the interval: for file
     /// systems that do not deliver them (NFS), and to compare both modes.
     /// Binaries set it from the environment variable `HPIO_POLL_ONLY`.
@@ -587,13 +587,15 @@ mod tests {
                 for seqno in 0..60_u32 {
                     let mut wanted = Vec::new();
                     for (dp, frame) in &frames {
-                        let name = PffName::new(start.clone(), *dp, 1, seqno).to_string();
+                        let name =
+                            PffName::new(start.clone(), *dp, ModuleId::new(1), seqno).to_string();
                         let mut f = fs::File::create(run.join(&name)).unwrap();
                         f.write_all(frame).unwrap();
                         wanted.push(name);
                         // Files two seqnos behind are deleted as they age.
                         if let Some(old) = seqno.checked_sub(2) {
-                            let old = PffName::new(start.clone(), *dp, 1, old).to_string();
+                            let old =
+                                PffName::new(start.clone(), *dp, ModuleId::new(1), old).to_string();
                             fs::remove_file(run.join(old)).unwrap();
                         }
                     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pff::daq_tree::{is_image_file_name, is_run_dir_name, parse_module_dir};
-use pff::{ModuleProduct, PffName, RunName, StartTime};
+use pff::{ModuleId, ModuleProduct, PffName, RunName, StartTime};
 
 use crate::warn::{Cause, Warnings};
 
@@ -69,7 +69,7 @@ impl Stamp {
         let stale = forced || !self.settled || self.mtime != Some(mtime);
         if stale {
             self.mtime = Some(mtime);
-            self.settled = SystemTime::now()
+            self.settled = pff::time::now()
                 .duration_since(mtime)
                 .is_ok_and(|age| age > SETTLE);
         }
@@ -132,11 +132,11 @@ pub(crate) struct Tree {
     bare: Option<RunDir>,
     modules: BTreeMap<PathBuf, ModuleDir>,
     /// Modules to follow; empty = all.
-    filter: Vec<u32>,
+    filter: Vec<ModuleId>,
 }
 
 impl Tree {
-    pub(crate) fn new(data_dir: PathBuf, filter: Vec<u32>) -> Self {
+    pub(crate) fn new(data_dir: PathBuf, filter: Vec<ModuleId>) -> Self {
         Tree {
             data_dir,
             root: Stamp::default(),
@@ -295,10 +295,10 @@ impl Tree {
             .iter()
             .chain(self.modules.values().filter_map(|m| m.newest.as_ref()))
             .collect();
-        let wanted = |m: u32| self.filter.is_empty() || self.filter.contains(&m);
+        let wanted = |m: ModuleId| self.filter.is_empty() || self.filter.contains(&m);
         // A module may record into a module directory and a bare run at
         // once; only its newest run counts.
-        let mut newest: HashMap<u32, &StartTime> = HashMap::new();
+        let mut newest: HashMap<ModuleId, &StartTime> = HashMap::new();
         for run in &runs {
             for f in run.files.iter().filter(|f| wanted(f.name.module)) {
                 let start = newest.entry(f.name.module).or_insert(&run.start);
@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn a_directory_is_listed_again_only_when_it_changed() {
         let dir = tempfile::tempdir().unwrap();
-        let old = SystemTime::now() - Duration::from_secs(10);
+        let old = pff::time::now() - Duration::from_secs(10);
         fs::File::open(dir.path())
             .unwrap()
             .set_modified(old)

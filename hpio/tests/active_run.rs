@@ -3,7 +3,7 @@
 mod common;
 
 use std::fs;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
 use pff::DataProduct::Img16;
@@ -36,7 +36,7 @@ fn a_dead_pid_and_an_idle_tree_are_no_active_run() {
     let run = daq.run(Some(1), 1_721_882_046);
     let f = run.file(Img16, 1, 0);
     append(&f, &synthetic_frames(Img16, 3));
-    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let hour_ago = pff::time::now() - Duration::from_secs(3600);
     fs::File::options()
         .write(true)
         .open(&f)

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::time::{node_unix_time, wr_unix_time};
+use crate::time::{self, node_unix_time, wr_unix_time};
 use crate::{DataProduct, Error, ImageKind, Result};
 
 /// Headers are a few hundred bytes; anything this long without the end
@@ -39,6 +39,24 @@ impl Quabo {
     /// The White Rabbit time as Unix `(seconds, nanoseconds)`.
     pub fn wr_time(&self) -> Result<(i64, u32)> {
         wr_unix_time(self.pkt_tai, self.pkt_nsec, self.tv_sec)
+    }
+
+    /// Seconds from the node's stamp to now ([`time::age`]).
+    pub fn age(&self) -> f64 {
+        time::age(self.node_time())
+    }
+
+    /// This quabo with both clocks stamped now, its packet counter kept:
+    /// what a simulator writes so readers see a live frame.
+    pub fn stamped_now(self) -> Quabo {
+        let (tv_sec, tv_usec) = time::node_now();
+        Quabo {
+            tv_sec,
+            tv_usec,
+            pkt_tai: time::pkt_tai(tv_sec),
+            pkt_nsec: tv_usec * 1000,
+            ..self
+        }
     }
 
     /// Appends the fields with Hashpipe's fixed widths.
@@ -186,11 +204,26 @@ impl Header {
         self.quabo_num
     }
 
-    /// The first quabo present: the one whose time stamps the frame
-    /// (`quabo_0` for movie frames).
-    pub fn first_quabo(&self) -> Option<&Quabo> {
-        self.quabos.iter().flatten().next()
+    /// The quabo whose stamps time the frame: `quabo_0` of a module
+    /// header, the one quabo of a ph256 event (see [`timing_quabo_of`]).
+    pub fn timing_quabo(&self) -> Option<&Quabo> {
+        self.quabo(usize::from(self.quabo_num.unwrap_or(0) & 3))
     }
+}
+
+/// The key of the quabo whose stamps time a module (movie, ph1024) frame.
+pub const TIMING_QUABO: &str = "quabo_0";
+
+/// The timing quabo's fields in a header held as a map (JSON, a protobuf
+/// `Struct`): its [`TIMING_QUABO`] object when it has one, else the header
+/// itself, whose flat fields are a ph256 event's one quabo. `field` looks
+/// a key up as a nested map. [`Header::timing_quabo`] is the same rule on
+/// a parsed header.
+pub fn timing_quabo_of<'a, M: ?Sized>(
+    header: &'a M,
+    field: impl FnOnce(&'a M, &str) -> Option<&'a M>,
+) -> &'a M {
+    field(header, TIMING_QUABO).unwrap_or(header)
 }
 
 /// An image's pixels, typed as stored.
@@ -475,6 +508,38 @@ mod tests {
     use super::*;
 
     const PH: &str = r#"{ "quabo_num": 0, "pkt_num":       3444, "pkt_tai":  531, "pkt_nsec": 288621037, "tv_sec": 1721882094, "tv_usec": 288954}"#;
+
+    #[test]
+    fn the_timing_quabo_is_quabo_0_or_a_ph256_events_own() {
+        let q = |pkt_num| Quabo {
+            pkt_num,
+            ..Quabo::default()
+        };
+        let ph = Header::new_quabo(2, q(7));
+        assert_eq!(ph.timing_quabo(), Some(&q(7)));
+        let module = Header::new_module([q(0), q(1), q(2), q(3)]);
+        assert_eq!(module.timing_quabo(), Some(&q(0)));
+        // The same rule on the header as a JSON map.
+        let stamp = |h: &Header| {
+            let json = h.to_json();
+            timing_quabo_of(&json, |h, key| h.get(key))["pkt_num"].clone()
+        };
+        assert_eq!(stamp(&ph), serde_json::json!(7));
+        assert_eq!(stamp(&module), serde_json::json!(0));
+    }
+
+    #[test]
+    fn a_quabo_stamped_now_keeps_its_counter_and_agrees_with_itself() {
+        let q = Quabo {
+            pkt_num: 9,
+            ..Quabo::default()
+        }
+        .stamped_now();
+        assert_eq!(q.pkt_num, 9);
+        // The White Rabbit stamp gives the node's second back.
+        assert_eq!(q.wr_time().unwrap().0, q.tv_sec);
+        assert!(q.age() < 3600.0);
+    }
 
     #[test]
     fn a_ph256_header_reformats_to_the_same_text() {

@@ -37,7 +37,7 @@
 //! `cargo run -p pff -- show FILE --frame N` (header, pixel statistics).
 //!
 //! ```
-//! use pff::{DataProduct, Frame, Header, PffFile, PffName, Pixels, Quabo, StartTime};
+//! use pff::{DataProduct, Frame, Header, ModuleId, PffFile, PffName, Pixels, Quabo, StartTime};
 //!
 //! // A pulse-height frame, stamped and formatted as Hashpipe writes one...
 //! let stamp = Quabo {
@@ -52,7 +52,7 @@
 //!     pixels: Pixels::I16(vec![7; 256]),
 //! };
 //! // ...two and a bit of them in a file that is still being appended to...
-//! let name = PffName::new(StartTime::from_unix(1_721_882_086), DataProduct::Ph256, 1, 0);
+//! let name = PffName::new(StartTime::from_unix(1_721_882_086), DataProduct::Ph256, ModuleId::new(1), 0);
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join(name.to_string());
 //! let bytes = frame.to_bytes();
@@ -81,8 +81,8 @@ pub mod time;
 pub use error::{Error, Result};
 pub use file::{Frames, Layout, PffFile};
 pub use frame::{
-    append_frame, frame_bytes, header_len, Frame, Header, Pixels, Quabo, RawFrame, HEADER_END,
-    MAX_HEADER_BYTES,
+    append_frame, frame_bytes, header_len, timing_quabo_of, Frame, Header, Pixels, Quabo, RawFrame,
+    HEADER_END, MAX_HEADER_BYTES, TIMING_QUABO,
 };
 pub use module::{ModuleId, ModuleProduct};
 pub use names::{PffName, RunName, StartTime};

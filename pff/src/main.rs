@@ -227,7 +227,7 @@ fn in_file<T>(result: pff::Result<T>, path: &Path) -> anyhow::Result<T> {
 fn open(path: &Path, dp: Option<DataProduct>) -> anyhow::Result<(PffFile, Option<u32>)> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let parsed = PffName::parse(name);
-    let module = parsed.as_ref().ok().map(|n| n.module);
+    let module = parsed.as_ref().ok().map(|n| n.module.get());
     let file = match (dp, parsed) {
         (Some(dp), _) => in_file(PffFile::open_as(path, dp), path)?,
         (None, Ok(name)) => in_file(PffFile::open_as(path, name.dp), path)?,
@@ -243,7 +243,7 @@ fn open(path: &Path, dp: Option<DataProduct>) -> anyhow::Result<(PffFile, Option
 
 fn stamp(file: &PffFile, n: u64) -> anyhow::Result<Option<Stamp>> {
     let frame = in_file(file.read_frame(n), file.path())?;
-    Ok(frame.header.first_quabo().map(|q| Stamp::of(n, q)))
+    Ok(frame.header.timing_quabo().map(|q| Stamp::of(n, q)))
 }
 
 fn info(path: &Path, dp: Option<DataProduct>) -> anyhow::Result<Info> {
@@ -376,7 +376,7 @@ fn show(path: &Path, which: FrameIndex, dp: Option<DataProduct>) -> anyhow::Resu
         (FrameIndex::Number(n), _) => n,
     };
     let frame = in_file(file.read_frame(n), path)?;
-    let quabo = frame.header.first_quabo();
+    let quabo = frame.header.timing_quabo();
     let white_rabbit = match quabo.map(Quabo::wr_time) {
         Some(Ok((secs, nsec))) => format!("{secs}.{nsec:09}"),
         Some(Err(e)) => format!("unknown: {e}"),

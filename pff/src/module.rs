@@ -7,9 +7,19 @@ use std::str::FromStr;
 use crate::DataProduct;
 
 /// A telescope module's id, as in `module_M` directory and file names and
-/// in the gRPC `PanoImage.module_id` (a plain `u32` on the wire).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// in the gRPC `PanoImage.module_id` (a plain `u32` on the wire). As
+/// cheap to copy and compare as the number, and printed as the number
+/// (`Debug` too, so lists of ids read `[1, 3]` in logs).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ModuleId(u32);
+
+const _: () = assert!(std::mem::size_of::<ModuleId>() == std::mem::size_of::<u32>());
+
+impl fmt::Debug for ModuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 impl ModuleId {
     /// The module with this number.

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::daq_tree::{PFF_SUFFIX, RUN_DIR_SUFFIX};
-use crate::{DataProduct, Error, Result};
+use crate::{DataProduct, Error, ModuleId, Result};
 
 /// A run or file start time, `YYYY-MM-DDTHH:MM:SSZ`.
 ///
@@ -129,7 +129,7 @@ pub struct PffName {
     /// Bytes per pixel, as named.
     pub bpp: u8,
     /// The module (telescope) id.
-    pub module: u32,
+    pub module: ModuleId,
     /// Rises by one each time Hashpipe closes a full file and opens the next.
     pub seqno: u32,
     /// All pairs in their order in the name, as written (extra ones too).
@@ -138,7 +138,7 @@ pub struct PffName {
 
 impl PffName {
     /// The name Hashpipe would give this file.
-    pub fn new(start: StartTime, dp: DataProduct, module: u32, seqno: u32) -> Self {
+    pub fn new(start: StartTime, dp: DataProduct, module: ModuleId, seqno: u32) -> Self {
         let bpp = dp.bytes_per_pixel() as u8;
         let pairs = vec![
             ("start".into(), start.as_str().to_string()),
@@ -176,7 +176,7 @@ impl PffName {
             start: start_time(field(&pairs, "start", name, OF)?, name, OF)?,
             dp,
             bpp: number(field(&pairs, "bpp", name, OF)?, "bpp", name)?,
-            module: number(field(&pairs, "module", name, OF)?, "module", name)?,
+            module: ModuleId::new(number(field(&pairs, "module", name, OF)?, "module", name)?),
             seqno: number(field(&pairs, "seqno", name, OF)?, "seqno", name)?,
             pairs: pairs
                 .iter()
@@ -299,7 +299,7 @@ mod tests {
     fn a_lick_file_name_parses_and_round_trips() {
         let n = PffName::parse(LICK).unwrap();
         assert_eq!(n.dp, DataProduct::Img16);
-        assert_eq!((n.bpp, n.module, n.seqno), (2, 1, 0));
+        assert_eq!((n.bpp, n.module.get(), n.seqno), (2, 1, 0));
         assert_eq!(n.start.as_str(), "2024-07-25T04:34:46Z");
         assert_eq!(n.get("debug"), Some("TRUNCATED"));
         assert_eq!(n.to_string(), LICK);

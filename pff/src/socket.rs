@@ -30,14 +30,14 @@
 //! assert!(decoder.next_message()?.is_none());
 //! decoder.extend(&message[100..]);
 //! let got = decoder.next_message()?.expect("one whole message");
-//! assert_eq!((got.module, got.frame.parse()?), (224, frame));
+//! assert_eq!((got.module.get(), got.frame.parse()?), (224, frame));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use crate::frame::HEADER_END;
-use crate::{DataProduct, Header, RawFrame, UnknownDataProduct};
+use crate::{DataProduct, Header, ModuleId, RawFrame, UnknownDataProduct};
 
 /// What a socket path template's data product name replaces.
 pub const DP_NAME: &str = "{dp_name}";
@@ -79,7 +79,7 @@ const MODULE_ID_BYTES: usize = 2;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketMessage {
     /// The module id, from the 2-byte prefix.
-    pub module: u16,
+    pub module: ModuleId,
     /// The frame as sent.
     pub frame: RawFrame,
     /// Its header, parsed (every message's is, to refuse one that is not
@@ -221,7 +221,7 @@ impl SocketDecoder {
             },
         };
         let rest = &self.buf[self.start..];
-        let module = u16::from_be_bytes([rest[0], rest[1]]);
+        let module = ModuleId::new(u32::from(u16::from_be_bytes([rest[0], rest[1]])));
         let body = &rest[MODULE_ID_BYTES..];
         let frame_len = header_len + self.dp.image_bytes();
         if body.len() < frame_len {
@@ -327,7 +327,7 @@ mod tests {
             let mut got = decode_all(&mut d).unwrap();
             d.extend(&stream[cut..]);
             got.extend(decode_all(&mut d).unwrap());
-            let modules: Vec<u16> = got.iter().map(|m| m.module).collect();
+            let modules: Vec<u32> = got.iter().map(|m| m.module.get()).collect();
             assert_eq!(modules, [0, 1, 2], "cut at {cut}");
             assert_eq!(d.buffered(), 0);
         }

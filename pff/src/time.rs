@@ -5,11 +5,42 @@
 //! bits of the TAI seconds, so the full second must be recovered from the
 //! node's clock: the two agree to within a second when all is well.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::{Error, Result, StartTime};
 
 /// TAI - UTC in seconds, since 2017: White Rabbit counts TAI seconds, the
 /// node's clock and Unix time count UTC.
 pub const TAI_MINUS_UTC: i64 = 37;
+
+/// The node's clock now: the one place the workspace reads the wall clock,
+/// so every "now" (file ages, status reads, frame ages) is the same clock.
+pub fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// Now as Unix seconds, microsecond precision (0 on a clock set before
+/// 1970, which no DAQ node has).
+pub fn unix_now() -> f64 {
+    let (secs, usecs) = node_now();
+    node_unix_time(secs, usecs)
+}
+
+/// Now as the node's `(tv_sec, tv_usec)`: what Hashpipe would stamp on a
+/// packet arriving now.
+pub fn node_now() -> (i64, u32) {
+    let d = now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        d.subsec_micros(),
+    )
+}
+
+/// Seconds from Unix time `unix_secs` to now; 0, not negative, when the
+/// stamp is ahead of this clock (the two machines' clocks differ).
+pub fn age(unix_secs: f64) -> f64 {
+    (unix_now() - unix_secs).max(0.0)
+}
 
 /// The White Rabbit seconds a quabo stamps (`pkt_tai`, the low 10 bits of
 /// TAI seconds) at Unix second `unix_secs`: what a writer of frames puts in
@@ -105,6 +136,18 @@ mod tests {
             "2024-07-25T04:34:52.691344Z"
         );
         assert_eq!(iso_utc(0, 1_000_001), "1970-01-01T00:00:01.000001Z");
+    }
+
+    #[test]
+    fn now_is_one_clock_in_every_form() {
+        let (secs, usecs) = node_now();
+        assert!(usecs < 1_000_000);
+        // Some time after this code was written, and the float agrees with
+        // the parts to within the moment between the two reads.
+        assert!(secs > 1_721_882_092);
+        assert!(unix_now() >= node_unix_time(secs, usecs));
+        assert_eq!(age(unix_now() + 3600.0), 0.0);
+        assert!(age(node_unix_time(secs - 10, usecs)) >= 10.0);
     }
 
     #[test]

@@ -426,7 +426,7 @@ proptest! {
         };
         prop_assert_eq!(restamped.to_bytes().len(), frame.to_bytes().len());
         let (back, _) = Frame::parse(&restamped.to_bytes(), dp).unwrap();
-        prop_assert_eq!(back.header.first_quabo(), Some(&other));
+        prop_assert_eq!(back.header.timing_quabo(), Some(&other));
     }
 
     #[test]

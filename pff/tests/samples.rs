@@ -16,7 +16,7 @@ fn every_sample_has_the_frames_and_tail_that_its_readme_lists() {
     for s in testdata::samples() {
         let dp = dp_of(&s);
         let name = PffName::parse(s.file_name()).unwrap();
-        assert_eq!((name.dp, name.module), (dp, s.module), "{s}");
+        assert_eq!((name.dp, name.module.get()), (dp, s.module), "{s}");
         let file = PffFile::open(&s.path).unwrap();
         assert_eq!(file.data_product(), dp, "{s}");
         let layout = file.layout().unwrap();
@@ -180,7 +180,7 @@ fn ph256_headers_name_a_quabo_and_carry_sane_times() {
                 .expect("ph256 headers have quabo_num");
             assert!(n < 4, "{s} frame {i}: quabo_num {n}");
             seen_quabos[usize::from(n)] = true;
-            let q = frame.header.first_quabo().unwrap();
+            let q = frame.header.timing_quabo().unwrap();
             assert_eq!(Some(q), frame.header.quabo(usize::from(n)));
             assert!((from..to).contains(&q.tv_sec), "{s} frame {i}: {q:?}");
             assert!(q.tv_usec < 1_000_000, "{s} frame {i}: {q:?}");
@@ -215,7 +215,7 @@ fn img16_frames_come_in_time_order_from_four_quabos() {
             for q in 0..4 {
                 assert!(frame.header.quabo(q).is_some(), "{s} frame {i} quabo {q}");
             }
-            let t = frame.header.first_quabo().unwrap().node_time();
+            let t = frame.header.timing_quabo().unwrap().node_time();
             assert!(
                 t >= previous,
                 "{s}: frame {i} is older than frame {}",
@@ -242,7 +242,7 @@ fn the_fixtures_are_the_first_frames_of_the_shared_samples() {
             );
         }
         let first = PffFile::open(&fixture.path).unwrap().read_frame(0).unwrap();
-        let q = first.header.first_quabo().unwrap();
+        let q = first.header.timing_quabo().unwrap();
         assert_eq!(
             pff::time::iso_utc(q.tv_sec, q.tv_usec)[..16],
             *"2024-07-25T04:34",

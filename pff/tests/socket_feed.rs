@@ -75,7 +75,7 @@ proptest! {
         let got = decode(dp, &stream, &cuts).unwrap();
         prop_assert_eq!(got.len(), messages.len());
         for (g, (module, frame)) in got.iter().zip(&messages) {
-            prop_assert_eq!(g.module, *module);
+            prop_assert_eq!(g.module.get(), u32::from(*module));
             prop_assert_eq!(g.frame.as_bytes(), &frame[..]);
             prop_assert_eq!(g.frame.data_product(), dp);
         }
@@ -90,7 +90,7 @@ proptest! {
         if let Ok(got) = decode(dp, &bytes, &cuts) {
             let again: Vec<u8> = got
                 .iter()
-                .flat_map(|m| encode_message(m.module, m.frame.as_bytes()))
+                .flat_map(|m| encode_message(u16::try_from(m.module.get()).unwrap(), m.frame.as_bytes()))
                 .collect();
             prop_assert!(bytes.starts_with(&again));
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -113,12 +113,6 @@ struct ClientResult {
     error: Option<String>,
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
@@ -127,31 +121,74 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--duration must be > 0 and --warmup >= 0 seconds");
     }
     let host: Host = args.host.parse()?;
-    let credentials = args.credentials.load()?;
-    let shared = channel_with(&host, &credentials)?;
-    let channels: Vec<Connection> = (0..args.clients)
-        .map(|_| {
-            if args.shared_connection {
-                Ok(shared.clone())
-            } else {
-                channel_with(&host, &credentials)
-            }
-        })
-        .collect::<Result<_, _>>()?;
+    let channels = connect(&args, &host)?;
     let start = TokioInstant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let measure_to = measure_from + Duration::from_secs_f64(args.duration);
     let sampler = args
         .server_pid
         .map(|pid| tokio::spawn(sample_process(pid, measure_from, measure_to)));
+    let (movie, ph) = products(&args);
+    let tasks = spawn_clients(&args, channels, (movie, ph), measure_from, measure_to);
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.context("a bench client panicked")?);
+    }
+    let server = match sampler {
+        Some(s) => Some(s.await.context("the /proc sampler panicked")??),
+        None => None,
+    };
+    let report = report(&args, &host, (movie, ph), &results, server)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    if report.images == 0 && !report.errors.is_empty() {
+        bail!(
+            "no images {}",
+            if args.upload { "accepted" } else { "delivered" }
+        );
+    }
+    Ok(())
+}
 
-    let (movie, ph) = if args.movie || args.ph {
+/// One connection per client, or one shared by all.
+fn connect(args: &BenchArgs, host: &Host) -> anyhow::Result<Vec<Connection>> {
+    let credentials = args.credentials.load()?;
+    let shared = channel_with(host, &credentials)?;
+    let channels = (0..args.clients)
+        .map(|_| {
+            if args.shared_connection {
+                Ok(shared.clone())
+            } else {
+                channel_with(host, &credentials)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(channels)
+}
+
+/// (movie, pulse height) asked for; neither flag means both.
+fn products(args: &BenchArgs) -> (bool, bool) {
+    if args.movie || args.ph {
         (args.movie, args.ph)
     } else {
         (true, true)
-    };
-    let mut tasks = Vec::new();
+    }
+}
+
+/// One uploading or streaming client per channel, measuring between
+/// `from` and `to`.
+fn spawn_clients(
+    args: &BenchArgs,
+    channels: Vec<Connection>,
+    (movie, ph): (bool, bool),
+    from: TokioInstant,
+    to: TokioInstant,
+) -> Vec<tokio::task::JoinHandle<ClientResult>> {
     let upload_count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
     for (i, ch) in channels.into_iter().enumerate() {
         if args.upload {
             let module = args.module_ids.first().copied().unwrap_or(1);
@@ -159,8 +196,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 ch,
                 module,
                 i as u32,
-                measure_from,
-                measure_to,
+                from,
+                to,
                 upload_count.clone(),
             )));
         } else {
@@ -170,28 +207,48 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 update_interval_seconds: args.interval,
                 module_ids: args.module_ids.clone(),
             };
-            tasks.push(tokio::spawn(stream_client(
-                ch,
-                request,
-                measure_from,
-                measure_to,
-            )));
+            tasks.push(tokio::spawn(stream_client(ch, request, from, to)));
         }
     }
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.context("a bench client panicked")?);
-    }
-    let server = match sampler {
-        Some(s) => Some(s.await.context("the /proc sampler panicked")??),
-        None => None,
-    };
+    tasks
+}
 
+/// What the clients saw, summed, with the run's settings.
+fn report(
+    args: &BenchArgs,
+    host: &Host,
+    (movie, ph): (bool, bool),
+    results: &[ClientResult],
+    server: Option<ServerUsage>,
+) -> anyhow::Result<Report> {
     let mut errors = BTreeMap::new();
     for e in results.iter().filter_map(|r| r.error.clone()) {
         *errors.entry(e).or_insert(0) += 1;
     }
     let images: u64 = results.iter().map(|r| r.images).sum();
+    Ok(Report {
+        mode: if args.upload { "upload" } else { "stream" },
+        host: host.to_string(),
+        clients: args.clients,
+        shared_connection: args.shared_connection,
+        interval_seconds: args.interval,
+        movie,
+        pulse_height: ph,
+        module_ids: args.module_ids.clone(),
+        warmup_seconds: args.warmup,
+        duration_seconds: args.duration,
+        images,
+        images_per_second: images as f64 / args.duration,
+        frame_age_ms: frame_ages(results)?,
+        per_client_min_images: results.iter().map(|r| r.images).min().unwrap_or(0),
+        per_client_max_images: results.iter().map(|r| r.images).max().unwrap_or(0),
+        errors,
+        server,
+    })
+}
+
+/// The spread of frame ages over every client.
+fn frame_ages(results: &[ClientResult]) -> anyhow::Result<Ages> {
     // Microseconds, to three significant digits; a frame stamped after it
     // arrived (the clocks of two machines apart) counts as age 0.
     let mut ages = Histogram::<u64>::new(3)?;
@@ -205,43 +262,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ages.value_at_quantile(q) as f64 / 1e3
         }
     };
-    let report = Report {
-        mode: if args.upload { "upload" } else { "stream" },
-        host: host.to_string(),
-        clients: args.clients,
-        shared_connection: args.shared_connection,
-        interval_seconds: args.interval,
-        movie,
-        pulse_height: ph,
-        module_ids: args.module_ids.clone(),
-        warmup_seconds: args.warmup,
-        duration_seconds: args.duration,
-        images,
-        images_per_second: images as f64 / args.duration,
-        frame_age_ms: Ages {
-            p50: pct(0.50),
-            p90: pct(0.90),
-            p99: pct(0.99),
-            max: pct(1.0),
-            samples: ages.len() as usize,
-        },
-        per_client_min_images: results.iter().map(|r| r.images).min().unwrap_or(0),
-        per_client_max_images: results.iter().map(|r| r.images).max().unwrap_or(0),
-        errors,
-        server,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_report(&report);
-    }
-    if report.images == 0 && !report.errors.is_empty() {
-        bail!(
-            "no images {}",
-            if args.upload { "accepted" } else { "delivered" }
-        );
-    }
-    Ok(())
+    Ok(Ages {
+        p50: pct(0.50),
+        p90: pct(0.90),
+        p99: pct(0.99),
+        max: pct(1.0),
+        samples: ages.len() as usize,
+    })
 }
 
 fn print_report(r: &Report) {
@@ -340,7 +367,7 @@ async fn stream_client(
             .and_then(|bytes| decode_pano_image_header(bytes).ok())
             .flatten();
         if let Some((sec, usec)) = header.as_ref().and_then(node_stamp_of_header) {
-            let age = unix_now() - (sec as f64 + f64::from(usec) * 1e-6);
+            let age = pff::time::age(pff::time::node_unix_time(sec, usec));
             out.ages_ms.push((age * 1e3) as f32);
         }
     }
@@ -391,15 +418,11 @@ async fn upload_client(
 }
 
 fn synthetic_event(module: u32, client: u32) -> daqdata_proto::daqdata::PanoImage {
-    let now = unix_now();
-    let tv_sec = now as i64;
     let quabo = pff::Quabo {
         pkt_num: client,
-        pkt_tai: pff::time::pkt_tai(tv_sec),
-        pkt_nsec: 0,
-        tv_sec,
-        tv_usec: ((now.fract()) * 1e6) as u32,
-    };
+        ..pff::Quabo::default()
+    }
+    .stamped_now();
     let pixels = pff::Pixels::I16((0..256).map(|i| (i % 37) as i16 * 10).collect());
     let frame = pff::Frame {
         header: pff::Header::new_quabo(0, quabo),
@@ -408,7 +431,7 @@ fn synthetic_event(module: u32, client: u32) -> daqdata_proto::daqdata::PanoImag
     Image::from_frame(
         pff::DataProduct::Ph256,
         &frame,
-        module,
+        module.into(),
         "bench_upload.pff",
         0,
     )

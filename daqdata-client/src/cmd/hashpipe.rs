@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use pff::time::unix_now as now;
 
 use anyhow::bail;
 use daqdata_client::{Backoff, DaqClient, HashpipeStatus};
@@ -144,12 +146,6 @@ pub fn table(rows: &Rows, now: f64, colour: bool) -> String {
         out += "(no read yet)\n";
     }
     out
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The terminal view's Hashpipe bar: a line per node, red with the reason

@@ -4,7 +4,9 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use pff::time::unix_now as now;
 
 use anyhow::{bail, Context as _};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -27,16 +29,10 @@ pub struct Live {
     pub plot_speed: bool,
     pub json: bool,
     pub refresh_period: f64,
-    pub module_ids: Vec<u32>,
+    pub module_ids: Vec<pff::ModuleId>,
     pub snapshot: Option<PathBuf>,
     pub snapshot_frames: u64,
     pub snapshot_timeout: f64,
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The views a run keeps.

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use pff::ImageKind;
+use pff::{ImageKind, ModuleId};
 
 use crate::Image;
 
@@ -35,7 +35,7 @@ pub struct PanelKey {
     /// a server.
     pub node: String,
     /// The module that recorded the image.
-    pub module: u32,
+    pub module: ModuleId,
 }
 
 impl PanelKey {
@@ -306,13 +306,19 @@ pub(crate) mod tests {
                 (Header::new_quabo(0, q), Pixels::I16(v))
             }
         };
-        Image::from_frame(dp, &pff::Frame { header, pixels }, module, "test.pff", 7)
+        Image::from_frame(
+            dp,
+            &pff::Frame { header, pixels },
+            module.into(),
+            "test.pff",
+            7,
+        )
     }
 
     pub(crate) fn key(node: &str, module: u32) -> PanelKey {
         PanelKey {
             node: node.into(),
-            module,
+            module: module.into(),
         }
     }
 

@@ -505,7 +505,7 @@ impl PhDist {
 /// Writes a picture to `path` as PNG.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<(), crate::Error> {
     img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| crate::Error::Io {
+        .map_err(|e| crate::Error::Write {
             path: path.to_path_buf(),
             source: std::io::Error::other(e),
         })
@@ -528,7 +528,7 @@ mod tests {
         frames
             .iter()
             .enumerate()
-            .map(|(n, f)| Image::from_frame(dp, f, module, sample.file_name(), n as u32))
+            .map(|(n, f)| Image::from_frame(dp, f, module.into(), sample.file_name(), n as u32))
             .collect()
     }
 

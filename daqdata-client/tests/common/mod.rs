@@ -38,7 +38,7 @@ pub fn frames() -> Vec<PanoImage> {
                 Image::from_frame(
                     file.data_product(),
                     &frame,
-                    sample.module,
+                    sample.module.into(),
                     sample.file_name(),
                     n as u32,
                 )
@@ -165,7 +165,7 @@ impl DaqData for FakeServer {
         tokio::spawn(async move {
             let (mut packets, mut lost) = (0.0, 0.0);
             loop {
-                let now = std::time::SystemTime::now()
+                let now = pff::time::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap();
                 let script = script.lock().unwrap().clone();

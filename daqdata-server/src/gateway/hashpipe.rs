@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{StreamHashpipeStatusRequest, StreamHashpipeStatusResponse};
@@ -84,7 +83,7 @@ fn down(upstream: &Upstream, why: &str) -> Newest {
     let name = upstream.address.to_string();
     let response = StreamHashpipeStatusResponse {
         name: name.clone(),
-        read_at: Some(prost_types::Timestamp::from(SystemTime::now())),
+        read_at: Some(prost_types::Timestamp::from(pff::time::now())),
         cards: None,
         stale: true,
         message: why.to_string(),

@@ -11,7 +11,6 @@ use std::time::Duration;
 use daqdata_net::{Address, Attempts, Backoff, Connection};
 use daqdata_proto::daqdata::StreamImagesRequest;
 use daqdata_proto::SharedStreamImagesClient;
-use pff::ModuleProduct;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -354,7 +353,7 @@ async fn stream_once(
         let Some(encoded) = response.pano_image else {
             continue;
         };
-        let (module, dp) = match daqdata_proto::decode_pano_image_product(&encoded) {
+        let product = match daqdata_proto::decode_pano_image_product(&encoded) {
             Ok(found) => found,
             Err(e) => return Ended::Broken(format!("it sent an image that is not one: {e}")),
         };
@@ -362,11 +361,6 @@ async fn stream_once(
             name = Arc::from(response.name.as_str());
         }
         counter.inc();
-        broadcast.publish_relayed(
-            origin,
-            ModuleProduct::new(module, dp),
-            name.clone(),
-            encoded,
-        );
+        broadcast.publish_relayed(origin, product, name.clone(), encoded);
     }
 }

@@ -350,7 +350,7 @@ pub fn live_tree_at(out: &Path, rate: f64, modules: &[(u32, u32)]) -> daqsim::Re
         daqsim::ReplayConfig {
             out: out.to_path_buf(),
             rate: Some(rate),
-            modules: modules.to_vec(),
+            modules: modules.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
             ..daqsim::ReplayConfig::default()
         },
     )

@@ -94,11 +94,8 @@ pub fn write_private(path: &Path, text: &str) {
 
 /// A made-up token, different each run and distinctive enough to grep for.
 pub fn token(who: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{who}tok{:08x}{:08x}", std::process::id(), nanos)
+    let salt = daqdata_net::random_u64(0) as u32;
+    format!("{who}tok{:08x}{:08x}", std::process::id(), salt)
 }
 
 /// The binary with `--config` (and `args`), its stderr in `dir/server.log`.

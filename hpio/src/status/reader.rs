@@ -110,7 +110,7 @@ impl StatusReader {
     /// Copies the buffer under the lock and parses the copy.
     pub fn read(&mut self) -> Result<Snapshot, ReadError> {
         self.copy()?;
-        let read_at = SystemTime::now();
+        let read_at = pff::time::now();
         match parse_cards(&self.copy) {
             Ok(cards) => {
                 self.stats.reads += 1;

@@ -117,7 +117,7 @@ pub struct Run {
 impl Run {
     /// The path Hashpipe gives a file of this run.
     pub fn file(&self, dp: DataProduct, module: u32, seqno: u32) -> PathBuf {
-        let name = PffName::new(StartTime::from_unix(self.start), dp, module, seqno);
+        let name = PffName::new(StartTime::from_unix(self.start), dp, module.into(), seqno);
         self.dir.join(name.to_string())
     }
 }
@@ -192,7 +192,7 @@ pub fn track(data_dir: &Path, poll_only: bool, modules: Vec<u32>) -> Tracked {
     let tx = Mutex::new(tx);
     let config = TrackerConfig {
         interval: Duration::from_millis(if poll_only { 5 } else { 50 }),
-        modules,
+        modules: modules.into_iter().map(pff::ModuleId::new).collect(),
         poll_only,
         ..TrackerConfig::new(data_dir)
     };

@@ -16,7 +16,7 @@ fn decode(dp: DataProduct, pieces: &[&[u8]]) -> (Vec<u8>, Option<pff::SocketErro
         d.extend(piece);
         loop {
             match d.next_message() {
-                Ok(Some(m)) => out.extend(encode_message(m.module, m.frame.as_bytes())),
+                Ok(Some(m)) => out.extend(encode_message(u16::try_from(m.module.get()).unwrap(), m.frame.as_bytes())),
                 Ok(None) => break,
                 Err(e) => return (out, Some(e)),
             }

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use pff::time::unix_now;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use daqdata_client::view::rules::{
@@ -288,12 +290,6 @@ impl Kind {
     }
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Starts the hub on `stream` (every host's images) and `hosts` (their
 /// states). The receiver always holds the newest [`Snapshot`].
 pub fn start(
@@ -413,7 +409,7 @@ impl Hub {
                 Some(e) if e.seq == p.seq => e.clone(),
                 _ => {
                     let e = Encoded {
-                        key: format!("img/{}/{}/{}", panel.node, panel.module, kind.name()),
+                        key: format!("img/{}/{}/{}", panel.node, panel.module.get(), kind.name()),
                         seq: p.seq,
                         body: Body::Binary(encode_image(
                             panel,
@@ -459,7 +455,7 @@ impl Hub {
                 let msg = PhDistMsg {
                     t: "phdist",
                     node: &panel.node,
-                    module: panel.module,
+                    module: panel.module.get(),
                     label: panel.to_string(),
                     lo,
                     hi,
@@ -476,7 +472,7 @@ impl Hub {
                     windows,
                 };
                 Encoded {
-                    key: format!("phdist/{}/{}", panel.node, panel.module),
+                    key: format!("phdist/{}/{}", panel.node, panel.module.get()),
                     seq,
                     body: Body::Text(to_text(&msg)),
                 }
@@ -489,7 +485,6 @@ impl Hub {
     fn encode_hosts(&mut self, now: Instant, slow: bool) -> Encoded {
         let statuses = self.hosts.snapshot();
         let since = now.saturating_duration_since(self.start).as_secs_f64();
-        let wall = unix_now();
         let hosts: Vec<HostMsg> = statuses
             .iter()
             .zip(self.host_rates.iter_mut())
@@ -514,7 +509,7 @@ impl Hub {
                     attempt,
                     why,
                     images_per_s: round2(*rate),
-                    age_s: status.newest_frame_time.map(|t| round3(wall - t)),
+                    age_s: status.newest_frame_time.map(|t| round3(pff::time::age(t))),
                 }
             })
             .collect();
@@ -637,7 +632,7 @@ fn encode_image(
     let msg = ImageMsg {
         t: "image",
         node: &panel.node,
-        module: panel.module,
+        module: panel.module.get(),
         label: panel.to_string(),
         kind: kind.name(),
         data_product: image.data_product.to_string(),

@@ -49,7 +49,11 @@ struct App {
 }
 
 /// Serves the page until Ctrl-C or SIGTERM.
-pub async fn run(args: &WebArgs, client: &DaqClient, module_ids: &[u32]) -> anyhow::Result<()> {
+pub async fn run(
+    args: &WebArgs,
+    client: &DaqClient,
+    module_ids: &[pff::ModuleId],
+) -> anyhow::Result<()> {
     // Every event for the pulse-height histograms; the hub thins the
     // images to what a browser draws.
     let spec = StreamSpec {
