@@ -7,8 +7,8 @@
 #   scripts/mutants.sh pff/src/names.rs        # only these files
 #   scripts/mutants.sh --list                  # the mutants, without running
 #   JOBS=2 scripts/mutants.sh ...              # parallel builds (default 1)
-#   TEST_ARGS="--lib --test server" scripts/mutants.sh daqdata-server/src/upload.rs
-#                                              # only these test targets
+#   TEST_ARGS="--test it server::" scripts/mutants.sh daqdata-server/src/upload.rs
+#                                              # only tests/it/server.rs's tests
 #
 # Prints caught / missed / timeout / unviable per file, and where each
 # file's full results are (target/mutants/<file>/mutants.out: missed.txt
