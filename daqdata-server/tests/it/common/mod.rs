@@ -8,8 +8,8 @@ use std::time::Duration;
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{InitHpIoRequest, StreamImagesRequest, StreamImagesResponse};
 use daqdata_server::{Config, HashpipeSocketsConfig, InitOnStart, Server};
-use testdata::server::ServerProcess;
 pub use testdata::server::unix_channel;
+use testdata::server::ServerProcess;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
@@ -219,7 +219,10 @@ impl BinServer {
         )
         .unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_daqdata-server"));
-        command.arg("--config").arg(&config).envs(env.iter().copied());
+        command
+            .arg("--config")
+            .arg(&config)
+            .envs(env.iter().copied());
         let log = dir.path().join("server.log");
         let process = ServerProcess::start(command, &sock, &log, |_| true).await;
         BinServer { process, sock, dir }
