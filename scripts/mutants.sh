@@ -9,8 +9,8 @@
 #   JOBS=2 scripts/mutants.sh ...              # parallel builds (default 1)
 #   IN_PLACE=1 scripts/mutants.sh ...          # mutate this tree, reuse its warm
 #                                              # target/ (files restored after)
-#   TEST_ARGS="--lib --test server" scripts/mutants.sh daqdata-server/src/upload.rs
-#                                              # only these test targets
+#   TEST_ARGS="--test it server::" scripts/mutants.sh daqdata-server/src/upload.rs
+#                                              # only tests/it/server.rs's tests
 #
 # Prints caught / missed / timeout / unviable per file, and where each
 # file's full results are (target/mutants/<file>/mutants.out: missed.txt

@@ -22,6 +22,9 @@
 //! tests as on a machine without `../shared`. [`sample_set`] says in one
 //! line which set a run tests; this crate's own tests print it.
 //!
+//! With the `server` feature, [`server`] runs a `daqdata-server` process
+//! for a test: started, waited on until it answers, stopped ([`stop`]).
+//!
 //! ```
 //! for sample in testdata::samples() {
 //!     let len = std::fs::metadata(&sample.path).unwrap().len();
@@ -31,6 +34,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
+
+#[cfg(feature = "server")]
+pub mod server;
 
 /// Set (to anything but empty or `0`) to act as if the shared samples were
 /// absent.

@@ -1,7 +1,7 @@
 //! `/metrics` as a Prometheus server scrapes it: the text format parses,
 //! and the counters move as the streams, uploads and refusals do.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

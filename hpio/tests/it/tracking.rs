@@ -1,6 +1,6 @@
 //! What a consumer of the tracker sees while Hashpipe writes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use daqdata_proto::daqdata::{InitHpIoRequest, StreamImagesRequest, StreamImagesResponse};
 use daqdata_server::{Config, HashpipeSocketsConfig, InitOnStart, Server};
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint};
+pub use testdata::server::unix_channel;
+use testdata::server::ServerProcess;
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 mod hashpipe;
@@ -71,20 +72,6 @@ impl TestServer {
 /// A `[hashpipe_sockets] path_template` inside `dir`.
 pub fn private_hashpipe_sockets(dir: &Path) -> String {
     pff::socket_template_in(dir)
-}
-
-pub async fn unix_channel(sock: &Path) -> Channel {
-    let sock = sock.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let sock = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
-            }
-        }))
-        .await
-        .unwrap()
 }
 
 pub fn sim_request() -> InitHpIoRequest {
@@ -180,9 +167,8 @@ pub fn live_tree(torn: bool, rate: f64) -> (daqsim::Replay, tempfile::TempDir) {
 /// dropped (so a failing test leaves no process behind). Its log is kept
 /// in a file, for assertion messages.
 pub struct BinServer {
-    child: std::process::Child,
+    process: ServerProcess,
     pub sock: PathBuf,
-    pub log: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
@@ -232,42 +218,14 @@ impl BinServer {
             ),
         )
         .unwrap();
-        let log = dir.path().join("server.log");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_daqdata-server"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_daqdata-server"));
+        command
             .arg("--config")
             .arg(&config)
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut server = BinServer {
-            child,
-            sock,
-            log,
-            dir,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "daqdata-server exited at start ({status}):\n{}",
-                    server.log()
-                );
-            }
-            if server.sock.exists() {
-                let mut c = DaqDataClient::new(unix_channel(&server.sock).await);
-                if c.ping(()).await.is_ok() {
-                    return server;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "daqdata-server did not answer within 20 s:\n{}",
-                server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .envs(env.iter().copied());
+        let log = dir.path().join("server.log");
+        let process = ServerProcess::start(command, &sock, &log, |_| true).await;
+        BinServer { process, sock, dir }
     }
 
     pub async fn client(&self) -> DaqDataClient<Channel> {
@@ -278,13 +236,9 @@ impl BinServer {
     /// exit: its exit status and how long it took.
     pub async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
         let sent = std::time::Instant::now();
-        let kill = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success(), "kill -TERM failed: {kill}");
+        self.process.send_term();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.exited() {
                 return (status, sent.elapsed());
             }
             assert!(
@@ -298,13 +252,12 @@ impl BinServer {
 
     /// What the server logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
-}
 
-impl Drop for BinServer {
-    fn drop(&mut self) {
-        testdata::stop(&mut self.child);
+    /// The address the server logged for its metrics endpoint.
+    pub fn metrics_addr(&self) -> String {
+        self.process.metrics_addr()
     }
 }
 

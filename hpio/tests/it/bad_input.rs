@@ -1,7 +1,7 @@
 //! Bad files and vanishing directories: each is logged once with its path
 //! and skipped, and everything else is still followed.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

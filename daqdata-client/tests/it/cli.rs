@@ -1,11 +1,11 @@
 //! The `daqdata` command line against small in-test DaqData servers that
 //! stream real recorded frames, and against the real server binary.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{daqdata, server_binary, FakeServer};
+use common::{daqdata, FakeServer, RealServer};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_command_line_snapshots_and_prints_json() {
@@ -108,14 +108,14 @@ fn the_command_line_names_unreachable_hosts() {
 /// The real server: ping, simulate, and a snapshot from what it streams.
 #[test]
 fn against_the_real_server_binary() {
-    let bin = server_binary();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("daq.sock");
     let host = format!("unix://{}", sock.display());
-    let mut server = std::process::Command::new(bin)
-        .args(["--listen", &host, "--metrics-listen", ""])
-        .spawn()
-        .unwrap();
+    let mut server = RealServer::start(
+        RealServer::config(dir.path()),
+        None,
+        &dir.path().join("server.log"),
+    );
     let mut answered = false;
     for _ in 0..100 {
         if daqdata()
@@ -139,7 +139,7 @@ fn against_the_real_server_binary() {
             .output()
             .unwrap()
     });
-    testdata::stop(&mut server);
+    server.stop();
     assert!(answered, "the server did not answer pings");
     let out = out.unwrap();
     assert!(
@@ -158,11 +158,11 @@ fn status_prints_every_hosts_answer() {
     let sock = dir.path().join("daq.sock");
     let host = format!("unix://{}", sock.display());
     let gone = "unix:///nonexistent/daq.sock";
-    let mut server = std::process::Command::new(server_binary())
-        .args(["--listen", &host, "--metrics-listen", ""])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = RealServer::start(
+        RealServer::config(dir.path()),
+        None,
+        &dir.path().join("server.log"),
+    );
     let status = |args: &[&str]| daqdata().arg("--status").args(args).output().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let before = loop {
@@ -178,7 +178,7 @@ fn status_prints_every_hosts_answer() {
         .output()
         .unwrap();
     let after = status(&["--host", &host, "--json"]);
-    testdata::stop(&mut server);
+    server.stop();
 
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(before.status.success(), "{}", text(&before.stderr));
@@ -296,12 +296,8 @@ fn tls_and_tokens_against_the_real_server_binary() {
         ),
     )
     .unwrap();
-    let mut server = std::process::Command::new(server_binary())
-        .arg("--config")
-        .arg(d.join("config.toml"))
-        .stderr(std::fs::File::create(d.join("server.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let config = daqdata_server::Config::load(&d.join("config.toml")).unwrap();
+    let mut server = RealServer::start(config, None, &d.join("server.log"));
     let host = format!("tls://127.0.0.1:{port}");
     let file = |name: &str| d.join(name).display().to_string();
     let run = |cn: &str, token_file: Option<&str>, env: Option<&str>, more: &[&str]| {
@@ -408,7 +404,7 @@ fn tls_and_tokens_against_the_real_server_binary() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("--tls-ca"), "{text}");
 
-    testdata::stop(&mut server);
+    server.stop();
     let log = log();
     assert!(
         !log.contains(op) && !log.contains(view),
@@ -425,13 +421,13 @@ fn hashpipe_status_from_the_simulator_reaches_the_table_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("daq.sock");
     let host = format!("unix://{}", sock.display());
-    let mut server = std::process::Command::new(server_binary())
-        .args(["--listen", &host, "--metrics-listen", ""])
-        // Before --init-sim, the server reads the buffer keyed on this
-        // private directory (none), never the real one of $HOME.
-        .env("HASHPIPE_KEYFILE", dir.path())
-        .spawn()
-        .unwrap();
+    // Before --init-sim, the server reads the buffer keyed on this
+    // private directory (none), never the real one of $HOME.
+    let mut server = RealServer::start(
+        RealServer::config(dir.path()),
+        None,
+        &dir.path().join("server.log"),
+    );
     let answered = (0..100).any(|_| {
         let ok = daqdata()
             .args(["--host", &host, "--ping"])
@@ -488,7 +484,7 @@ fn hashpipe_status_from_the_simulator_reaches_the_table_and_json() {
             .find(|l| l.contains("\"cards\"") && l.contains("NPACKETS"));
         testdata::stop(&mut json);
     }
-    testdata::stop(&mut server);
+    server.stop();
     assert!(answered, "the server did not answer pings");
     assert!(seen.contains(&("receiving", false)), "{seen:?}");
     assert!(

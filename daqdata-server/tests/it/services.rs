@@ -1,7 +1,7 @@
 //! The services besides DaqData that clients rely on: gRPC reflection (v1,
 //! and v1alpha, which the Python clients use) and health checking.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

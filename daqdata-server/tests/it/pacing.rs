@@ -2,7 +2,7 @@
 //! interval) per (module, data product), never faster, and whenever frames
 //! come faster than that, at that rate.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! and uploads, against a real server on a temp unix socket and a real
 //! `daqsim` tree.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

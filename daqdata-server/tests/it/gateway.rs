@@ -2,7 +2,7 @@
 //! upstream stream per node, through restarts, re-inits, chains and
 //! credentials, and refuses loops.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `daqdata bench` against a small in-test DaqData server that streams
 //! real recorded frames.
 
-mod common;
+use crate::common;
 
 use common::{daqdata, FakeServer};
 

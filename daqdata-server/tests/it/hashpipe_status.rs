@@ -2,7 +2,7 @@
 //! status buffers: System V segments and named semaphores each test makes
 //! under its own keyfile (a temporary directory), and the simulator's.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! who may call what, certificates, refusals that change nothing, and the
 //! limits that keep one peer (or a silent one) from starving the rest.
 
-mod common;
+use crate::common;
 #[path = "common/secure.rs"]
 mod secure;
 

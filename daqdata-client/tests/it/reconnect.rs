@@ -1,48 +1,35 @@
 //! A live `daqdata --json` outlives a server restart: it says it is
 //! reconnecting, and streams again soon after the server is back.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{daqdata, server_binary};
+use common::{daqdata, RealServer};
+use daqdata_server::InitOnStart;
 
-/// The real server on `sock`, simulating a run, until killed.
-struct Server(Child);
+/// The real server on `sock`, simulating a run, until stopped.
+struct Server(RealServer);
 
 impl Server {
     fn start(sock: &Path) -> Server {
-        let child = Command::new(server_binary())
-            .args(["--listen", &format!("unix://{}", sock.display())])
-            .args(["--init-sim", "--metrics-listen", ""])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !sock.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "the server made no socket in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server(child)
+        let dir = sock.parent().expect("the socket's directory");
+        let mut config = RealServer::config(dir);
+        config.listen = vec![daqdata_net::Address::Unix(sock.to_path_buf())];
+        Server(RealServer::start(
+            config,
+            Some(InitOnStart::Simulate),
+            &dir.join("server.log"),
+        ))
     }
 
-    /// SIGTERM, as systemd stops it, and wait for it to go.
+    /// As SIGTERM stops it: streams end, the socket goes.
     fn stop(mut self) {
-        testdata::stop(&mut self.0);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        testdata::stop(&mut self.0);
+        self.0.stop();
     }
 }
 

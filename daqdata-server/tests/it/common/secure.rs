@@ -7,11 +7,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use testdata::server::ServerProcess;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::common::{private_hashpipe_sockets, unix_channel};
@@ -116,11 +116,18 @@ pub fn spawn(dir: &Path, config_text: &str, args: &[&str]) -> std::process::Chil
 /// `listen` (ports chosen by the system, read back from its log); killed
 /// when dropped.
 pub struct NetServer {
-    child: std::process::Child,
+    process: ServerProcess,
     pub sock: PathBuf,
     pub tcp: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub dir: tempfile::TempDir,
+}
+
+/// The addresses a server logged as bound.
+fn bound(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim()))
+        .collect()
 }
 
 impl NetServer {
@@ -143,46 +150,33 @@ impl NetServer {
             all.join(", "),
             private_hashpipe_sockets(dir.path()),
         );
-        let child = spawn(dir.path(), &text, args);
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_daqdata-server"));
+        command.arg("--config").arg(&config).args(args);
+        let every_listener = |log: &str| bound(log).len() == listen.len() + 1;
+        let process = ServerProcess::start(
+            command,
+            &sock,
+            &dir.path().join("server.log"),
+            every_listener,
+        )
+        .await;
         let mut server = NetServer {
-            child,
+            process,
             sock,
             tcp: Vec::new(),
             tls: Vec::new(),
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!(
-                    "daqdata-server exited at start ({status}):\n{}",
-                    server.log()
-                );
+        for a in bound(&server.log()) {
+            if let Some(tls) = a.strip_prefix("tls://") {
+                server.tls.push(tls.parse().unwrap());
+            } else if !a.starts_with("unix://") {
+                server.tcp.push(a.parse().unwrap());
             }
-            let log = server.log();
-            let bound: Vec<&str> = log
-                .lines()
-                .filter_map(|l| l.split_once("listening on ").map(|(_, a)| a.trim()))
-                .collect();
-            if bound.len() == listen.len() + 1 && server.sock.exists() {
-                let mut c = DaqDataClient::new(unix_channel(&server.sock).await);
-                if c.ping(()).await.is_ok() {
-                    for a in bound {
-                        if let Some(tls) = a.strip_prefix("tls://") {
-                            server.tls.push(tls.parse().unwrap());
-                        } else if !a.starts_with("unix://") {
-                            server.tcp.push(a.parse().unwrap());
-                        }
-                    }
-                    return server;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daqdata-server did not answer within 20 s:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        server
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -190,7 +184,7 @@ impl NetServer {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        self.process.log()
     }
 
     pub async fn unix(&self) -> DaqDataClient<Channel> {
@@ -212,12 +206,6 @@ impl NetServer {
         tls_channel(self.tls[0], ca_pem, identity)
             .await
             .map(DaqDataClient::new)
-    }
-}
-
-impl Drop for NetServer {
-    fn drop(&mut self) {
-        testdata::stop(&mut self.child);
     }
 }
 

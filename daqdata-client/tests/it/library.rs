@@ -1,7 +1,7 @@
 //! The library, `DaqClient`, against small in-test DaqData servers that
 //! stream real recorded frames.
 
-mod common;
+use crate::common;
 
 use common::{frames, within, FakeServer};
 use daqdata_client::{DaqClient, Error, Host, HpIoConfig, StreamSpec};

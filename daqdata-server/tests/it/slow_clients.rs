@@ -2,7 +2,7 @@
 //! stopped reading does not slow a stream that reads, and is itself served
 //! again, with the newest frames, when it reads.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! against a hang, never a threshold), and what is checked is which frames
 //! come, in what order, by file and index.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Mutex;

@@ -3,7 +3,7 @@
 //! the server sends, a stalled tab that slows no one, pause and resume, and
 //! WebSockets refused to other sites' pages.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! `data_dir`, `module_ids` is honoured, and `allowed_data_roots` cannot be
 //! left by a link or by `..`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

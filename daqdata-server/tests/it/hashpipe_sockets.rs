@@ -6,7 +6,7 @@
 //! is closed alone; and files and sockets together never take a stream
 //! back in time.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

@@ -1,6 +1,6 @@
 //! SPEC §3: a run is active while Hashpipe lives or PFF files grow.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::time::Duration;

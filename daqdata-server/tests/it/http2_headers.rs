@@ -4,7 +4,7 @@
 //! (no `Date`) nor for what the client sends (the server announces a
 //! header table of size 0, and refuses a client that grows it back).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

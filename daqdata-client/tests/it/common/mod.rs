@@ -22,6 +22,11 @@ use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
+#[cfg(feature = "cli")]
+mod real_server;
+#[cfg(feature = "cli")]
+pub use real_server::RealServer;
+
 /// The first frames of each recorded Lick file: the carried fixtures
 /// always, the full-size shared samples too when present.
 pub fn frames() -> Vec<PanoImage> {
@@ -300,25 +305,6 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T
     tokio::time::timeout(Duration::from_secs(30), f)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish"))
-}
-
-/// The real server binary, built beside these tests by `cargo test
-/// --workspace` (the server's own integration tests make cargo build it).
-/// `DAQDATA_SERVER_BIN` may name another one.
-pub fn server_binary() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("DAQDATA_SERVER_BIN") {
-        return bin.into();
-    }
-    // target/<profile>/deps/TEST-HASH -> target/<profile>/
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(std::path::Path::parent).unwrap();
-    let bin = profile_dir.join(format!("daqdata-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo test --workspace`, or `cargo build -p daqdata-server` first",
-        bin.display()
-    );
-    bin
 }
 
 /// The `daqdata` binary.

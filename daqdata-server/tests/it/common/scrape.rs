@@ -61,9 +61,5 @@ pub fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
 
 /// The address the server logged for its metrics endpoint.
 pub fn metrics_addr(server: &BinServer) -> String {
-    let log = server.log();
-    let (_, rest) = log
-        .split_once("metrics on http://")
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
-    rest.split('/').next().unwrap().to_string()
+    server.metrics_addr()
 }
