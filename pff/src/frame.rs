@@ -510,6 +510,55 @@ mod tests {
     const PH: &str = r#"{ "quabo_num": 0, "pkt_num":       3444, "pkt_tai":  531, "pkt_nsec": 288621037, "tv_sec": 1721882094, "tv_usec": 288954}"#;
 
     #[test]
+    fn a_quabos_node_time_is_its_seconds_and_microseconds() {
+        let q = Quabo {
+            tv_sec: 1_721_882_094,
+            tv_usec: 288_954,
+            ..Quabo::default()
+        };
+        assert!((q.node_time() - 1_721_882_094.288_954).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mapping_a_pulse_height_header_keeps_its_own_quabo() {
+        for n in 0..4u8 {
+            let q = Quabo {
+                pkt_num: 100 + u32::from(n),
+                ..Quabo::default()
+            };
+            let header = Header::new_quabo(n, q);
+            let mapped = header.map_quabos(|mut q| {
+                q.pkt_tai = 7;
+                q
+            });
+            assert_eq!(mapped.quabo_num(), Some(n));
+            let got = mapped.quabo(usize::from(n)).copied();
+            assert_eq!(
+                got.map(|q| (q.pkt_num, q.pkt_tai)),
+                Some((100 + u32::from(n), 7))
+            );
+        }
+    }
+
+    #[test]
+    fn pixels_read_as_numbers_of_their_own_kind() {
+        let ph = Pixels::I16(vec![-3, 0, 4]);
+        assert!(!ph.is_empty());
+        assert!(Pixels::U8(vec![]).is_empty());
+        assert_eq!(ph.value(0), Some(-3.0));
+        assert_eq!(ph.value(2), Some(4.0));
+        assert_eq!(ph.value(3), None);
+        assert_eq!(Pixels::U16(vec![0, 65_535]).value(1), Some(65_535.0));
+        assert_eq!(Pixels::U8(vec![200]).value(0), Some(200.0));
+        let frame = |pixels| Frame {
+            header: Header::new_quabo(0, Quabo::default()),
+            pixels,
+        };
+        assert_eq!(frame(ph).kind(), ImageKind::PulseHeight);
+        assert_eq!(frame(Pixels::U16(vec![0; 4])).kind(), ImageKind::Movie);
+    }
+
+    #[test]
     fn the_timing_quabo_is_quabo_0_or_a_ph256_events_own() {
         let q = |pkt_num| Quabo {
             pkt_num,

@@ -292,6 +292,59 @@ impl fmt::Display for RunName {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_start_time_is_refused_unless_every_character_is_in_place() {
+        let good = "2024-07-25T04:34:46Z";
+        assert_eq!(
+            StartTime::parse(good).map(|t| t.to_string()),
+            Some(good.to_string())
+        );
+        assert_eq!(
+            StartTime::parse("2024-07-25T04_34_46Z").map(|t| t.to_string()),
+            Some(good.to_string())
+        );
+        for bad in [
+            "2024-07-25T04:34:46",   // short
+            "2024-07-25T04:34:46ZZ", // long
+            "2024-07-25 04:34:46Z",  // no T
+            "2024-07-25T04:34:46+",  // no Z
+            "2024_07-25T04:34:46Z",
+            "2024-07_25T04:34:46Z",
+            "2024-07-25T04-34-46Z",
+            "2024-07-25T04:34_46Z", // two separators
+            "2024-07-25T04_34:46Z",
+            "2024-0x-25T04:34:46Z",
+            "2024-07-25T04:3x:46Z",
+        ] {
+            assert_eq!(StartTime::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unix_seconds_name_the_calendar_day_for_four_centuries() {
+        // Count the days one by one with the Gregorian leap rule.
+        let (mut y, mut m, mut d) = (1970, 1, 1);
+        for day in 0..(400 * 366) {
+            let t = StartTime::from_unix(day * 86_400 + 3_723);
+            assert_eq!(t.as_str(), format!("{y:04}-{m:02}-{d:02}T01:02:03Z"));
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let days_in_month = match m {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > days_in_month {
+                (m, d) = (m + 1, 1);
+                if m > 12 {
+                    (y, m) = (y + 1, 1);
+                }
+            }
+        }
+        assert_eq!(StartTime::from_unix(-1).as_str(), "1969-12-31T23:59:59Z");
+    }
+
     const LICK: &str =
         "start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.debug_TRUNCATED.pff";
 

@@ -317,6 +317,69 @@ mod tests {
     }
 
     #[test]
+    fn a_private_template_names_one_socket_per_product_in_its_directory() {
+        let dir = Path::new("/run/sim-42");
+        let template = socket_template_in(dir);
+        assert_eq!(
+            socket_path(&template, DataProduct::Img16),
+            Path::new("/run/sim-42/hashpipe.dp_img16.sock")
+        );
+        assert_eq!(
+            socket_path(&template, DataProduct::Ph1024),
+            Path::new("/run/sim-42/hashpipe.dp_ph1024.sock")
+        );
+    }
+
+    #[test]
+    fn a_header_of_many_kilobytes_is_hashpipes_and_decodes() {
+        // Well under the 64 KiB that Python's reader allows, well over 1 KiB.
+        let mut frame = ph256(7);
+        frame.splice(1..1, std::iter::repeat_n(b' ', 20_000));
+        let mut d = SocketDecoder::new(DataProduct::Ph256);
+        d.extend(&encode_message(3, &frame));
+        let got = decode_all(&mut d).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].module.get(), 3);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn two_bytes_are_a_module_id_still_waiting_for_its_frame() {
+        let mut d = SocketDecoder::new(DataProduct::Ph256);
+        d.extend(&[0, 1]);
+        assert_eq!(d.next_message().unwrap(), None);
+        assert_eq!(d.buffered(), 2);
+    }
+
+    #[test]
+    fn the_buffer_holds_about_one_message_however_many_pass() {
+        let message = encode_message(1, &ph256(1));
+        let mut d = SocketDecoder::new(DataProduct::Ph256);
+        // Each piece is a message and a half: one whole message is handed
+        // out per piece and the rest waits, so a buffer that never drops
+        // what it handed out grows by a message each time.
+        let stream: Vec<u8> = message
+            .iter()
+            .copied()
+            .cycle()
+            .take(message.len() * 300)
+            .collect();
+        let mut decoded = 0;
+        for piece in stream.chunks(message.len() * 3 / 2) {
+            d.extend(piece);
+            decoded += decode_all(&mut d).unwrap().len();
+            assert!(
+                d.buf.len() <= 3 * message.len(),
+                "{} bytes buffered for messages of {}",
+                d.buf.len(),
+                message.len()
+            );
+        }
+        assert_eq!(decoded, 300);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
     fn messages_split_anywhere_decode_whole() {
         let stream: Vec<u8> = (0..3)
             .flat_map(|n| encode_message(n, &ph256(n.into())))
