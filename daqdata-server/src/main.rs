@@ -33,8 +33,8 @@ struct Args {
     /// Relay this server's frames as a gateway (SPEC §8): HOST:PORT,
     /// unix:///abs/path.sock or tls://HOST:PORT of a DAQ node or another
     /// gateway; repeat for several. Adds to the config's [gateway] upstreams.
-    #[arg(long, value_name = "ADDR")]
-    upstream: Vec<String>,
+    #[arg(long, value_name = "ADDR", value_parser = parse_upstream)]
+    upstream: Vec<daqdata_net::Address>,
     /// Start tracking a simulated DAQ run (the built-in fixtures) at once.
     #[arg(long, conflicts_with = "init")]
     init_sim: bool,
@@ -86,6 +86,10 @@ struct FromEnvironment {
 /// A --listen address, as the config's `listen` takes it.
 fn parse_listen(text: &str) -> Result<daqdata_net::Address, String> {
     daqdata_server::parse_listen_address(text).map_err(|e| e.to_string())
+}
+
+fn parse_upstream(text: &str) -> Result<daqdata_net::Address, String> {
+    text.parse().map_err(|e: daqdata_net::Error| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -14,8 +14,10 @@ use crate::error::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Addresses as `daqdata --host` takes them: `HOST:PORT`,
-    /// `unix:///abs/path.sock`, `tls://HOST:PORT`.
-    pub upstreams: Vec<String>,
+    /// `unix:///abs/path.sock`, `tls://HOST:PORT`; parsed when the config
+    /// is read, so a typo fails the load and names the entry.
+    #[serde(deserialize_with = "deserialize_upstreams")]
+    pub upstreams: Vec<Address>,
     /// The Python project's `daq_config.json`: its DAQ nodes are upstreams.
     pub daq_config: Option<PathBuf>,
     /// The Python project's `network_config.json` (port forwarding).
@@ -48,6 +50,22 @@ impl Default for GatewayConfig {
     }
 }
 
+/// One `upstreams` entry, in the client's address grammar.
+fn parse_upstream(text: &str) -> std::result::Result<Address, String> {
+    text.parse()
+        .map_err(|e| format!("[gateway] upstream {text:?}: {e}"))
+}
+
+fn deserialize_upstreams<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Address>, D::Error> {
+    let texts = <Vec<String> as Deserialize>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|text| parse_upstream(text).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 impl GatewayConfig {
     /// The files it names, for resolving relative paths.
     pub(crate) fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
@@ -67,12 +85,9 @@ impl GatewayConfig {
     /// each once. An address that cannot be parsed is an error that names it.
     pub(crate) fn addresses(&self) -> Result<Vec<Address>> {
         let mut out = Vec::new();
-        for text in &self.upstreams {
-            let address: Address = text
-                .parse()
-                .map_err(|e| Error::Invalid(format!("[gateway] upstream {text:?}: {e}")))?;
-            if !out.contains(&address) {
-                out.push(address);
+        for address in &self.upstreams {
+            if !out.contains(address) {
+                out.push(address.clone());
             }
         }
         match (&self.daq_config, &self.network_config) {
@@ -147,13 +162,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unparsable_upstream_is_named() {
-        let c = GatewayConfig {
-            upstreams: vec!["daq1:50051".into(), "daq2:port".into()],
-            ..Default::default()
-        };
-        let err = c.addresses().unwrap_err().to_string();
-        assert!(err.contains("daq2:port") && err.contains("port"), "{err}");
+    fn an_unparsable_upstream_fails_the_load_and_is_named() {
+        let err = toml::from_str::<GatewayConfig>(r#"upstreams = ["daq1:50051", "daq2:port"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("upstream \"daq2:port\""), "{err}");
+        let ok: GatewayConfig =
+            toml::from_str(r#"upstreams = ["daq1:50051", "unix:///run/daq.sock"]"#).unwrap();
+        assert_eq!(ok.upstreams.len(), 2);
         let none = GatewayConfig::default()
             .addresses()
             .unwrap_err()
@@ -171,7 +187,7 @@ mod tests {
         )
         .unwrap();
         let c = GatewayConfig {
-            upstreams: vec!["daq1".into()],
+            upstreams: vec!["daq1".parse().unwrap()],
             daq_config: Some(daq),
             ..Default::default()
         };
@@ -192,7 +208,7 @@ mod tests {
         std::fs::write(&token, "gateway 0123456789abcdef0123\n").unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
         let c = GatewayConfig {
-            upstreams: vec!["daq1".into()],
+            upstreams: vec!["daq1".parse().unwrap()],
             token_file: Some(token.clone()),
             ..Default::default()
         };
