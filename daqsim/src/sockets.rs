@@ -309,7 +309,7 @@ impl Sender {
         output.sent += 1;
         let module = output.module;
         self.buf.clear();
-        self.buf.extend_from_slice(&module.to_be_bytes());
+        pff::push_message_prefix(&mut self.buf, module);
         let frame = stream.frame(n);
         if self.config.restamp {
             let header = crate::replay::stamped_now(&stream.headers[n]);

@@ -88,6 +88,7 @@ pub use module::{ModuleId, ModuleProduct};
 pub use names::{PffName, RunName, StartTime};
 pub use product::{DataProduct, ImageKind, QuaboPixel, UnknownDataProduct, QUABO_SIDE};
 pub use socket::{
-    encode_message, socket_path, socket_template_in, SocketDecoder, SocketError, SocketErrorKind,
-    SocketMessage, DEFAULT_SOCKET_TEMPLATE, DP_NAME, MAX_SOCKET_HEADER_BYTES,
+    encode_message, push_message_prefix, socket_path, socket_template_in, SocketDecoder,
+    SocketError, SocketErrorKind, SocketMessage, DEFAULT_SOCKET_TEMPLATE, DP_NAME,
+    MAX_SOCKET_HEADER_BYTES,
 };

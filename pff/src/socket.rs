@@ -286,9 +286,15 @@ impl SocketDecoder {
 /// (a whole PFF frame, as [`crate::Frame::to_bytes`] or a file holds it).
 pub fn encode_message(module: u16, frame: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MODULE_ID_BYTES + frame.len());
-    out.extend_from_slice(&module.to_be_bytes());
+    push_message_prefix(&mut out, module);
     out.extend_from_slice(frame);
     out
+}
+
+/// Appends what precedes the frame in a message: `module`, big-endian. For
+/// senders that reuse one buffer; the frame's bytes must follow at once.
+pub fn push_message_prefix(buf: &mut Vec<u8>, module: u16) {
+    buf.extend_from_slice(&module.to_be_bytes());
 }
 
 #[cfg(test)]
