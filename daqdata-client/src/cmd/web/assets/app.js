@@ -312,15 +312,22 @@ function drawHist(m) {
 }
 
 // -------------------------------------------------------------- host bar
-function onHosts(msg) {
-  $("#total-rate").textContent = `${msg.images_per_s.toFixed(1)} images/s`;
-  const bar = $("#hosts");
-  while (bar.children.length > msg.hosts.length) bar.lastElementChild.remove();
-  while (bar.children.length < msg.hosts.length) {
+// The bar `selector` with exactly `n` chips of class `className`, kept in
+// place (a chip's hover title survives an update).
+function chipBar(selector, className, n) {
+  const bar = $(selector);
+  while (bar.children.length > n) bar.lastElementChild.remove();
+  while (bar.children.length < n) {
     const chip = document.createElement("span");
-    chip.className = "host";
+    chip.className = className;
     bar.appendChild(chip);
   }
+  return bar;
+}
+
+function onHosts(msg) {
+  $("#total-rate").textContent = `${msg.images_per_s.toFixed(1)} images/s`;
+  const bar = chipBar("#hosts", "host", msg.hosts.length);
   msg.hosts.forEach((h, i) => {
     const chip = bar.children[i];
     chip.dataset.state = h.state;
@@ -344,13 +351,7 @@ let hashpipe = null;
 
 function onHashpipe(msg) {
   hashpipe = msg;
-  const bar = $("#hashpipe");
-  while (bar.children.length > msg.nodes.length) bar.lastElementChild.remove();
-  while (bar.children.length < msg.nodes.length) {
-    const chip = document.createElement("span");
-    chip.className = "hashpipe";
-    bar.appendChild(chip);
-  }
+  const bar = chipBar("#hashpipe", "hashpipe", msg.nodes.length);
   msg.nodes.forEach((n, i) => {
     const chip = bar.children[i];
     chip.dataset.node = n.node;
