@@ -15,24 +15,8 @@
 //! - [`Server::start`] binds every listener and serves until
 //!   [`Server::shutdown`]; what fails is an [`Error`].
 //!
-//! Where each rule lives: `service` is the tonic adapter (one line per RPC
-//! start and end); `stream` checks a StreamImages request and paces it;
-//! `admission` lets streams and uploads in and holds what they take
-//! (tokio's `Semaphore` for the global limit, `keyed_count` for per-peer
-//! ones and `conn_guard`'s connections); `config` reads the file once into
-//! types (`seconds` the one reader of every `*_seconds` key);
-//! `lifecycle` is InitHpIo (validate, stop, start, restore); `hp_io` is one
-//! running configuration (tracker, simulation, broadcast); `broadcast` the
-//! newest frame per (module, data product), encoded once; `upload` is
-//! UploadImages; `listen` binds the listeners, `transport` is the accept
-//! loop that serves them over hyper's HTTP/2 (and `uds_authority` its one
-//! shim, for grpcio on the unix socket); `hashpipe_sockets`
-//! Hashpipe's socket feed, a second source of frames beside the tracker;
-//! `access` who may call what and whom the per-peer limits count
-//! (`ip_block` the `relay_peers` entries they exempt); `message_limit`
-//! RESOURCE_EXHAUSTED for a request over the limit; `hashpipe_status`
-//! polls Hashpipe's status buffer for StreamHashpipeStatus; `gateway`
-//! relays other servers' frames into the broadcast (SPEC §8).
+//! Which file owns which rule is one table for the whole workspace: the
+//! root README's "Where each rule lives".
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), daqdata_server::Error> {
