@@ -347,6 +347,8 @@ impl RawFrame {
     /// fails here, without a search.
     pub fn with_header_len(bytes: Vec<u8>, dp: DataProduct, header_len: usize) -> Result<Self> {
         let ok = header_len.checked_add(dp.image_bytes()) == Some(bytes.len())
+            // `>=` here is equivalent: a 3-byte header would have to be
+            // HEADER_END itself, which does not start with `{`.
             && header_len > HEADER_END.len()
             && bytes.first() == Some(&b'{')
             && bytes.get(header_len - HEADER_END.len()..header_len) == Some(HEADER_END);
