@@ -81,15 +81,26 @@ fn assert_each_pair_paced(sends: &HashMap<(u32, i32), Vec<f64>>, interval: f64, 
     }
 }
 
+/// The second case checks the schedule itself: at hp_io 0.001 s a frame
+/// is always waiting, so every send goes out the moment the pace allows,
+/// and at 0.01 s the 1 ms allowance is a tenth of the interval, so a
+/// schedule that crept early by it would break N + 1 within a second (at
+/// 0.05 s it would take ten).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slower_client_is_served_at_its_own_interval() {
-    let server = simulated_server(0.01).await;
-    let mut c = server.client().await;
-    let s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
-    let sends = tokio::time::timeout(Duration::from_secs(30), sends(s))
-        .await
-        .expect("3 s of images within 30 s");
-    assert_each_pair_paced(&sends, 0.05, "client 0.05 s, hp_io 0.01 s");
+    for (client, hp_io) in [(0.05, 0.01), (0.01, 0.001)] {
+        let server = simulated_server(hp_io).await;
+        let mut c = server.client().await;
+        let s = open(&mut c, stream_request(true, true, client, &[])).await;
+        let sends = tokio::time::timeout(Duration::from_secs(30), sends(s))
+            .await
+            .expect("3 s of images within 30 s");
+        assert_each_pair_paced(
+            &sends,
+            client,
+            &format!("client {client} s, hp_io {hp_io} s"),
+        );
+    }
 }
 
 /// hp_io's interval is the fastest any stream is served: asking for it, for
