@@ -287,3 +287,155 @@ fn open_noatime(path: &std::path::Path) -> io::Result<File> {
             _ => Err(e),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pff::{DataProduct, PffName};
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::path::Path;
+
+    const NAME: &str = "start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.pff";
+
+    /// The first `n` frames of the repository's real img16 recording.
+    fn frames(n: u64) -> Vec<Vec<u8>> {
+        let sample = testdata::fixture(DataProduct::Img16.name(), 1);
+        let file = pff::PffFile::open(&sample.path).unwrap();
+        (0..n)
+            .map(|i| file.read_raw(i).unwrap().as_bytes().to_vec())
+            .collect()
+    }
+
+    fn followed(path: &Path) -> Followed {
+        Followed::new(PffEntry {
+            path: path.to_path_buf(),
+            file_name: NAME.into(),
+            name: PffName::parse(NAME).unwrap(),
+        })
+    }
+
+    fn append(path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    /// The index of the frame a check hands on, if any.
+    fn check(f: &mut Followed, w: &mut Warnings) -> Option<u64> {
+        f.check(w).map(|r| r.index)
+    }
+
+    #[test]
+    fn a_frame_is_handed_on_once_until_the_file_grows_or_a_watcher_asks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        let frames = frames(3);
+        append(&path, &frames[0]);
+        append(&path, &frames[1]);
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        assert_eq!(check(&mut f, &mut w), Some(1));
+        assert_eq!(check(&mut f, &mut w), None, "no growth, no frame");
+        f.forget_sent();
+        assert_eq!(
+            check(&mut f, &mut w),
+            Some(1),
+            "a new watcher gets it again"
+        );
+        append(&path, &frames[2][..100]);
+        assert_eq!(check(&mut f, &mut w), None, "a torn frame is not news");
+        append(&path, &frames[2][100..]);
+        assert_eq!(check(&mut f, &mut w), Some(2));
+    }
+
+    #[test]
+    fn a_file_rewritten_shorter_in_place_is_followed_from_its_newest_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        let frames = frames(4);
+        for frame in &frames {
+            append(&path, frame);
+        }
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        assert_eq!(check(&mut f, &mut w), Some(3));
+        // Same inode, truncated and two frames written again.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(0).unwrap();
+        drop(file);
+        append(&path, &frames[0]);
+        append(&path, &frames[1]);
+        assert_eq!(check(&mut f, &mut w), Some(1));
+        assert_eq!(check(&mut f, &mut w), None);
+    }
+
+    #[test]
+    fn a_file_moved_aside_and_replaced_is_followed_once_its_directory_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        let frames = frames(3);
+        for frame in &frames {
+            append(&path, frame);
+        }
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        assert_eq!(check(&mut f, &mut w), Some(2));
+        // The old file keeps a name (its handle still answers), a new one
+        // takes the path: only the directory's notification tells.
+        fs::rename(&path, dir.path().join("old.pff")).unwrap();
+        append(&path, &frames[0]);
+        f.recheck_path();
+        assert_eq!(
+            check(&mut f, &mut w),
+            Some(0),
+            "the new file's newest frame"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_pff_is_skipped_until_it_is_replaced_or_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        append(&path, b"not a PFF file at all\n");
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        assert_eq!(check(&mut f, &mut w), None);
+        assert!(f.bad.is_some(), "known bad");
+        append(&path, &frames(1)[0]);
+        assert_eq!(
+            check(&mut f, &mut w),
+            None,
+            "still the bad file, only longer"
+        );
+        // Emptied in place: shorter than when it was found bad, so it is
+        // looked at afresh, and its first frame read once written.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(0).unwrap();
+        drop(file);
+        assert_eq!(check(&mut f, &mut w), None);
+        assert!(f.bad.is_none(), "forgotten once it shrank");
+        append(&path, &frames(1)[0]);
+        assert_eq!(check(&mut f, &mut w), Some(0));
+    }
+
+    #[test]
+    fn a_header_still_being_written_waits_but_one_longer_than_any_header_is_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        let frame = &frames(1)[0];
+        append(&path, &frame[..20]);
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        assert_eq!(check(&mut f, &mut w), None);
+        assert!(f.bad.is_none(), "an unfinished header is not bad");
+        append(&path, &frame[20..]);
+        assert_eq!(check(&mut f, &mut w), Some(0));
+
+        let long = dir.path().join("long.pff");
+        let mut text = vec![b'{'];
+        text.resize(MAX_HEADER_BYTES + 10, b' ');
+        append(&long, &text);
+        let mut f = followed(&long);
+        assert_eq!(check(&mut f, &mut w), None);
+        assert!(f.bad.is_some(), "no header is that long");
+    }
+}

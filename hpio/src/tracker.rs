@@ -630,4 +630,119 @@ mod tests {
             }
         }
     }
+
+    /// A tracker with one followed img16 file in `module_1/RUN/` that it
+    /// has handed on once.
+    fn following_one_file(
+        daq: &Path,
+        poll_only: bool,
+    ) -> (
+        TrackerThread<impl FnMut(FrameEvent)>,
+        Seen,
+        UnixStream,
+        PathBuf,
+    ) {
+        let start = StartTime::from_unix(1_721_882_000);
+        let run = daq
+            .join("module_1")
+            .join(RunName::new("TEST", start.clone(), "test").to_string());
+        fs::create_dir_all(&run).unwrap();
+        let file =
+            run.join(PffName::new(start, DataProduct::Img16, ModuleId::new(1), 0).to_string());
+        fs::write(&file, real_frame(DataProduct::Img16)).unwrap();
+        let (mut t, seen, stop) = tracker(daq, poll_only);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.borrow().is_empty() {
+            assert!(Instant::now() < deadline, "the file was never handed on");
+            if !poll_only {
+                t.on_notified();
+            }
+            t.tick();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        seen.borrow_mut().clear();
+        (t, seen, stop, file)
+    }
+
+    /// While notifications cover every followed file, the tracker sleeps
+    /// until the next look it owes (a file's safety-net look, or the
+    /// rescan), never before the interval's tick; anything notifications do
+    /// not cover (a file not notified yet, a directory to list, polling)
+    /// brings back the interval.
+    #[test]
+    fn a_notified_tracker_sleeps_until_the_next_look_it_owes() {
+        let daq = tempfile::tempdir().unwrap();
+        let (mut t, _seen, _stop, _file) = following_one_file(daq.path(), false);
+        let at = Instant::now();
+        let next_tick = at + Duration::from_millis(1);
+
+        for f in t.followed.values_mut() {
+            f.notified_at = None;
+        }
+        assert_eq!(
+            t.next_useful_tick(next_tick),
+            next_tick,
+            "a file never notified"
+        );
+
+        for f in t.followed.values_mut() {
+            f.notified_at = Some(at);
+        }
+        t.next_rescan = at + RESCAN * 2;
+        assert_eq!(
+            t.next_useful_tick(next_tick),
+            at + RESCAN,
+            "the file's look"
+        );
+        t.next_rescan = at + RESCAN / 2;
+        assert_eq!(t.next_useful_tick(next_tick), at + RESCAN / 2, "the rescan");
+        let late_tick = at + RESCAN * 3;
+        assert_eq!(
+            t.next_useful_tick(late_tick),
+            late_tick,
+            "never before the tick"
+        );
+
+        t.marked.dirs.insert(daq.path().to_path_buf());
+        assert_eq!(
+            t.next_useful_tick(next_tick),
+            next_tick,
+            "a directory to list"
+        );
+
+        let polled = tempfile::tempdir().unwrap();
+        let (t, _seen, _stop, _file) = following_one_file(polled.path(), true);
+        assert_eq!(t.next_useful_tick(next_tick), next_tick, "polling");
+    }
+
+    /// A tick leaves a file notified within the last RESCAN to its
+    /// notifications (they will say when it grows) and looks at one whose
+    /// last notification is older: the safety net for a lost event.
+    #[test]
+    fn a_tick_looks_only_at_files_notifications_no_longer_cover() {
+        let daq = tempfile::tempdir().unwrap();
+        let (mut t, seen, _stop, file) = following_one_file(daq.path(), false);
+        let mut f = fs::OpenOptions::new().append(true).open(&file).unwrap();
+        f.write_all(&real_frame(DataProduct::Img16)).unwrap();
+
+        let now = Instant::now();
+        t.next_rescan = now + RESCAN;
+        for followed in t.followed.values_mut() {
+            followed.notified_at = Some(now);
+        }
+        t.tick();
+        assert!(
+            seen.borrow().is_empty(),
+            "a covered file is left to its notifications"
+        );
+
+        let long_ago = now
+            .checked_sub(RESCAN * 2)
+            .expect("the monotonic clock started over 0.2 s ago");
+        for followed in t.followed.values_mut() {
+            followed.notified_at = Some(long_ago);
+        }
+        t.tick();
+        assert_eq!(seen.borrow().len(), 1, "an uncovered file is looked at");
+    }
 }
