@@ -11,6 +11,9 @@
 #                                              # target/ (files restored after)
 #   TEST_ARGS="--test it server::" scripts/mutants.sh daqdata-server/src/upload.rs
 #                                              # only tests/it/server.rs's tests
+#   TEST_ARGS=--lib scripts/mutants.sh F; ITERATE=1 scripts/mutants.sh F
+#                                              # two passes: the unit tests first,
+#                                              # then every test on what they missed
 #
 # Prints caught / missed / timeout / unviable per file, and where each
 # file's full results are (target/mutants/<file>/mutants.out: missed.txt
@@ -42,7 +45,7 @@ files=()
 for arg in "$@"; do
     case "$arg" in
         --list) list=(--list) ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) files+=("$arg") ;;
     esac
 done
@@ -73,6 +76,8 @@ for file in "${files[@]}"; do
     # slow runs as "timeout" rather than caught or missed.
     args+=(--minimum-test-timeout "${MIN_TEST_TIMEOUT:-120}")
     if [ -n "${IN_PLACE:-}" ]; then args+=(--in-place); else args+=(--jobs "$jobs"); fi
+    # Skips the mutants an earlier run of this file caught.
+    if [ -n "${ITERATE:-}" ]; then args+=(--iterate); fi
     if [ ${#list[@]} -gt 0 ]; then
         cargo mutants "${args[@]}" --list
         continue
