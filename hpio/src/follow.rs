@@ -97,7 +97,9 @@ impl Followed {
         let path = &self.entry.path;
         // The open handle answers for growth at a third of the cost of a
         // stat by path; the path is looked up again only when the file may
-        // have been replaced (its directory changed) or was unlinked.
+        // have been replaced (its directory changed) or was unlinked. (So
+        // mutants that always ask the path, `!self.recheck` as false or
+        // `nlink() < 0`, are equivalent but for the cost.)
         let by_handle = match &self.open {
             Some(open) if !self.recheck => open.file.metadata().ok().filter(|m| m.nlink() > 0),
             _ => None,
@@ -112,7 +114,9 @@ impl Followed {
                     Cause::Unreadable
                 };
                 warnings.once(path, cause, format_args!("cannot stat PFF file: {e}"));
-                self.open = None;
+                // A file that comes back under this name is a new one,
+                // followed from its newest frame like any replacement.
+                (self.open, self.last_index) = (None, None);
                 None
             }
         }
@@ -294,6 +298,7 @@ mod tests {
     use pff::{DataProduct, PffName};
     use std::fs::OpenOptions;
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
     const NAME: &str = "start_2024-07-25T04_34_46Z.dp_img16.bpp_2.module_1.seqno_0.pff";
@@ -329,6 +334,11 @@ mod tests {
         f.check(w).map(|r| r.index)
     }
 
+    /// The index and the bytes of the frame a check hands on, if any.
+    fn read(f: &mut Followed, w: &mut Warnings) -> Option<(u64, Vec<u8>)> {
+        f.check(w).map(|r| (r.index, r.frame.as_bytes().to_vec()))
+    }
+
     #[test]
     fn a_frame_is_handed_on_once_until_the_file_grows_or_a_watcher_asks_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -337,7 +347,11 @@ mod tests {
         append(&path, &frames[0]);
         append(&path, &frames[1]);
         let (mut f, mut w) = (followed(&path), Warnings::default());
-        assert_eq!(check(&mut f, &mut w), Some(1));
+        assert_eq!(
+            read(&mut f, &mut w),
+            Some((1, frames[1].clone())),
+            "the newest, whole"
+        );
         assert_eq!(check(&mut f, &mut w), None, "no growth, no frame");
         f.forget_sent();
         assert_eq!(
@@ -437,5 +451,95 @@ mod tests {
         let mut f = followed(&long);
         assert_eq!(check(&mut f, &mut w), None);
         assert!(f.bad.is_some(), "no header is that long");
+    }
+
+    #[test]
+    fn a_bad_file_replaced_under_its_name_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        append(&path, b"not a PFF file at all\n");
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        assert_eq!(check(&mut f, &mut w), None);
+        let new = dir.path().join("new.pff");
+        append(&new, &frames(1)[0]);
+        append(&new, &frames(2)[1]);
+        fs::rename(&new, &path).unwrap();
+        assert_eq!(check(&mut f, &mut w), Some(1), "a new file, though longer");
+    }
+
+    #[test]
+    fn a_file_deleted_and_written_again_is_followed_without_a_notification() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        let frames = frames(2);
+        append(&path, &frames[0]);
+        append(&path, &frames[1]);
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        assert_eq!(check(&mut f, &mut w), Some(1));
+        // The open handle still answers for the unlinked file; its link
+        // count says it is gone.
+        fs::remove_file(&path).unwrap();
+        assert_eq!(check(&mut f, &mut w), None);
+        assert!(w.holds(&path, Cause::Vanished), "said to have vanished");
+        append(&path, &frames[0]);
+        assert_eq!(
+            check(&mut f, &mut w),
+            Some(0),
+            "the new file at the old path"
+        );
+    }
+
+    /// A file shorter than its length a moment ago is caught mid-shrink:
+    /// the next check sees it, and nothing is worth a warning.
+    #[test]
+    fn reading_past_the_end_of_a_file_that_shrank_warns_of_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        let frame = &frames(1)[0];
+        append(&path, frame);
+        let (mut f, mut w) = (followed(&path), Warnings::default());
+        let longer = fs::metadata(&path).unwrap().len() + 2 * frame.len() as u64;
+        let entry = followed(&dir.path().join("short.pff")).entry;
+        append(&entry.path, &frame[..40]);
+        let short = fs::metadata(&entry.path).unwrap();
+        let opened = open_file(&entry, short.dev(), short.ino(), short.len() + 1000, &mut w);
+        assert!(matches!(opened, Opened::NotYet), "a header cut short");
+        assert_eq!(check(&mut f, &mut w), Some(0));
+        assert_eq!(f.read_newest(longer, &mut w).map(|r| r.index), None);
+        assert_eq!(w.count(), 0, "no warning");
+    }
+
+    /// `O_NOATIME` is refused (EPERM) on a file the reader does not own,
+    /// unless it has `CAP_FOWNER`: such a file (Hashpipe writing as another
+    /// user) is opened all the same, without it.
+    #[test]
+    fn a_file_another_user_owns_is_opened_without_noatime() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join(NAME);
+        append(&ours, &frames(1)[0]);
+        let theirs = if fs::metadata(&ours).unwrap().uid() == 0 {
+            std::os::unix::fs::chown(&ours, Some(65534), Some(65534)).unwrap();
+            ours
+        } else {
+            std::path::PathBuf::from("/etc/passwd")
+        };
+        std::thread::spawn(move || {
+            testdata::caps::drop_capabilities(testdata::caps::FOWNER);
+            let plain = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOATIME)
+                .open(&theirs);
+            let refused = plain.err().and_then(|e| e.raw_os_error());
+            assert_eq!(
+                refused,
+                Some(libc::EPERM),
+                "O_NOATIME on {}",
+                theirs.display()
+            );
+            assert!(open_noatime(&theirs).is_ok(), "{}", theirs.display());
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -42,6 +42,12 @@ impl Warnings {
         self.0.len()
     }
 
+    /// Whether this cause is remembered (was logged) for this path.
+    #[cfg(test)]
+    pub(crate) fn holds(&self, path: &Path, cause: Cause) -> bool {
+        self.0.contains(&(path.to_path_buf(), cause))
+    }
+
     /// The path works again: a later failure is news and is logged.
     pub(crate) fn recovered(&mut self, path: &Path, cause: Cause) {
         if !self.0.is_empty() {

@@ -35,6 +35,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+pub mod caps;
 #[cfg(feature = "server")]
 pub mod server;
 

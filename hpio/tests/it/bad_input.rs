@@ -220,43 +220,6 @@ fn a_frame_size_change_inside_a_file_is_never_handed_on() {
     }
 }
 
-/// Drops, for the calling thread and the threads it starts from now on,
-/// the capabilities that let root read any file (`CAP_DAC_OVERRIDE`,
-/// `CAP_DAC_READ_SEARCH`); as another user it changes nothing. Linux keeps
-/// capabilities per thread, so the rest of the test binary is unaffected.
-#[allow(unsafe_code)] // capget/capset have no safe wrapper
-fn drop_read_anything_capabilities() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    const DAC_OVERRIDE: u32 = 1 << 1;
-    const DAC_READ_SEARCH: u32 = 1 << 2;
-    let header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget/capset with a version-3 header read or write exactly
-    // two `Data`, which `data` holds.
-    let got = unsafe { libc::syscall(libc::SYS_capget, &header, data.as_mut_ptr()) };
-    assert_eq!(got, 0, "capget: {}", std::io::Error::last_os_error());
-    data[0].effective &= !(DAC_OVERRIDE | DAC_READ_SEARCH);
-    data[0].permitted &= !(DAC_OVERRIDE | DAC_READ_SEARCH);
-    data[0].inheritable &= !(DAC_OVERRIDE | DAC_READ_SEARCH);
-    let set = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    assert_eq!(set, 0, "capset: {}", std::io::Error::last_os_error());
-}
-
 #[test]
 fn an_unreadable_file_is_logged_once_and_followed_once_readable() {
     use std::os::unix::fs::PermissionsExt;
@@ -273,7 +236,8 @@ fn an_unreadable_file_is_logged_once_and_followed_once_readable() {
     let data_dir = daq.path().to_path_buf();
     let unreadable = f.clone();
     let mut tracked = std::thread::spawn(move || {
-        drop_read_anything_capabilities();
+        use testdata::caps;
+        caps::drop_capabilities(caps::DAC_OVERRIDE | caps::DAC_READ_SEARCH);
         let err = fs::File::open(&unreadable).expect_err("a mode-000 file opened");
         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
         track(&data_dir, true, vec![])
