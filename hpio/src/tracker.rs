@@ -150,6 +150,7 @@ impl Tracker {
     /// Stops the thread and waits for it; returns within about one check
     /// of the files, well under the interval.
     pub fn stop(mut self) {
+        // (Drop would do the same; this says so where it is called.)
         self.shutdown();
     }
 

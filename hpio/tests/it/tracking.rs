@@ -118,6 +118,27 @@ fn at_start_the_newest_complete_frame_of_each_file_is_handed_on() {
     }
 }
 
+/// With notifications a write is handed on when it happens, not at the
+/// next tick: a tracker whose interval is an hour still sees each frame.
+#[test]
+fn notifications_hand_a_frame_on_without_waiting_for_the_tick() {
+    let frames = sample_frames(Ph256, 1, 3);
+    let daq = Daq::new();
+    let f = daq.run(Some(1), START).file(Ph256, 1, 0);
+    append(&f, &frames[..1]);
+    let mut tracked = track_with(hpio::TrackerConfig {
+        interval: Duration::from_secs(3600),
+        ..hpio::TrackerConfig::new(daq.path())
+    });
+    tracked.until("the frame there at start", |ev| has(ev, &f, 0));
+    append(&f, &frames[1..3]);
+    tracked.until(
+        "the frames written since, long before the hourly tick",
+        |ev| has(ev, &f, 2),
+    );
+    tracked.stop();
+}
+
 #[test]
 fn a_full_file_rotates_to_the_next_seqno_without_losing_its_first_frame() {
     let frames = sample_frames(Ph256, 1, 40);

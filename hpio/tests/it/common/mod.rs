@@ -188,14 +188,18 @@ pub struct Tracked {
 pub const MODES: [bool; 2] = [false, true];
 
 pub fn track(data_dir: &Path, poll_only: bool, modules: Vec<u32>) -> Tracked {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let config = TrackerConfig {
+    track_with(TrackerConfig {
         interval: Duration::from_millis(if poll_only { 5 } else { 50 }),
         modules: modules.into_iter().map(pff::ModuleId::new).collect(),
         poll_only,
         ..TrackerConfig::new(data_dir)
-    };
+    })
+}
+
+/// A tracker started with `config`, collecting what it hands on.
+pub fn track_with(config: TrackerConfig) -> Tracked {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
     let tracker = Tracker::spawn(config, move |e| {
         let _ = tx.lock().unwrap().send(e);
     })
