@@ -150,7 +150,8 @@ impl Tracker {
     /// Stops the thread and waits for it; returns within about one check
     /// of the files, well under the interval.
     pub fn stop(mut self) {
-        // (Drop would do the same; this says so where it is called.)
+        // Drop does the same, so stopping is also what dropping a Tracker
+        // means; this only says it where a caller wants it said.
         self.shutdown();
     }
 

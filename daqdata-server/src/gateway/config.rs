@@ -82,7 +82,8 @@ impl GatewayConfig {
     }
 
     /// Every upstream, in order: `upstreams`, then the run configs' nodes;
-    /// each once. An address that cannot be parsed is an error that names it.
+    /// each once. A run config's node that is not an address is an error
+    /// that names it (`upstreams` were parsed when the config was read).
     pub(crate) fn addresses(&self) -> Result<Vec<Address>> {
         let mut out = Vec::new();
         for address in &self.upstreams {
