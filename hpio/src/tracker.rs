@@ -347,7 +347,7 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
 
     /// Every write is a notification: take all that are pending, then
     /// check each file once.
-    fn on_notified(&mut self) -> usize {
+    fn on_notified(&mut self) {
         let TrackerThread {
             wake,
             followed,
@@ -355,11 +355,11 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
             marked,
             ..
         } = self;
-        let notices = wake.drain(|notice| marked.mark(notice, followed, by_name));
+        wake.drain(|notice| marked.mark(notice, followed, by_name));
         if std::mem::take(&mut self.marked.overflowed) {
             tracing::debug!("file-system notifications overflowed; looking at everything");
             self.look_at_everything();
-            return notices;
+            return;
         }
         if !self.marked.dirs.is_empty() {
             let dirty = std::mem::take(&mut self.marked.dirs);
@@ -377,7 +377,6 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
         }
         dirty.clear();
         self.marked.files = dirty;
-        notices
     }
 
     fn refresh_tree(&mut self, forced: &dyn Fn(&Path) -> bool) {
@@ -746,5 +745,138 @@ mod tests {
         }
         t.tick();
         assert_eq!(seen.borrow().len(), 1, "an uncovered file is looked at");
+    }
+
+    /// The file names handed on so far, as strings.
+    fn names(seen: &Seen) -> Vec<String> {
+        seen.borrow().iter().map(|s| s.to_string()).collect()
+    }
+
+    fn file_name(path: &Path) -> String {
+        path.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    /// The img16 file `seqno` of the run `following_one_file` starts.
+    fn first_run_file(daq: &Path, seqno: u32) -> PathBuf {
+        let start = StartTime::from_unix(1_721_882_000);
+        daq.join("module_1")
+            .join(RunName::new("TEST", start.clone(), "test").to_string())
+            .join(PffName::new(start, DataProduct::Img16, ModuleId::new(1), seqno).to_string())
+    }
+
+    /// Back from dormancy (an on-demand tracker's first watcher arrives),
+    /// the newest frame of every followed file is handed on again, for the
+    /// new watchers; and a run begun while nothing was read, whose
+    /// notifications went unread, is found and followed at once.
+    #[test]
+    fn back_from_dormancy_the_newest_frames_are_handed_on_and_a_new_run_is_found() {
+        let daq = tempfile::tempdir().unwrap();
+        let (mut t, seen, _stop, file) = following_one_file(daq.path(), false);
+        t.wake_up();
+        assert_eq!(names(&seen), [file_name(&file)], "for the new watchers");
+        seen.borrow_mut().clear();
+
+        let start = StartTime::from_unix(1_721_882_600);
+        let run = daq
+            .path()
+            .join("module_1")
+            .join(RunName::new("TEST", start.clone(), "test").to_string());
+        fs::create_dir_all(&run).unwrap();
+        let newer =
+            run.join(PffName::new(start, DataProduct::Img16, ModuleId::new(1), 0).to_string());
+        fs::write(&newer, real_frame(DataProduct::Img16)).unwrap();
+        t.wake_up();
+        let handed = names(&seen);
+        assert_eq!(
+            handed.last(),
+            Some(&file_name(&newer)),
+            "the new run's frame, last: {handed:?}"
+        );
+        assert_eq!(t.followed.len(), 1, "only the new run's file is followed");
+    }
+
+    /// A file that appears is followed as soon as its notification is read,
+    /// without waiting for a tick.
+    #[test]
+    fn a_new_file_is_followed_on_its_notification() {
+        let daq = tempfile::tempdir().unwrap();
+        let (mut t, seen, _stop, _file) = following_one_file(daq.path(), false);
+        let next = first_run_file(daq.path(), 1);
+        fs::write(&next, real_frame(DataProduct::Img16)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !names(&seen).contains(&file_name(&next)) {
+            assert!(
+                Instant::now() < deadline,
+                "never followed: {:?}",
+                names(&seen)
+            );
+            t.on_notified();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Polling, with no notification to say so: a followed file moved
+    /// aside and replaced under its name (the old one still linked, so its
+    /// handle shows no change) is found when its directory is listed again,
+    /// and the new file's newest frame is handed on.
+    #[test]
+    fn a_file_replaced_under_its_name_while_the_old_one_lives_on_is_found_by_polling() {
+        let daq = tempfile::tempdir().unwrap();
+        let (mut t, seen, _stop, file) = following_one_file(daq.path(), true);
+        fs::rename(&file, file.with_extension("kept")).unwrap();
+        let frame = real_frame(DataProduct::Img16);
+        fs::write(&file, [frame.as_slice(), &frame].concat()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.borrow().is_empty() {
+            assert!(Instant::now() < deadline, "the new file was never read");
+            t.tick();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(names(&seen), [file_name(&file)]);
+    }
+
+    /// How a notification is routed: a write marks its file alone; a new,
+    /// removed or renamed entry marks its directory and the entry itself
+    /// for listing (and its file, if followed); the watched directory going
+    /// marks its parent; an overflow marks everything.
+    #[test]
+    fn each_notification_marks_what_it_concerns() {
+        let daq = tempfile::tempdir().unwrap();
+        let (mut t, _seen, _stop, file) = following_one_file(daq.path(), false);
+        let key = *t.followed.keys().next().unwrap();
+        let run = file.parent().unwrap();
+        let name = file.file_name().unwrap();
+        let mut mark = |dir: Option<&Path>, name: Option<&std::ffi::OsStr>, mask| {
+            let mut marked = Marked::default();
+            marked.mark(Notice { dir, mask, name }, &mut t.followed, &t.by_name);
+            let mut dirs: Vec<PathBuf> = marked.dirs.into_iter().collect();
+            dirs.sort();
+            (marked.files, dirs, marked.overflowed)
+        };
+        for write in [EventMask::MODIFY, EventMask::CLOSE_WRITE] {
+            assert_eq!(
+                mark(Some(run), Some(name), write),
+                (vec![key], vec![], false),
+                "{write:?}"
+            );
+        }
+        assert_eq!(
+            mark(Some(daq.path()), Some(name), EventMask::MODIFY),
+            (vec![], vec![], false),
+            "the same name in another directory"
+        );
+        assert_eq!(
+            mark(Some(run), Some(name), EventMask::MOVED_FROM),
+            (vec![key], vec![run.to_path_buf(), file.clone()], false)
+        );
+        let parent = run.parent().unwrap().to_path_buf();
+        assert_eq!(
+            mark(Some(run), None, EventMask::DELETE_SELF),
+            (vec![], vec![parent, run.to_path_buf()], false)
+        );
+        assert_eq!(
+            mark(None, None, EventMask::Q_OVERFLOW),
+            (vec![], vec![], true)
+        );
     }
 }
