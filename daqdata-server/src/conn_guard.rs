@@ -100,4 +100,71 @@ mod tests {
         let _one = strict.admit(local).expect("first");
         assert!(strict.admit(local).is_none());
     }
+
+    /// The log lines `f` writes at WARN and above.
+    fn warnings_of(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                lines.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// A peer that retries in a loop must not flood the log: a refused
+    /// peer is named once a minute, each peer on its own.
+    #[test]
+    fn a_refused_peer_is_logged_once_a_minute() {
+        let limits = ConnLimits::new(1, |_| true);
+        let far: IpAddr = "192.0.2.9".parse().unwrap();
+        let other: IpAddr = "192.0.2.10".parse().unwrap();
+        let _held = [limits.admit(far), limits.admit(other)];
+        let refuse = |ip, times| {
+            for _ in 0..times {
+                assert!(limits.admit(ip).is_none());
+            }
+        };
+        let logs = warnings_of(|| refuse(far, 5));
+        assert_eq!(
+            logs.matches("refusing connections from 192.0.2.9").count(),
+            1,
+            "{logs}"
+        );
+        assert!(logs.contains("it holds 1"), "{logs}");
+        let logs = warnings_of(|| refuse(other, 3));
+        assert_eq!(
+            logs.matches("refusing connections from 192.0.2.10").count(),
+            1,
+            "{logs}"
+        );
+
+        let a_minute_ago = Instant::now()
+            .checked_sub(LOG_EVERY)
+            .expect("the monotonic clock started over a minute ago");
+        let mut logged = limits.logged.lock().unwrap();
+        logged.insert(far, a_minute_ago);
+        drop(logged);
+        let logs = warnings_of(|| refuse(far, 3));
+        assert_eq!(
+            logs.matches("refusing connections from 192.0.2.9").count(),
+            1,
+            "a minute later: {logs}"
+        );
+    }
 }
