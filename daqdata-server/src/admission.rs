@@ -236,4 +236,24 @@ mod tests {
         drop(a1);
         assert!(admission.peer_place(a).is_ok());
     }
+
+    /// The active-streams gauge, which InitHpIo without force reads, counts
+    /// each open stream once and forgets it when it ends; the active-peers
+    /// gauge counts the peers that hold any.
+    #[test]
+    fn open_streams_are_counted_until_they_end() {
+        let admission = Admission::new(10, 10, Metrics::new());
+        let far: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(admission.active_streams(), 0);
+        let local = ActiveStream::new(&admission, None);
+        let a = ActiveStream::new(&admission, Some(far));
+        let b = ActiveStream::new(&admission, Some(far));
+        assert_eq!(admission.active_streams(), 3);
+        assert_eq!(admission.metrics.active_peers.get(), 2);
+        drop(a);
+        assert_eq!(admission.active_streams(), 2);
+        drop((local, b));
+        assert_eq!(admission.active_streams(), 0);
+        assert_eq!(admission.metrics.active_peers.get(), 0);
+    }
 }
