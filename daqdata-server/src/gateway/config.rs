@@ -218,4 +218,75 @@ mod tests {
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(c.credentials().unwrap().has_token());
     }
+
+    /// A gateway's files, named relative to its config file, are found
+    /// beside it wherever the gateway is started from; absolute ones stay.
+    #[test]
+    fn the_gateway_s_relative_paths_are_taken_from_the_config_file_s_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            "[gateway]\nupstreams = [\"daq1\"]\ndaq_config = \"daq_config.json\"\n\
+             network_config = \"net/network_config.json\"\ntoken_file = \"token\"\n\
+             tls_ca_file = \"/etc/daqdata/ca.pem\"\ntls_cert_file = \"gw.pem\"\n\
+             tls_key_file = \"gw.key\"\n",
+        )
+        .unwrap();
+        let g = crate::config::Config::load(&path).unwrap().gateway.unwrap();
+        let beside = |name: &str| Some(dir.path().join(name));
+        assert_eq!(g.daq_config, beside("daq_config.json"));
+        assert_eq!(g.network_config, beside("net/network_config.json"));
+        assert_eq!(g.token_file, beside("token"));
+        assert_eq!(g.tls_ca_file, Some(PathBuf::from("/etc/daqdata/ca.pem")));
+        assert_eq!(g.tls_cert_file, beside("gw.pem"));
+        assert_eq!(g.tls_key_file, beside("gw.key"));
+    }
+
+    #[test]
+    fn a_zero_min_interval_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            "[gateway]\nupstreams = [\"daq1\"]\nmin_interval_seconds = 0\n",
+        )
+        .unwrap();
+        let err = crate::config::Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("min_interval_seconds must be a positive"),
+            "{err}"
+        );
+    }
+
+    /// A client certificate goes upstream with its key, and one without
+    /// the other is a config error that says so.
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["gateway".into()]).unwrap();
+        let cert = dir.path().join("gw.pem");
+        let key = dir.path().join("gw.key");
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let with = |cert: Option<&Path>, key: Option<&Path>| GatewayConfig {
+            upstreams: vec!["daq1".parse().unwrap()],
+            tls_cert_file: cert.map(Path::to_path_buf),
+            tls_key_file: key.map(Path::to_path_buf),
+            ..Default::default()
+        };
+        with(Some(&cert), Some(&key))
+            .credentials()
+            .expect("a certificate and its key");
+        for half in [with(Some(&cert), None), with(None, Some(&key))] {
+            let err = half.credentials().unwrap_err().to_string();
+            assert!(err.contains("go together"), "{err}");
+        }
+        let missing = dir.path().join("missing.pem");
+        let err = with(Some(&missing), Some(&key))
+            .credentials()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+    }
 }
