@@ -114,29 +114,38 @@ async fn init_hp_io_refuses_bad_directories_and_intervals() {
     }
 }
 
+/// A bad message in an upload is INVALID_ARGUMENT, and the error names it
+/// by its place in the upload (0-based), after a good one.
 #[tokio::test]
 async fn malformed_uploads_are_invalid() {
     let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
     let mut c = server.client().await;
     let good = upload_image(7, pano_image::Type::PulseHeight, [16, 16], 2);
     let bads = [
-        upload_image(7, pano_image::Type::Movie, [16, 16], 2),
-        upload_image(7, pano_image::Type::Undefined, [32, 32], 2),
-        upload_image(7, pano_image::Type::Movie, [32, 32], 4),
-        PanoImage {
+        req(upload_image(7, pano_image::Type::Movie, [16, 16], 2)),
+        req(upload_image(7, pano_image::Type::Undefined, [32, 32], 2)),
+        req(upload_image(7, pano_image::Type::Movie, [32, 32], 4)),
+        req(PanoImage {
             image_array: vec![0; 10],
             ..good.clone()
-        },
+        }),
+        UploadImageRequest { pano_image: None },
     ];
     for bad in bads {
-        let reqs = vec![req(good.clone()), req(bad.clone())];
-        let r = c.upload_images(tokio_stream::iter(reqs)).await;
-        assert_eq!(
-            code(r),
-            Code::InvalidArgument,
-            "{:?} {:?}",
-            bad.r#type,
-            bad.shape
+        let what = format!(
+            "{:?}",
+            bad.pano_image.as_ref().map(|i| (i.r#type, &i.shape))
+        );
+        let reqs = vec![req(good.clone()), req(good.clone()), bad];
+        let status = c
+            .upload_images(tokio_stream::iter(reqs))
+            .await
+            .expect_err(&what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+        assert!(
+            status.message().starts_with("upload message 2"),
+            "{what}: {}",
+            status.message()
         );
     }
 }
