@@ -239,12 +239,19 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
                 continue;
             }
             if std::mem::take(&mut dormant) {
+                // wake_up just looked at everything. (A tick at once
+                // instead would look again: a mutant of cost only.)
                 self.wake_up();
                 next_tick = Instant::now() + self.interval;
             }
             let now = Instant::now();
             if now >= next_tick {
                 self.tick();
+                // The `+=` and the guard below only keep the ticks on their
+                // grid; a mutant of either (`-=`, or catching up in a burst
+                // after a slow sink) changes when ticks come, not what they
+                // find. A tick never due, or always due, is caught by the
+                // wake-up count (an_idle_tracker_wakes_at_most_once_per_interval).
                 next_tick += self.interval;
                 if next_tick <= now {
                     // Fell behind (a slow sink or disk), or skipped ticks
@@ -272,7 +279,7 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
     /// the next safety-net look, not the next interval: a wake-up costs
     /// more than the checks it would make.
     fn next_useful_tick(&self, next_tick: Instant) -> Instant {
-        if !self.wake.notifying() || !self.marked.dirs.is_empty() {
+        if !self.wake.notifying() {
             return next_tick;
         }
         let mut due = self.next_rescan;
@@ -288,15 +295,18 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
     /// Everything, whether notified or not.
     fn tick(&mut self) {
         let now = Instant::now();
-        if !self.wake.notifying() || now >= self.next_rescan || !self.marked.dirs.is_empty() {
+        // Polling, every tick lists what changed; notified, the rescan
+        // comes every RESCAN. (Sooner, as with `now - RESCAN`, costs more
+        // and finds the same.)
+        if !self.wake.notifying() || now >= self.next_rescan {
             self.next_rescan = now + RESCAN;
-            let dirty = std::mem::take(&mut self.marked.dirs);
-            self.refresh_tree(&|dir| dirty.contains(dir));
+            self.refresh_tree(&|_| false);
         }
         let mut keys = std::mem::take(&mut self.marked.files);
         keys.clear();
         // Ticks look at files that are not (or no longer) notified: idle
-        // ones, and those on file systems without notifications.
+        // ones, and those on file systems without notifications. (`<=` for
+        // `<` differs at one instant: equivalent.)
         for (key, followed) in &self.followed {
             let notified = followed
                 .notified_at
@@ -317,6 +327,9 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
     /// dropped some too); everything is looked at instead, and the newest
     /// frame of every file is handed on again, for the new watchers.
     fn wake_up(&mut self) {
+        // Unread, these would be read later and find nothing new: skipping
+        // them (a mutant of the loop), or rescanning at the next tick
+        // (`- RESCAN` below), costs more and misses nothing.
         while self.wake.drain(|_| {}) > 0 {}
         self.marked.files.clear();
         self.marked.dirs.clear();
@@ -339,6 +352,7 @@ impl<S: FnMut(FrameEvent)> TrackerThread<S> {
         }
         self.refresh_tree(&|_| true);
         self.marked.files.clear();
+        self.marked.dirs.clear();
         let keys: Vec<ModuleProduct> = self.followed.keys().copied().collect();
         for key in keys {
             self.check(key);
@@ -490,6 +504,7 @@ impl Marked {
                 .is_some_and(|p| p.as_os_str() == dir.as_os_str());
             in_dir.then_some(key)
         });
+        // (Distinct flags: `^` for `|` is the same mask.)
         if notice
             .mask
             .intersects(EventMask::MODIFY | EventMask::CLOSE_WRITE)
@@ -668,7 +683,7 @@ mod tests {
     /// While notifications cover every followed file, the tracker sleeps
     /// until the next look it owes (a file's safety-net look, or the
     /// rescan), never before the interval's tick; anything notifications do
-    /// not cover (a file not notified yet, a directory to list, polling)
+    /// not cover (a file not notified yet, polling)
     /// brings back the interval.
     #[test]
     fn a_notified_tracker_sleeps_until_the_next_look_it_owes() {
@@ -702,13 +717,6 @@ mod tests {
             t.next_useful_tick(late_tick),
             late_tick,
             "never before the tick"
-        );
-
-        t.marked.dirs.insert(daq.path().to_path_buf());
-        assert_eq!(
-            t.next_useful_tick(next_tick),
-            next_tick,
-            "a directory to list"
         );
 
         let polled = tempfile::tempdir().unwrap();
@@ -774,6 +782,8 @@ mod tests {
         let (mut t, seen, _stop, file) = following_one_file(daq.path(), false);
         t.wake_up();
         assert_eq!(names(&seen), [file_name(&file)], "for the new watchers");
+        let seq: Vec<u64> = t.seq.values().copied().collect();
+        assert_eq!(seq, [2], "the second event of this (module, data product)");
         seen.borrow_mut().clear();
 
         let start = StartTime::from_unix(1_721_882_600);
@@ -813,6 +823,19 @@ mod tests {
             t.on_notified();
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Polling, each tick lists the directories that changed: a new file
+    /// is followed at the next tick, not at the next rescan.
+    #[test]
+    fn polling_follows_a_new_file_at_the_next_tick() {
+        let daq = tempfile::tempdir().unwrap();
+        let (mut t, seen, _stop, _file) = following_one_file(daq.path(), true);
+        let next = first_run_file(daq.path(), 1);
+        fs::write(&next, real_frame(DataProduct::Img16)).unwrap();
+        t.next_rescan = Instant::now() + Duration::from_secs(3600);
+        t.tick();
+        assert_eq!(names(&seen), [file_name(&next)]);
     }
 
     /// Polling, with no notification to say so: a followed file moved

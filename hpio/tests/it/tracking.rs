@@ -139,6 +139,50 @@ fn notifications_hand_a_frame_on_without_waiting_for_the_tick() {
     tracked.stop();
 }
 
+/// A tracker with nothing new to read sleeps between its looks: at most
+/// one wake-up per interval, in both modes, also after a slow sink made it
+/// fall behind once. The bound is the point: a schedule that lost its
+/// place (a tick never due, or always due) wakes thousands of times a
+/// second and takes a core from Hashpipe. A busy machine can only make the
+/// wake-ups fewer.
+#[test]
+fn an_idle_tracker_wakes_at_most_once_per_interval() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let daq = Daq::new();
+    let f = daq.run(Some(1), START).file(Img16, 1, 0);
+    append(&f, &sample_frames(Img16, 1, 1));
+    let interval = Duration::from_millis(20);
+    for poll_only in MODES {
+        let wakeups = std::sync::Arc::new(AtomicU64::new(0));
+        let config = hpio::TrackerConfig {
+            interval,
+            poll_only,
+            wakeups: wakeups.clone(),
+            ..hpio::TrackerConfig::new(daq.path())
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        // Slow: the look that hands on the first frame takes three
+        // intervals, and the schedule must find its place again.
+        let tracker = hpio::Tracker::spawn(config, move |e| {
+            std::thread::sleep(interval * 3);
+            let _ = tx.lock().map(|tx| tx.send(e.frame_index));
+        })
+        .unwrap();
+        rx.recv_timeout(PATIENCE)
+            .expect("the frame there at start was never handed on");
+        let (before, since) = (wakeups.load(Relaxed), std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(500));
+        let (woke, idle) = (wakeups.load(Relaxed) - before, since.elapsed());
+        let most = idle.as_nanos() / interval.as_nanos() + 2;
+        assert!(
+            u128::from(woke) <= most,
+            "poll_only={poll_only}: woke {woke} times in {idle:?} of nothing to do, at a {interval:?} interval"
+        );
+        tracker.stop();
+    }
+}
+
 #[test]
 fn a_full_file_rotates_to_the_next_seqno_without_losing_its_first_frame() {
     let frames = sample_frames(Ph256, 1, 40);
