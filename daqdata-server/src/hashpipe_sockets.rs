@@ -355,5 +355,12 @@ mod tests {
         assert!(bad(|c| c.data_products.push("img32".into())).contains("img32"));
         assert!(bad(|c| c.path_template = "/tmp/x.sock".into()).contains("{dp_name}"));
         assert!(bad(|c| c.read_timeout_seconds = Duration::ZERO).contains("read_timeout_seconds"));
+        // One data product needs no {dp_name}: its socket is the template.
+        let one = HashpipeSocketsConfig {
+            data_products: vec!["ph256".into()],
+            path_template: "/run/hashpipe/ph.sock".into(),
+            ..HashpipeSocketsConfig::default()
+        };
+        one.validate().unwrap();
     }
 }
