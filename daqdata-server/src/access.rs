@@ -652,4 +652,60 @@ mod tests {
         }
         assert!(toml::from_str::<AccessConfig>("unix_socket_mode = 660").is_err());
     }
+
+    /// Token-file errors give the line as a person counts them (from 1,
+    /// comments and blank lines included); a token of 16 characters is
+    /// the shortest taken.
+    #[test]
+    fn token_file_errors_name_the_line_and_16_characters_is_enough() {
+        let err = parse_tokens("# ops\n\nalice 0123456789abcdef\nbob short\n").unwrap_err();
+        assert!(err.starts_with("line 4 (bob)"), "{err}");
+        assert_eq!(parse_tokens("a 0123456789abcdef").map(|t| t.len()), Ok(1));
+        assert!(parse_tokens("a 0123456789abcde").is_err(), "15 characters");
+        let shown = format!("{:?}", parse_tokens("alice 0123456789abcdef").unwrap());
+        assert!(
+            shown.contains("alice") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+    }
+
+    /// Per-peer limits are for remote peers: not loopback (unless
+    /// configured so), and never a relay peer (a gateway speaks for many).
+    #[test]
+    fn per_peer_limits_apply_to_remote_peers_that_are_not_relays() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut c = AccessConfig {
+            relay_peers: vec!["10.0.0.0/8".parse().unwrap()],
+            ..AccessConfig::default()
+        };
+        assert!(c.limits_apply_to(ip("192.0.2.7")));
+        assert!(!c.limits_apply_to(ip("10.1.2.3")), "a relay peer");
+        assert!(!c.limits_apply_to(ip("127.0.0.1")));
+        assert!(!c.limits_apply_to(ip("::1")));
+        c.per_peer_limits_on_loopback = true;
+        assert!(c.limits_apply_to(ip("127.0.0.1")));
+        c.relay_peers.push("127.0.0.0/8".parse().unwrap());
+        assert!(!c.limits_apply_to(ip("127.0.0.1")), "a relay on loopback");
+    }
+
+    /// What logs and refusals say of a caller: how it came, its role, and
+    /// the name of the token or certificate that gave it, never more.
+    #[test]
+    fn a_caller_is_described_by_door_role_and_name() {
+        let far: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let caller = |door, role, name: Option<&str>| Caller {
+            door,
+            role,
+            name: name.map(String::from),
+        };
+        let unix = caller(Door::Unix, Role::Operator, None);
+        assert_eq!(unix.to_string(), "unix socket as operator");
+        assert_eq!(unix.ip(), None);
+        let tcp = caller(Door::Tcp(far), Role::Viewer, Some("alice"));
+        assert_eq!(tcp.to_string(), "192.0.2.7:5000 as viewer (alice)");
+        assert_eq!(tcp.ip(), Some(far.ip()));
+        let tls = caller(Door::Tls(far, Some("ctrl".into())), Role::None, None);
+        assert_eq!(tls.to_string(), "192.0.2.7:5000 (tls) as none");
+        assert_eq!(tls.ip(), Some(far.ip()));
+    }
 }
