@@ -275,11 +275,14 @@ async fn a_request_over_the_message_limit_is_resource_exhausted_on_every_rpc() {
 async fn reinit_without_force_is_refused_while_streams_run_and_force_cancels_them() {
     let server = TestServer::start(Some(InitOnStart::Simulate), |_| {}).await;
     let mut c = server.client().await;
-    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
-    take(&mut s, 2).await;
-
     let mut req = sim_request();
     req.force = false;
+    // With no stream open, no force is needed.
+    let reply = c.init_hp_io(req.clone()).await.unwrap().into_inner();
+    assert!(reply.success, "{}", reply.error_message);
+
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    take(&mut s, 2).await;
     let status = c.init_hp_io(req).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(
