@@ -708,4 +708,46 @@ mod tests {
         assert_eq!(tls.to_string(), "192.0.2.7:5000 (tls) as none");
         assert_eq!(tls.ip(), Some(far.ip()));
     }
+
+    /// A token only ever raises the door's role: an operator on the unix
+    /// socket who also sends a viewer token stays an operator, and a token
+    /// of the door's own role leaves the door's name (the certificate's)
+    /// in logs.
+    #[test]
+    fn a_token_raises_the_role_of_the_door_and_never_lowers_it() {
+        let a = access(AccessConfig {
+            operator_tokens_file: Some("ops".into()),
+            viewer_tokens_file: Some("viewers".into()),
+            viewer_names: vec!["laptop".into()],
+            ..AccessConfig::default()
+        });
+        let unix = a.authorize(Door::Unix, Some(VIEW), Role::Operator).unwrap();
+        assert_eq!((unix.role, unix.name), (Role::Operator, None));
+        let laptop = Door::Tls("192.0.2.7:5000".parse().unwrap(), Some("laptop".into()));
+        let same = a
+            .authorize(laptop.clone(), Some(VIEW), Role::Viewer)
+            .unwrap();
+        assert_eq!(
+            (same.role, same.name.as_deref()),
+            (Role::Viewer, Some("laptop"))
+        );
+        let raised = a.authorize(laptop, Some(OP), Role::Operator).unwrap();
+        assert_eq!(
+            (raised.role, raised.name.as_deref()),
+            (Role::Operator, Some("alice"))
+        );
+    }
+
+    /// Refusals are counted by RPC under a bounded set of labels.
+    #[test]
+    fn refusals_are_labelled_by_rpc_with_a_bounded_set_of_names() {
+        let init = daqdata_proto::rpc::INIT_HP_IO;
+        assert_eq!(rpc_name(init.path), init.name);
+        assert_eq!(
+            rpc_name("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            "reflection"
+        );
+        assert_eq!(rpc_name("/grpc.health.v1.Health/Check"), "health");
+        assert_eq!(rpc_name("/evil.Service/Anything"), "other");
+    }
 }

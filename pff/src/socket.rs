@@ -210,6 +210,8 @@ impl SocketDecoder {
             Some(len) => {
                 let body = &rest[MODULE_ID_BYTES..];
                 // Enough bytes to see where this header's end must be.
+                // (`<=` for `<` waits at a header with no image byte yet,
+                // where the image check below would wait too: equivalent.)
                 if body.len() < len {
                     return Ok(None);
                 }
