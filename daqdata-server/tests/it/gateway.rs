@@ -372,6 +372,17 @@ async fn a_chain_of_two_gateways_relays_and_a_loop_is_refused() {
         message.contains(&format!("{}: refused: gateway loop", unix(&sock3))),
         "{message}"
     );
+    // Its relayed Hashpipe status names the loop too, as refused.
+    let mut hs = hashpipe_stream(&mut c3).await;
+    let looped = until(&mut hs, "the status relay's loop named", |r| {
+        r.name == unix(&sock3) && r.message.contains("gateway loop")
+    })
+    .await;
+    assert!(looped.stale, "{looped:?}");
+    assert!(
+        looped.message.starts_with("refused: gateway loop"),
+        "{looped:?}"
+    );
 }
 
 /// Polls Status on several servers until one answers as `check` wants.
@@ -817,6 +828,12 @@ async fn a_node_down_is_named_in_the_relayed_status_and_its_cards_come_back() {
     assert!(gone.stale, "{gone:?}");
     assert!(gone.cards.is_none(), "{gone:?}");
     assert!(gone.message.starts_with("unreachable: "), "{gone:?}");
+    // Each try to reach it again says why it failed.
+    let retried = until(&mut s, "node 1's reconnect failure", |r| {
+        r.name == unix(&sock1) && r.message != "unreachable: it ended the stream"
+    })
+    .await;
+    assert!(retried.message.starts_with("unreachable: "), "{retried:?}");
     // Node 2's cards go on moving meanwhile.
     let node2 = until(&mut s, "node 2's cards", |r| instance(r) == Some(1)).await;
     let before = number(&node2, "NPACKETS").expect("NPACKETS");
