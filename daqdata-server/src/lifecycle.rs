@@ -427,7 +427,9 @@ fn failure(error_message: String) -> InitHpIoResponse {
 }
 
 /// Stops a configuration on a blocking thread (it joins the tracker and
-/// the replay).
+/// the replay). (A mutant that returns at once drops `hp_io` here instead,
+/// which stops the same parts through their `Drop`s, but joins them on a
+/// runtime worker: equivalent but for blocking that worker.)
 async fn stop_blocking(hp_io: HpIo) -> Result<(), Status> {
     tokio::task::spawn_blocking(move || hp_io.stop())
         .await
