@@ -9,8 +9,8 @@
 #   JOBS=2 scripts/mutants.sh ...              # parallel builds (default 1)
 #   IN_PLACE=1 scripts/mutants.sh ...          # mutate this tree, reuse its warm
 #                                              # target/ (files restored after)
-#   TEST_ARGS="--test it server::" scripts/mutants.sh daqdata-server/src/upload.rs
-#                                              # only tests/it/server.rs's tests
+#   TEST_ARGS="--test it -- server:: init_hp_io::" scripts/mutants.sh daqdata-server/src/upload.rs
+#                                              # only these modules of tests/it/
 #   TEST_ARGS=--lib scripts/mutants.sh F; ITERATE=1 scripts/mutants.sh F
 #                                              # two passes: the unit tests first,
 #                                              # then every test on what they missed
@@ -31,6 +31,11 @@ default_files=(
     daqdata-server/src/conn_guard.rs
     daqdata-server/src/hashpipe_sockets.rs
     daqdata-server/src/broadcast.rs
+    daqdata-server/src/keyed_count.rs
+    daqdata-server/src/gateway/config.rs
+    daqdata-server/src/gateway/hashpipe.rs
+    daqdata-server/src/gateway/mod.rs
+    daqdata-server/src/gateway/upstream.rs
     daqdata-proto/src/hp_io_config.rs
     daqdata-proto/src/mapping.rs
     pff/src/names.rs
