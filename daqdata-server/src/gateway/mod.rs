@@ -319,3 +319,55 @@ fn connect(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OTHER: &str = "00000000000000aa";
+
+    /// A call's metadata as gateway `id` sends it.
+    fn from(id: &str) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        metadata.insert(GATEWAY_ID, id.parse().unwrap());
+        metadata
+    }
+
+    /// SPEC §8's loops at the downstream end: a gateway calling itself is
+    /// refused; another gateway is let in and registered; once it is
+    /// learned to be upstream too, its stream is ended and it is refused
+    /// from then on; a stream that ends leaves the register.
+    #[tokio::test]
+    async fn loops_are_refused_at_admission_and_a_downstream_found_upstream_is_ended() {
+        let config = GatewayConfig {
+            upstreams: vec!["unix:///nonexistent/daqdata.sock".parse().unwrap()],
+            ..GatewayConfig::default()
+        };
+        let gw = Gateway::new(&config, Metrics::new()).unwrap();
+        assert!(
+            gw.admit(&MetadataMap::new()).unwrap().is_none(),
+            "a viewer is no gateway"
+        );
+        let own = gw.admit(&from(&gw.id)).err().unwrap();
+        assert_eq!(own.code(), tonic::Code::FailedPrecondition);
+        assert!(own.message().contains("lists itself"), "{own}");
+
+        let down = gw.admit(&from(OTHER)).unwrap().expect("another gateway");
+        assert_eq!(lock(&gw.downstream).len(), 1);
+        assert!(!down.token.is_cancelled());
+        assert_eq!(gw.ids_header(), gw.id);
+
+        assert!(gw.upstreams[0].learn(BTreeSet::from([OTHER.to_string()])));
+        gw.recheck_downstream();
+        assert!(down.token.is_cancelled(), "the looping stream is ended");
+        assert_eq!(gw.ids_header(), format!("{},{OTHER}", gw.id));
+        let again = gw.admit(&from(OTHER)).err().unwrap();
+        assert!(
+            again.message().contains("is upstream of gateway"),
+            "{again}"
+        );
+
+        drop(down);
+        assert!(lock(&gw.downstream).is_empty(), "an ended stream leaves");
+    }
+}

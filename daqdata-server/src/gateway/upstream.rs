@@ -95,6 +95,15 @@ impl Upstream {
         lock(&self.reported).clone()
     }
 
+    /// Takes the gateway ids this upstream's answer said are upstream of
+    /// it; true if any is new.
+    pub(super) fn learn(&self, ids: BTreeSet<String>) -> bool {
+        let mut reported = lock(&self.reported);
+        let grew = !ids.is_subset(&reported);
+        *reported = ids;
+        grew
+    }
+
     fn set_state(&self, state: UpstreamState) {
         let up = i64::from(state == UpstreamState::Streaming);
         self.metrics.upstream_up.get_or_create(&self.labels).set(up);
@@ -310,13 +319,7 @@ async fn stream_once(
             gateway.id, upstream.address
         ));
     }
-    let grew = {
-        let mut reported = lock(&upstream.reported);
-        let grew = !ids.is_subset(&reported);
-        *reported = ids;
-        grew
-    };
-    if grew {
+    if upstream.learn(ids) {
         gateway.recheck_downstream();
     }
     upstream.set_state(UpstreamState::Streaming);
