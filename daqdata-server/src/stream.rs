@@ -183,12 +183,17 @@ impl PacedStream {
                 .subs
                 .iter()
                 .map(|s| pace.opens(s.due))
+                // (`>=` differs only for a slot opening at this very
+                // instant, which take_due just looked at: equivalent.)
                 .filter(|&open| open > now)
                 .min();
             // The slots that are due, or will be before the timer can next
             // wake us, with nothing waiting: by index, and a wait for each
             // one's next frame. A frame that arrives once its slot opens
-            // goes out then, not at the next timer tick.
+            // goes out then, not at the next timer tick. (`now -
+            // TIMER_RESOLUTION` would send such a frame at the tick
+            // instead: up to 1 ms staler, which bench-e2e's frame age
+            // measures and no test can without asserting a timing.)
             let horizon = now + TIMER_RESOLUTION;
             let (due, changed): (Vec<usize>, Vec<Changed<'_>>) = self
                 .subs
