@@ -587,9 +587,18 @@ mod tests {
         }
         .stamped_now();
         assert_eq!(q.pkt_num, 9);
-        // The White Rabbit stamp gives the node's second back.
-        assert_eq!(q.wr_time().unwrap().0, q.tv_sec);
+        // The White Rabbit stamp gives the node's time back, to the
+        // microsecond the node's clock has.
+        assert_eq!(q.wr_time().unwrap(), (q.tv_sec, q.tv_usec * 1000));
         assert!(q.age() < 3600.0);
+        // Age is seconds since the node's stamp (a test run lasts less
+        // than ten minutes).
+        let age = Quabo {
+            tv_sec: q.tv_sec - 3600,
+            ..q
+        }
+        .age();
+        assert!((3600.0..4200.0).contains(&age), "{age}");
     }
 
     #[test]
