@@ -321,6 +321,19 @@ mod tests {
     use super::*;
     use pano_image::Type::{Movie, PulseHeight, Undefined};
 
+    /// An image's module is its `module_id`, whatever the number (an
+    /// upload's module decides which streams get it).
+    #[test]
+    fn an_image_s_module_is_its_module_id() {
+        for id in [0, 7, 254, u32::MAX] {
+            let image = PanoImage {
+                module_id: id,
+                ..PanoImage::default()
+            };
+            assert_eq!(image.module(), pff::ModuleId::new(id));
+        }
+    }
+
     /// Every real PFF file to test (the fixtures, and the full-size shared
     /// samples when present), open, with its module and name.
     fn samples() -> Vec<(pff::PffFile, u32, String)> {

@@ -240,6 +240,9 @@ impl PacedStream {
     fn take_due(&mut self, now: Instant) -> Option<SharedStreamImagesResponse> {
         let n = self.subs.len();
         for k in 0..n {
+            // Round robin: which due slot goes first. (Starting from slot
+            // 0 each time, as `*` for `+` does, orders the sends within one
+            // instant differently; every due slot still goes out.)
             let i = (self.next + k) % n;
             let sub = &mut self.subs[i];
             if self.pace.opens(sub.due) > now || !sub.rx.has_changed().unwrap_or(false) {

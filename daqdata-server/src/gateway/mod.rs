@@ -333,6 +333,19 @@ mod tests {
         metadata
     }
 
+    /// `--check-config` names every upstream a gateway would relay.
+    #[test]
+    fn check_config_names_the_upstreams() {
+        let config = GatewayConfig {
+            upstreams: vec!["daq1".parse().unwrap(), "10.0.0.5:50061".parse().unwrap()],
+            ..GatewayConfig::default()
+        };
+        assert_eq!(
+            check(&config).unwrap(),
+            "a gateway relaying 2 upstream(s): daq1:50051, 10.0.0.5:50061"
+        );
+    }
+
     /// SPEC §8's loops at the downstream end: a gateway calling itself is
     /// refused; another gateway is let in and registered; once it is
     /// learned to be upstream too, its stream is ended and it is refused
