@@ -245,6 +245,8 @@ impl PacedStream {
             // instant differently; every due slot still goes out.)
             let i = (self.next + k) % n;
             let sub = &mut self.subs[i];
+            // (`>=` would hold back a slot opening at this very instant
+            // until the next look, moments later: equivalent.)
             if self.pace.opens(sub.due) > now || !sub.rx.has_changed().unwrap_or(false) {
                 continue;
             }
