@@ -242,7 +242,9 @@ impl Lifecycle {
     }
 
     /// Stops the running hp_io, for shutdown. Blocking work runs on a
-    /// blocking thread.
+    /// blocking thread. (The state dropped at exit stops the same parts,
+    /// so a mutant that returns at once is equivalent but for joining
+    /// them on a runtime worker; the shutdown tests see no difference.)
     pub(crate) async fn stop(&self) -> Result<(), tokio::task::JoinError> {
         self.set_current(None);
         self.set_simulated_status(None);
