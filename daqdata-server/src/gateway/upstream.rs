@@ -160,7 +160,9 @@ pub(super) async fn keep_relaying<F, Fut>(
             }
             Ended::Broken(why) | Ended::Loop(why) => why,
         };
-        // One log line per cause, not one per retry.
+        // One log line per cause, not one per retry. (`<=` would log one
+        // cause more of a node that fails in many ways: a bound, not a
+        // behaviour.)
         if logged.len() < MAX_CAUSES && logged.insert(why.clone()) {
             tracing::warn!(upstream = %address, "upstream {feed} ended: {why}; retrying with back-off (logged once per cause)");
         }

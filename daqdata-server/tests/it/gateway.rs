@@ -323,6 +323,30 @@ async fn an_unreachable_upstream_at_start_leaves_the_others_served() {
     );
 }
 
+/// A gateway no one watches asks its nodes for nothing: the node serves
+/// no stream until a viewer comes to the gateway, and one stream then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwatched_gateway_holds_no_upstream_stream() {
+    let n = node(10, "").await;
+    init_sim(&n).await;
+    let gw = BinServer::start(&gateway_toml(&[unix(&n.sock)], ""), &[]).await;
+    // Up, and its node reachable (Status asks it).
+    wait_for_status(&gw, |ok, _| ok).await;
+    for _ in 0..10 {
+        assert_eq!(
+            gauge(&n, "daqdata_active_streams").await,
+            0.0,
+            "{}",
+            n.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = gw.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s, &[10]).await;
+    assert_eq!(gauge(&n, "daqdata_active_streams").await, 1.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_of_two_gateways_relays_and_a_loop_is_refused() {
     let n = node(10, "").await;
