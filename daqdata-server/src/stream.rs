@@ -262,6 +262,9 @@ impl PacedStream {
             }
             sub.sent_seq = Some(frame.seq());
             sub.due = self.pace.next_due(sub.due, now);
+            // (Mutants of the next two lines change only the round robin's
+            // order, as above, and the count in the end-of-stream log line,
+            // which PacedStream's Drop writes: no frame changes.)
             self.next = i + 1;
             self.sent += 1;
             self.metrics.images_sent.inc();
@@ -295,6 +298,7 @@ pub(crate) fn client_interval(asked: f64, max: f64) -> Result<Option<Duration>, 
             "update_interval_seconds {asked} must be a number of seconds up to {max} (0 or negative = as fast as hp_io updates)"
         )));
     }
+    // (`>=` would give 0 as Some(0 s), which paces as None does.)
     Ok((asked > 0.0).then(|| Duration::from_secs_f64(asked)))
 }
 
