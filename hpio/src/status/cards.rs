@@ -230,6 +230,16 @@ fn parse_card(offset: usize, text: &str) -> Result<(String, CardValue), ParseErr
     Ok((key, value))
 }
 
+/// What [`StatusImage::put_str`] keeps of a text: printable ASCII but `'`
+/// (which would end the quoted value), at most `MAX_STRING` characters.
+fn storable(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| (' '..='~').contains(c) && *c != '\'')
+        .take(MAX_STRING)
+        .collect()
+}
+
 /// The fuzz target's checks (shared with the tests that run the seeds on
 /// stable): parsing any bytes never panics, and cards that parse, written
 /// again as Hashpipe writes them, read back to the same keys and values.
@@ -255,8 +265,8 @@ pub fn check_parse(data: &[u8]) {
     for ((key, value), (key2, value2)) in cards.iter().zip(again.iter()) {
         assert_eq!(key, key2);
         match (value, value2) {
-            (CardValue::Text(a), CardValue::Text(b)) if a.len() <= MAX_STRING => assert_eq!(a, b),
-            (CardValue::Text(_), CardValue::Text(_)) => {}
+            // An unquoted text may hold a `'`, which put_str leaves out.
+            (CardValue::Text(a), CardValue::Text(b)) => assert_eq!(storable(a).trim_end(), b),
             (a, b) => {
                 let (a, b) = (a.as_f64().expect("a number"), b.as_f64().expect("a number"));
                 assert!(
@@ -315,11 +325,7 @@ impl StatusImage {
 
     /// `hputs`: quoted, padded to 8 characters, cut to 67.
     pub fn put_str(&mut self, key: &str, value: &str) -> Result<(), ImageFull> {
-        let value: String = value
-            .chars()
-            .filter(|c| (' '..='~').contains(c) && *c != '\'')
-            .take(MAX_STRING)
-            .collect();
+        let value = storable(value);
         self.put_raw(key, &format!("'{value:<8}'"), true)
     }
 
