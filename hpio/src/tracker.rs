@@ -658,13 +658,8 @@ mod tests {
         UnixStream,
         PathBuf,
     ) {
-        let start = StartTime::from_unix(1_721_882_000);
-        let run = daq
-            .join("module_1")
-            .join(RunName::new("TEST", start.clone(), "test").to_string());
-        fs::create_dir_all(&run).unwrap();
-        let file =
-            run.join(PffName::new(start, DataProduct::Img16, ModuleId::new(1), 0).to_string());
+        let file = first_run_file(daq, 0);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
         fs::write(&file, real_frame(DataProduct::Img16)).unwrap();
         let (mut t, seen, stop) = tracker(daq, poll_only);
         let deadline = Instant::now() + Duration::from_secs(10);
