@@ -65,6 +65,7 @@ pub(crate) struct Metrics {
     pub frames_tracked: Family<SlotLabels, Counter>,
     pub images_sent: Counter,
     pub frames_skipped: Counter,
+    pub stream_wakeups: Counter,
     pub active_streams: Gauge,
     pub active_peers: Gauge,
     pub refused: Family<RefusedLabels, Counter>,
@@ -89,6 +90,7 @@ impl Metrics {
             frames_tracked: Family::default(),
             images_sent: Counter::default(),
             frames_skipped: Counter::default(),
+            stream_wakeups: Counter::default(),
             active_streams: Gauge::default(),
             active_peers: Gauge::default(),
             refused: Family::default(),
@@ -115,6 +117,11 @@ impl Metrics {
             m.images_sent.clone(),
         );
         registry.register("frames_skipped", "Frames a stream did not send because a newer one replaced them after they fell due (a slow client)", m.frames_skipped.clone());
+        registry.register(
+            "stream_wakeups",
+            "Times StreamImages calls woke to look at their slots (a frame came for a due slot, a slot fell due, or new slots appeared): about one per image sent",
+            m.stream_wakeups.clone(),
+        );
         registry.register(
             "active_streams",
             "StreamImages calls open",

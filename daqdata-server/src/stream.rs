@@ -199,10 +199,10 @@ impl PacedStream {
                 .subs
                 .iter_mut()
                 .enumerate()
-                // (`||` here would also wait on slots holding a frame not
-                // yet due, whose `changed()` is ready at once: the loop
-                // would spin until they open. The frames sent are the
-                // same, so no test sees it; bench-e2e's CPU column does.)
+                // (`||` here would also wait on slots not yet due, and wake
+                // once more per send for the first frame that comes
+                // before each opens: the same frames, twice the wake-ups,
+                // which `stream_wakeups` counts.)
                 .filter(|(_, s)| {
                     pace.opens(s.due) <= horizon && !s.rx.has_changed().unwrap_or(false)
                 })
@@ -227,6 +227,7 @@ impl PacedStream {
                 _ = sleep_until(wake_at) => None,
                 i = any_changed(changed) => Some(i),
             };
+            self.metrics.stream_wakeups.inc();
             // `changed()` marks the new frame as seen; it has not been
             // sent yet, so mark it unseen again for `take_due`.
             if let Some(i) = arrived {
