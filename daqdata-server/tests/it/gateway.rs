@@ -540,7 +540,8 @@ fn bad_gateway_settings_stop_the_start_with_a_clear_error() {
 
 /// An upstream that answers StreamImages with one good image, then
 /// garbage: an image that is no data product, or a message over the
-/// gateway's size limit, by turns.
+/// gateway's size limit, by turns. It refuses every InitHpIo with
+/// `success: false`, as a node does whose configuration fails.
 #[derive(Default)]
 struct Garbage {
     calls: std::sync::atomic::AtomicUsize,
@@ -607,7 +608,12 @@ impl daqdata_proto::server::DaqData for Garbage {
         &self,
         _: tonic::Request<InitHpIoRequest>,
     ) -> Result<tonic::Response<daqdata_proto::daqdata::InitHpIoResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("garbage"))
+        Ok(tonic::Response::new(
+            daqdata_proto::daqdata::InitHpIoResponse {
+                success: false,
+                error_message: "garbage takes no configuration".into(),
+            },
+        ))
     }
 
     async fn ping(&self, _: tonic::Request<()>) -> Result<tonic::Response<()>, tonic::Status> {
@@ -636,19 +642,24 @@ impl daqdata_proto::server::DaqData for Garbage {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_from_one_upstream_resets_only_its_stream() {
-    let n = node(10, "").await;
-    init_sim(&n).await;
-    let dir = tempfile::tempdir().unwrap();
-    let fake_sock = dir.path().join("garbage.sock");
-    let listener = tokio::net::UnixListener::bind(&fake_sock).unwrap();
+/// Serves a [`Garbage`] upstream on a unix socket in `dir`; its address.
+fn serve_garbage(dir: &Path) -> String {
+    let sock = dir.join("garbage.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(daqdata_proto::server::DaqDataServer::new(Garbage::default()))
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
     );
-    let fake = unix(&fake_sock);
+    unix(&sock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_one_upstream_resets_only_its_stream() {
+    let n = node(10, "").await;
+    init_sim(&n).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = serve_garbage(dir.path());
     let gw = gateway(&[fake.clone(), unix(&n.sock)]).await;
     let addr = metrics_addr(&gw);
     let mut c = gw.client().await;
@@ -677,6 +688,39 @@ async fn garbage_from_one_upstream_resets_only_its_stream() {
         .count();
     assert!((1..=2).contains(&lines), "{lines} lines:\n{log}");
     assert!(log.contains("not one"), "{log}");
+}
+
+/// An upstream that answers InitHpIo with `success: false` (no error
+/// status) fails the gateway's InitHpIo, named with its reason; the other
+/// upstreams are configured all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_init_is_named_and_the_others_are_configured() {
+    let n = node(10, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = serve_garbage(dir.path());
+    let gw = gateway(&[fake.clone(), unix(&n.sock)]).await;
+    let reply = gw
+        .client()
+        .await
+        .init_hp_io(sim_request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reply.success, "{reply:?}");
+    assert!(
+        reply.error_message.contains(&format!(
+            "on 1 of 2 upstream(s): {fake}: refused: garbage takes no configuration"
+        )),
+        "{}",
+        reply.error_message
+    );
+    assert!(
+        !reply.error_message.contains(&unix(&n.sock)),
+        "{}",
+        reply.error_message
+    );
+    let (initialized, message) = status(&n).await;
+    assert!(initialized, "{message}");
 }
 
 /// A DAQ node reading the status buffer of Hashpipe `instance` under
