@@ -415,6 +415,8 @@ where
         futures::future::Ready<std::result::Result<S::Response, S::Error>>,
     >;
 
+    // (Always `Ready(Ok)` in place of asking `inner` is equivalent here:
+    // the inner service is tonic's `Routes`, an axum `Router`, always ready.)
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
