@@ -14,6 +14,8 @@
 #   TEST_ARGS=--lib scripts/mutants.sh F; ITERATE=1 scripts/mutants.sh F
 #                                              # two passes: the unit tests first,
 #                                              # then every test on what they missed
+#   RE='common_name|poll_ready' scripts/mutants.sh F
+#                                              # only the mutants whose names match
 #
 # Prints caught / missed / timeout / unviable per file, and where each
 # file's full results are (target/mutants/<file>/mutants.out: missed.txt
@@ -50,7 +52,7 @@ files=()
 for arg in "$@"; do
     case "$arg" in
         --list) list=(--list) ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) files+=("$arg") ;;
     esac
 done
@@ -83,6 +85,7 @@ for file in "${files[@]}"; do
     if [ -n "${IN_PLACE:-}" ]; then args+=(--in-place); else args+=(--jobs "$jobs"); fi
     # Skips the mutants an earlier run of this file caught.
     if [ -n "${ITERATE:-}" ]; then args+=(--iterate); fi
+    if [ -n "${RE:-}" ]; then args+=(--re "$RE"); fi
     if [ ${#list[@]} -gt 0 ]; then
         cargo mutants "${args[@]}" --list
         continue
