@@ -164,8 +164,9 @@ impl SharedFrame {
 /// All slots of one hp_io configuration.
 pub(crate) struct Broadcast {
     slots: RwLock<HashMap<SlotKey, Arc<watch::Sender<Slot>>>>,
-    /// Bumped whenever a slot is added, so streams can subscribe to it.
-    keys: watch::Sender<u64>,
+    /// Notified whenever a slot is added, so streams can subscribe to it.
+    /// It carries no value: a notification is the whole message.
+    keys: watch::Sender<()>,
     /// Streams watching; see [`Watching`].
     watchers: AtomicUsize,
     metrics: Arc<Metrics>,
@@ -189,7 +190,7 @@ impl Broadcast {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Broadcast {
             slots: RwLock::new(HashMap::new()),
-            keys: watch::Sender::new(0),
+            keys: watch::Sender::new(()),
             watchers: AtomicUsize::new(0),
             metrics,
             tracked: AtomicUsize::new(0),
@@ -326,12 +327,12 @@ impl Broadcast {
             .or_insert_with(|| Arc::new(watch::Sender::new(None)))
             .clone();
         drop(slots);
-        self.keys.send_modify(|n| *n += 1);
+        self.keys.send_replace(());
         sender
     }
 
     /// Tells a stream when new slots appear.
-    pub(crate) fn watch_keys(&self) -> watch::Receiver<u64> {
+    pub(crate) fn watch_keys(&self) -> watch::Receiver<()> {
         self.keys.subscribe()
     }
 

@@ -201,7 +201,9 @@ async fn accept(listener: UnixListener, path: PathBuf, dp: DataProduct, feed: Ar
             }
             Err(e) => {
                 // Out of file descriptors, most likely: say it once, and
-                // give the system a moment.
+                // give the system a moment. (Only the log's repetition
+                // hangs on `failing`; the tests cannot run a process out of
+                // descriptors, so its mutant is left as equivalent.)
                 if !failing {
                     tracing::warn!("accepting on Hashpipe socket {}: {e}", path.display());
                     failing = true;

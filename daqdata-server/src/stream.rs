@@ -68,7 +68,7 @@ pub(crate) struct PacedStream {
     filter: Filter,
     pace: Pace,
     broadcast: Arc<Broadcast>,
-    keys: watch::Receiver<u64>,
+    keys: watch::Receiver<()>,
     subs: Vec<Sub>,
     next: usize,
     ends: Ends,

@@ -345,6 +345,27 @@ async fn an_unwatched_gateway_holds_no_upstream_stream() {
     let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
     until_modules(&mut s, &[10]).await;
     assert_eq!(gauge(&n, "daqdata_active_streams").await, 1.0);
+
+    // The viewer leaves. The node's stream lingers (a viewer back within
+    // 10 s costs the node no new call): it is still open a second later,
+    // five of the gateway's looks at its demand. Then it closes.
+    drop(s);
+    wait_for_gauge(&gw, "daqdata_active_streams", 0.0).await;
+    for _ in 0..20 {
+        assert_eq!(
+            gauge(&n, "daqdata_active_streams").await,
+            1.0,
+            "closed with no linger:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_gauge(&n, "daqdata_active_streams", 0.0).await;
+    let up = format!(
+        "daqdata_gateway_upstream_up{{upstream=\"{}\"}}",
+        unix(&n.sock)
+    );
+    wait_for_gauge(&gw, &up, 0.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,9 +563,13 @@ fn bad_gateway_settings_stop_the_start_with_a_clear_error() {
 /// garbage: an image that is no data product, or a message over the
 /// gateway's size limit, by turns. It refuses every InitHpIo with
 /// `success: false`, as a node does whose configuration fails.
+///
+/// `looping`: it sends one good image and ends the stream as a gateway
+/// does that finds its caller upstream of it ("gateway loop: ...").
 #[derive(Default)]
 struct Garbage {
     calls: std::sync::atomic::AtomicUsize,
+    looping: bool,
 }
 
 type Images = std::pin::Pin<
@@ -592,15 +617,22 @@ impl daqdata_proto::server::DaqData for Garbage {
         } else {
             bytes::Bytes::from(vec![0u8; 2 << 20])
         };
-        let messages = [daqdata_proto::encode_pano_image(&good), bad].map(|image| {
+        let [good, bad] = [daqdata_proto::encode_pano_image(&good), bad].map(|image| {
             Ok(daqdata_proto::SharedStreamImagesResponse {
                 name: "garbage".into(),
                 pano_image: Some(image),
                 ..Default::default()
             })
         });
+        let then = if self.looping {
+            Err(tonic::Status::failed_precondition(
+                "gateway loop: the calling gateway turned out to be upstream of this one",
+            ))
+        } else {
+            bad
+        };
         Ok(tonic::Response::new(Box::pin(
-            futures::stream::iter(messages).chain(futures::stream::pending()),
+            futures::stream::iter([good, then]).chain(futures::stream::pending()),
         )))
     }
 
@@ -644,11 +676,15 @@ impl daqdata_proto::server::DaqData for Garbage {
 
 /// Serves a [`Garbage`] upstream on a unix socket in `dir`; its address.
 fn serve_garbage(dir: &Path) -> String {
+    serve_fake(dir, Garbage::default())
+}
+
+fn serve_fake(dir: &Path, fake: Garbage) -> String {
     let sock = dir.join("garbage.sock");
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(daqdata_proto::server::DaqDataServer::new(Garbage::default()))
+            .add_service(daqdata_proto::server::DaqDataServer::new(fake))
             .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
     );
     unix(&sock)
@@ -664,7 +700,11 @@ async fn garbage_from_one_upstream_resets_only_its_stream() {
     let addr = metrics_addr(&gw);
     let mut c = gw.client().await;
     let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
-    until_modules(&mut s, &[10, 99]).await;
+    let first = until_modules(&mut s, &[10, 99]).await;
+    // Relayed under the name its upstream gave.
+    for m in first.iter().filter(|m| module_of(m) == 99) {
+        assert_eq!(m.name, "garbage");
+    }
 
     // The fake's stream is reset again and again (back-off 0.5 s, 1 s,
     // 2 s ...); the node's frames go on meanwhile.
@@ -688,6 +728,93 @@ async fn garbage_from_one_upstream_resets_only_its_stream() {
         .count();
     assert!((1..=2).contains(&lines), "{lines} lines:\n{log}");
     assert!(log.contains("not one"), "{log}");
+    // An error status from the upstream is named with its gRPC code.
+    assert!(log.contains("ended: OutOfRange: "), "{log}");
+}
+
+/// An upstream that ends a relayed stream with "gateway loop" is named in
+/// the gateway's Status as refusing it, not as unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_found_mid_stream_is_named_as_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = serve_fake(
+        dir.path(),
+        Garbage {
+            looping: true,
+            ..Default::default()
+        },
+    );
+    let gw = gateway(std::slice::from_ref(&fake)).await;
+    let mut c = gw.client().await;
+    let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
+    until_modules(&mut s, &[99]).await;
+    let refused = format!("{fake}: refused: gateway loop: the calling gateway");
+    wait_for_status(&gw, |_, m| m.contains(&refused)).await;
+}
+
+/// An image uploaded to the gateway, for its own viewers, keeps a slot of
+/// its own: the node's frames of the same module and data product do not
+/// overwrite it, and a viewer who comes later still gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_the_gateway_keeps_its_slot_beside_a_nodes_frames() {
+    use daqdata_proto::daqdata::{pano_image, PanoImage, UploadImageRequest};
+    let n = node(10, "").await;
+    init_sim(&n).await;
+    let gw = gateway(&[unix(&n.sock)]).await;
+    let mut c = gw.client().await;
+    // Module 10's pulse-height images, as they come.
+    let mut early = open(&mut c, stream_request(false, true, 0.0, &[10])).await;
+    until_modules(&mut early, &[10]).await;
+
+    let upload = PanoImage {
+        r#type: pano_image::Type::PulseHeight as i32,
+        shape: vec![16, 16],
+        bytes_per_pixel: 2,
+        image_array: vec![7; 256],
+        module_id: 10,
+        ..Default::default()
+    };
+    let is_upload = |m: &StreamImagesResponse| {
+        m.pano_image
+            .as_ref()
+            .is_some_and(|i| i.image_array == upload.image_array)
+    };
+    let request = UploadImageRequest {
+        pano_image: Some(upload.clone()),
+    };
+    c.upload_images(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap();
+    // The early viewer gets the upload, then more of the node's ph256.
+    let mut seen = false;
+    let mut after = 0;
+    while after < 3 {
+        let m = take(&mut early, 1).await.remove(0);
+        let image = m.pano_image.as_ref().unwrap();
+        if is_upload(&m) {
+            seen = true;
+        } else if seen && image.shape == [16, 16] {
+            after += 1;
+        }
+    }
+
+    // A viewer who comes now gets every slot's newest: the upload among
+    // them, before the node's ph256 slot comes round a third time.
+    let mut late = open(&mut c, stream_request(false, true, 0.5, &[10])).await;
+    let mut node_ph256 = 0;
+    loop {
+        let m = take(&mut late, 1).await.remove(0);
+        if is_upload(&m) {
+            break;
+        }
+        if m.pano_image.as_ref().unwrap().shape == [16, 16] {
+            node_ph256 += 1;
+        }
+        assert!(
+            node_ph256 < 3,
+            "the upload was overwritten by the node's frames"
+        );
+    }
 }
 
 /// An upstream that answers InitHpIo with `success: false` (no error

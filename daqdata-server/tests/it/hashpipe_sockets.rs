@@ -219,6 +219,20 @@ async fn three_modules_of_four_products_stream_every_pixel_as_pushed() {
         .flat_map(|m| DataProduct::ALL.map(|dp| (m, dp)))
         .collect();
     assert_eq!(seen, want, "{} images", images.len());
+
+    // frame_number counts the frames of each connection, as the Python
+    // server's does: each slot's numbers rise.
+    let mut numbers: HashMap<(u32, DataProduct), Vec<u32>> = HashMap::new();
+    for image in &images {
+        numbers
+            .entry((image.module_id, product(image)))
+            .or_default()
+            .push(image.frame_number);
+    }
+    for (slot, n) in &numbers {
+        assert!(n.windows(2).all(|w| w[0] < w[1]), "{slot:?}: {n:?}");
+        assert!(n.len() < 2 || n[n.len() - 1] > 0, "{slot:?}: {n:?}");
+    }
 }
 
 #[tokio::test]
@@ -300,6 +314,23 @@ async fn the_sockets_live_while_hp_io_runs_on_real_data() {
     };
     assert!(reply.success, "{}", reply.error_message);
     drop(hashpipe);
+
+    // Closed (by Hashpipe, and by the reconfiguration that replaced its
+    // socket), the connection no longer counts: the idle directory alone
+    // is no active run again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.init_hp_io(real_request(idle.path())).await {
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => break,
+            r => {
+                assert!(
+                    Instant::now() < deadline,
+                    "a closed Hashpipe connection still counts as a run: {r:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 
     // Reconfigured onto a simulation: gone.
     assert!(

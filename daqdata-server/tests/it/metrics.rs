@@ -151,6 +151,17 @@ async fn the_counters_move_as_the_streams_do() {
         .collect();
     assert_eq!(info.len(), 1, "one running configuration: {info:?}");
     assert!(info[0].contains("simulate=\"true\""), "{info:?}");
+
+    // Frame age is sampled one frame in eight, from the first: over a run
+    // that has ended, ceil(tracked / 8) samples (every simulated frame
+    // carries its stamp). Both configurations' trackers are idle now.
+    let tracked = frames_tracked(&last);
+    assert!(tracked > 8.0, "{tracked} frames tracked");
+    assert_eq!(
+        get(&last, "daqdata_frame_age_seconds_count"),
+        (tracked / 8.0).ceil(),
+        "{tracked} frames tracked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
