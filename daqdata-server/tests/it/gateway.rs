@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use daqdata_proto::daqdata::{
-    InitHpIoRequest, StreamHashpipeStatusRequest, StreamHashpipeStatusResponse,
+    InitHpIoRequest, InitHpIoResponse, StreamHashpipeStatusRequest, StreamHashpipeStatusResponse,
     StreamImagesResponse,
 };
 use futures::StreamExt;
@@ -44,14 +44,19 @@ async fn gateway(upstreams: &[String]) -> BinServer {
     BinServer::start(&gateway_toml(upstreams, ""), &[]).await
 }
 
-async fn init_sim(server: &BinServer) {
-    let reply = server
+/// The reply to InitHpIo(simulate) at `server`, as a viewer would get it.
+async fn init_sim_reply(server: &BinServer) -> InitHpIoResponse {
+    server
         .client()
         .await
         .init_hp_io(sim_request())
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+}
+
+async fn init_sim(server: &BinServer) {
+    let reply = init_sim_reply(server).await;
     assert!(reply.success, "{}", reply.error_message);
 }
 
@@ -116,13 +121,7 @@ async fn many_viewers_cost_each_node_one_stream() {
     }
 
     // InitHpIo through the gateway reaches every node.
-    let reply = gw
-        .client()
-        .await
-        .init_hp_io(sim_request())
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = init_sim_reply(&gw).await;
     assert!(reply.success, "{}", reply.error_message);
     for n in &nodes {
         let (ok, message) = status(n).await;
@@ -323,6 +322,19 @@ async fn an_unreachable_upstream_at_start_leaves_the_others_served() {
     );
 }
 
+/// `name` reads `value` at each of `looks` looks 50 ms apart: a state that
+/// must last, not only be reached. `log` is shown when it does not.
+async fn holds_gauge(server: &BinServer, name: &str, value: f64, looks: usize, log: &str) {
+    for look in 0..looks {
+        assert_eq!(
+            gauge(server, name).await,
+            value,
+            "{name} changed at look {look} of {looks}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A gateway no one watches asks its nodes for nothing: the node serves
 /// no stream until a viewer comes to the gateway, and one stream then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,15 +344,7 @@ async fn an_unwatched_gateway_holds_no_upstream_stream() {
     let gw = BinServer::start(&gateway_toml(&[unix(&n.sock)], ""), &[]).await;
     // Up, and its node reachable (Status asks it).
     wait_for_status(&gw, |ok, _| ok).await;
-    for _ in 0..10 {
-        assert_eq!(
-            gauge(&n, "daqdata_active_streams").await,
-            0.0,
-            "{}",
-            n.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    holds_gauge(&n, "daqdata_active_streams", 0.0, 10, &n.log()).await;
     let mut c = gw.client().await;
     let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
     until_modules(&mut s, &[10]).await;
@@ -351,15 +355,7 @@ async fn an_unwatched_gateway_holds_no_upstream_stream() {
     // five of the gateway's looks at its demand. Then it closes.
     drop(s);
     wait_for_gauge(&gw, "daqdata_active_streams", 0.0).await;
-    for _ in 0..20 {
-        assert_eq!(
-            gauge(&n, "daqdata_active_streams").await,
-            1.0,
-            "closed with no linger:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    holds_gauge(&n, "daqdata_active_streams", 1.0, 20, &gw.log()).await;
     wait_for_gauge(&n, "daqdata_active_streams", 0.0).await;
     let up = format!(
         "daqdata_gateway_upstream_up{{upstream=\"{}\"}}",
@@ -475,13 +471,7 @@ async fn a_gateway_presents_its_operator_token_to_nodes_that_require_one() {
 
     // Without a token the nodes refuse, and the reply names each.
     let plain = gateway(&upstreams).await;
-    let reply = plain
-        .client()
-        .await
-        .init_hp_io(sim_request())
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = init_sim_reply(&plain).await;
     assert!(!reply.success);
     for u in &upstreams {
         assert!(
@@ -501,13 +491,7 @@ async fn a_gateway_presents_its_operator_token_to_nodes_that_require_one() {
     );
     let keys = format!("token_file = \"{}\"\n", mine.display());
     let gw = BinServer::start(&gateway_toml(&upstreams, &keys), &[]).await;
-    let reply = gw
-        .client()
-        .await
-        .init_hp_io(sim_request())
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = init_sim_reply(&gw).await;
     assert!(reply.success, "{}", reply.error_message);
     let mut c = gw.client().await;
     let mut s = open(&mut c, stream_request(true, true, 0.05, &[])).await;
@@ -597,18 +581,11 @@ impl daqdata_proto::server::DaqData for Garbage {
         &self,
         _: tonic::Request<daqdata_proto::daqdata::StreamImagesRequest>,
     ) -> Result<tonic::Response<Images>, tonic::Status> {
-        use daqdata_proto::daqdata::{pano_image, PanoImage};
+        use daqdata_proto::daqdata::PanoImage;
         let call = self
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let good = PanoImage {
-            r#type: pano_image::Type::PulseHeight as i32,
-            shape: vec![16, 16],
-            bytes_per_pixel: 2,
-            image_array: vec![1; 256],
-            module_id: 99,
-            ..Default::default()
-        };
+        let good = ph_image(99, 1);
         let bad = if call % 2 == 0 {
             daqdata_proto::encode_pano_image(&PanoImage {
                 shape: vec![7, 7],
@@ -757,7 +734,7 @@ async fn a_loop_found_mid_stream_is_named_as_refused() {
 /// overwrite it, and a viewer who comes later still gets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_to_the_gateway_keeps_its_slot_beside_a_nodes_frames() {
-    use daqdata_proto::daqdata::{pano_image, PanoImage, UploadImageRequest};
+    use daqdata_proto::daqdata::UploadImageRequest;
     let n = node(10, "").await;
     init_sim(&n).await;
     let gw = gateway(&[unix(&n.sock)]).await;
@@ -766,14 +743,7 @@ async fn an_upload_to_the_gateway_keeps_its_slot_beside_a_nodes_frames() {
     let mut early = open(&mut c, stream_request(false, true, 0.0, &[10])).await;
     until_modules(&mut early, &[10]).await;
 
-    let upload = PanoImage {
-        r#type: pano_image::Type::PulseHeight as i32,
-        shape: vec![16, 16],
-        bytes_per_pixel: 2,
-        image_array: vec![7; 256],
-        module_id: 10,
-        ..Default::default()
-    };
+    let upload = ph_image(10, 7);
     let is_upload = |m: &StreamImagesResponse| {
         m.pano_image
             .as_ref()
@@ -826,13 +796,7 @@ async fn an_upstream_refusing_init_is_named_and_the_others_are_configured() {
     let dir = tempfile::tempdir().unwrap();
     let fake = serve_garbage(dir.path());
     let gw = gateway(&[fake.clone(), unix(&n.sock)]).await;
-    let reply = gw
-        .client()
-        .await
-        .init_hp_io(sim_request())
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = init_sim_reply(&gw).await;
     assert!(!reply.success, "{reply:?}");
     assert!(
         reply.error_message.contains(&format!(

@@ -7,15 +7,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use daqdata_proto::daqdata::{pano_image, PanoImage, UploadImageRequest};
+use daqdata_proto::daqdata::daq_data_client::DaqDataClient;
+use daqdata_proto::daqdata::{PanoImage, UploadImageRequest};
+use tonic::transport::Channel;
 use tonic::Code;
 
-/// A stream wakes once per image it sends, when its slot falls due, and
-/// not for the frames that arrive in between (here about 20 per interval).
-/// A stream that also waited on slots that are not due would wake for the
-/// first of those each time: the same images, twice the wake-ups.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_wakes_once_per_image_it_sends() {
+/// A server simulating 200 frames/s with hp_io initialised, its metrics
+/// address and a client.
+async fn simulating_with_metrics() -> (BinServer, String, DaqDataClient<Channel>) {
     let server = BinServer::start(
         "metrics_listen = \"127.0.0.1:0\"\nsimulate.frames_per_second = 200.0\n",
         &[],
@@ -25,6 +24,16 @@ async fn a_stream_wakes_once_per_image_it_sends() {
     let mut c = server.client().await;
     let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
     assert!(reply.success, "{}", reply.error_message);
+    (server, addr, c)
+}
+
+/// A stream wakes once per image it sends, when its slot falls due, and
+/// not for the frames that arrive in between (here about 20 per interval).
+/// A stream that also waited on slots that are not due would wake for the
+/// first of those each time: the same images, twice the wake-ups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_wakes_once_per_image_it_sends() {
+    let (_server, addr, mut c) = simulating_with_metrics().await;
     // One slot: module 1's movie images.
     let mut s = open(&mut c, stream_request(true, false, 0.1, &[1])).await;
     take(&mut s, 40).await;
@@ -44,15 +53,7 @@ async fn a_stream_wakes_once_per_image_it_sends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counters_move_as_the_streams_do() {
-    let server = BinServer::start(
-        "metrics_listen = \"127.0.0.1:0\"\nsimulate.frames_per_second = 200.0\n",
-        &[],
-    )
-    .await;
-    let addr = metrics_addr(&server);
-    let mut c = server.client().await;
-    let reply = c.init_hp_io(sim_request()).await.unwrap().into_inner();
-    assert!(reply.success, "{}", reply.error_message);
+    let (_server, addr, mut c) = simulating_with_metrics().await;
 
     let before = scrape(&addr).await;
     assert_eq!(get(&before, "daqdata_images_sent_total"), 0.0);
@@ -95,14 +96,7 @@ async fn the_counters_move_as_the_streams_do() {
     );
 
     // Uploads accepted, a refused one, and a refused stream.
-    let image = PanoImage {
-        r#type: pano_image::Type::PulseHeight as i32,
-        shape: vec![16, 16],
-        bytes_per_pixel: 2,
-        image_array: vec![7; 256],
-        module_id: 9,
-        ..Default::default()
-    };
+    let image = ph_image(9, 7);
     let good: Vec<_> = (0..3)
         .map(|_| UploadImageRequest {
             pano_image: Some(image.clone()),

@@ -342,3 +342,17 @@ pub fn assert_at_most_n_plus_one(stamps: &[f64], interval: f64, what: &str) {
         );
     }
 }
+
+/// A 16x16 pulse-height image of `module`, every pixel `value`: an upload
+/// or a fake node's frame, told apart by its pixels.
+pub fn ph_image(module: u32, value: u32) -> daqdata_proto::daqdata::PanoImage {
+    use daqdata_proto::daqdata::{pano_image, PanoImage};
+    PanoImage {
+        r#type: pano_image::Type::PulseHeight as i32,
+        shape: vec![16, 16],
+        bytes_per_pixel: 2,
+        image_array: vec![value; 256],
+        module_id: module,
+        ..Default::default()
+    }
+}
